@@ -1,0 +1,90 @@
+"""The one settings object of a process: pydantic-settings, environment variables prefixed ``NBA_``.
+
+Nothing else in the project reads ``os.environ``. Settings are frozen; a bad value fails at start
+with one line naming the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from policies.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_DEFAULT_STATE_DIR = Path(".nba")
+_DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nba"
+# Never echoed back in an error message.
+_SECRET_FIELDS = frozenset({"kafka_sasl_password", "redis_url"})
+
+
+class Settings(BaseSettings):
+    """Every knob of the engine and of its local infrastructure."""
+
+    model_config = SettingsConfigDict(env_prefix="NBA_", frozen=True, extra="forbid")
+
+    # Kafka: when set, the engine and the tests use this cluster instead of starting their own.
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port list of an existing Kafka cluster"
+    )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$"
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    # Redis: when set, used instead of the project's own server.
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://[:password@]host:port/db"
+    )
+
+    # Topics (ARCHITECTURE.md).
+    topic_events: str = "engagement-events"
+    topic_actions: str = "nba-actions"
+    topic_outcomes: str = "outcomes"
+    topic_dlq: str = "nba-dlq"
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+
+    # The local infrastructure that `nba infra up` starts.
+    state_dir: Path = Field(default=_DEFAULT_STATE_DIR, description="PID files, logs and data")
+    cache_dir: Path = Field(default=_DEFAULT_CACHE_DIR, description="downloaded Kafka jars")
+    kafka_version: str = Field(default="3.9.1", pattern=r"^3\.9\.\d+$")
+    kafka_port: int = Field(default=39092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(default=39093, ge=1024, le=65535)
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
+    redis_port: int = Field(default=36379, ge=1024, le=65535)
+    prometheus_port: int = Field(default=39090, ge=1024, le=65535)
+    metrics_port: int = Field(default=39100, ge=1024, le=65535)
+    start_timeout_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def local_kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def local_redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def effective_kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap or self.local_kafka_bootstrap
+
+    def effective_redis_url(self) -> str:
+        return self.redis_url.get_secret_value() if self.redis_url else self.local_redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, turning a validation failure into a ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # keyword overrides are validated by pydantic
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        shown = "" if field in _SECRET_FIELDS else f" (got {first.get('input')!r})"
+        raise ConfigError(f"invalid setting NBA_{field.upper()}: {first['msg']}{shown}") from None
