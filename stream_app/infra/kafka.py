@@ -99,7 +99,11 @@ class KafkaBroker:
         self.controller_port = controller_port
         self.heap = heap
         self.config_file = data_dir / "server.properties"
-        java = shutil.which("java") or "java"
+        java = shutil.which("java")
+        if java is None:
+            raise InfraError(
+                "kafka: Java is not installed; install Java 17 (apt-get install openjdk-17-jre)"
+            )
         self.process = ManagedProcess(
             name="kafka",
             argv=(

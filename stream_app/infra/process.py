@@ -31,6 +31,11 @@ __all__ = [
 ]
 
 
+# Servers started by this process, kept so that stopping them can reap them; a server outlives
+# the `nba infra up` that started it (its own session), so nothing waits on them at exit.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 @dataclass(frozen=True)
 class ProcessState:
     """What `status` reports for one service."""
@@ -164,6 +169,7 @@ class ManagedProcess:
                 start_new_session=True,  # Ctrl-C in the shell must not kill the servers mid-write
             )
         self.pid_file.write(proc.pid, self.argv, self.ports)
+        _CHILDREN[proc.pid] = proc
         return proc.pid
 
     def log_tail(self, lines: int = 3) -> str:
@@ -179,11 +185,10 @@ def _is_gone(pid: int) -> bool:
 
 
 def _reap(pid: int) -> None:
-    """Collect the exit status when the server is our own child (same process started it)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    """Collect the exit status when the server is a child of this very process."""
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=10)
 
 
 def require_free_ports(name: str, ports: Sequence[int], env_names: Sequence[str]) -> None:

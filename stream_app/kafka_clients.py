@@ -1,0 +1,53 @@
+"""confluent-kafka client configuration built from the settings, in one place.
+
+Every producer feeding a Faust topic uses ``partitioner="murmur2_random"``: confluent-kafka's
+default partitioner places keys elsewhere than Faust/aiokafka (murmur2), which corrupts table
+state after a rebalance (shared/STACK_NOTES.md).
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, Producer
+
+from stream_app.settings import Settings
+
+__all__ = ["client_config", "consumer", "producer"]
+
+
+def client_config(settings: Settings) -> dict[str, str]:
+    """Bootstrap and security options common to producers, consumers and admin clients."""
+    config = {
+        "bootstrap.servers": settings.effective_kafka_bootstrap(),
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username:
+        config["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password:
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    return config
+
+
+def producer(settings: Settings, **overrides: str | int) -> Producer:
+    config: dict[str, str | int] = {
+        **client_config(settings),
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def consumer(settings: Settings, group_id: str, **overrides: str | int) -> Consumer:
+    config: dict[str, str | int] = {
+        **client_config(settings),
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    config.update(overrides)
+    return Consumer(config)

@@ -1,0 +1,91 @@
+"""Session fixtures for integration tests.
+
+`NBA_KAFKA_BOOTSTRAP` / `NBA_REDIS_URL` point the tests at running servers; when unset, the
+project's own Kafka broker and Redis are started once per session on free ports, in a temporary
+state dir, and stopped at the end. Every test gets topics of its own, named uniquely per run.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_app.infra import stack
+from stream_app.settings import Settings, load_settings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def own_infra_settings(state_dir: Path) -> Settings:
+    """Settings for a private copy of the local infrastructure on free ports."""
+    return load_settings(
+        state_dir=state_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        prometheus_port=free_port(),
+        metrics_port=free_port(),
+    )
+
+
+@pytest.fixture(scope="session")
+def env_settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def session_infra(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return own_infra_settings(tmp_path_factory.mktemp("nba-infra"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(env_settings: Settings, session_infra: Settings) -> Iterator[str]:
+    if env_settings.kafka_bootstrap:
+        yield env_settings.kafka_bootstrap
+        return
+    stack.up(session_infra, ["kafka"])
+    yield session_infra.local_kafka_bootstrap
+    stack.down(session_infra, ["kafka"])
+
+
+@pytest.fixture(scope="session")
+def redis_url(env_settings: Settings, session_infra: Settings) -> Iterator[str]:
+    if env_settings.redis_url:
+        yield env_settings.effective_redis_url()
+        return
+    stack.up(session_infra, ["redis"])
+    yield session_infra.local_redis_url
+    stack.down(session_infra, ["redis"])
+
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+    """Create topics unique to this test run; they are deleted afterwards."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+
+    def create(prefix: str = "t", partitions: int = 3) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
+        futures[name].result(timeout=30)
+        created.append(name)
+        return name
+
+    yield create
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.result(timeout=30)

@@ -1,0 +1,62 @@
+"""Settings validation and the CLI's one-line errors (no servers needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from policies.errors import ConfigError
+from stream_app.infra import stack
+from stream_app.settings import load_settings
+
+
+def test_bad_port_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBA_KAFKA_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="NBA_KAFKA_PORT"):
+        load_settings()
+
+
+def test_secret_is_never_echoed_in_errors_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBA_KAFKA_SASL_PASSWORD", "hunter2-very-secret")
+    settings = load_settings()
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+    monkeypatch.setenv("NBA_REDIS_URL", "")
+    monkeypatch.setenv("NBA_KAFKA_SECURITY_PROTOCOL", "BOGUS")
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings()
+    assert "hunter2" not in str(excinfo.value)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.kafka_port = 1  # type: ignore[misc]
+
+
+def test_unknown_service_is_a_clear_error() -> None:
+    with pytest.raises(Exception, match="unknown service 'zookeeper'"):
+        stack.status(load_settings(), ["zookeeper"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["infra", "status"], {"NBA_REDIS_PORT": "99"}, "NBA_REDIS_PORT"),
+        (["infra", "status", "--only", "zookeeper"], {}, "unknown service"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(
+    argv: list[str], env: dict[str, str], needle: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_app", *argv],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        check=False,
+    )
+    assert result.returncode == 2, result
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,0 +1,66 @@
+"""The deployment files a user runs without us: docker-compose.yml and the Prometheus config."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose_command() -> list[str] | None:
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+@pytest.fixture
+def compose() -> list[str]:
+    command = _compose_command()
+    if command is None:
+        pytest.skip(
+            "neither `docker compose` nor Debian's docker-compose is installed "
+            "(make bootstrap installs it as root)"
+        )
+    return command
+
+
+def test_compose_file_is_valid(compose: list[str]) -> None:
+    result = subprocess.run([*compose, "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_validation_catches_a_broken_file(compose: list[str], tmp_path: Path) -> None:
+    broken = (
+        (ROOT / "docker-compose.yml")
+        .read_text()
+        .replace("depends_on: [prometheus]", "depends_on: [nosuch]")
+    )
+    (tmp_path / "docker-compose.yml").write_text(broken)
+    result = subprocess.run(
+        [*compose, "config", "-q"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "nosuch" in result.stderr
+
+
+def test_prometheus_configs_pass_promtool(tmp_path: Path) -> None:
+    from stream_app.infra.servers import prometheus_config
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package (make bootstrap)"
+    local = tmp_path / "local.yml"
+    local.write_text(prometheus_config(metrics_port=39100, rule_files=[]))
+    for config in (ROOT / "deploy/prometheus/prometheus.yml", local):
+        result = subprocess.run(
+            [promtool, "check", "config", str(config)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
