@@ -1,0 +1,94 @@
+"""The ground truth: what any policy's decisions really earn, and the oracle at a given budget.
+
+Scores use each customer's realized potential outcomes (known exactly in the simulator):
+incremental retained value = sum over customers of (retained under the chosen action - retained
+under do_nothing) x contract value; incremental revenue likewise for expansion revenue; wasted
+spend is the spend on customers whose true incremental value is <= 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from policies.allocation import allocate_greedy
+from policies.errors import BudgetError, ConfigError
+from simulator.world import World
+
+__all__ = ["PolicyScore", "oracle_policy", "realized_gain", "score_policy"]
+
+
+class PolicyScore(BaseModel):
+    """What a set of decisions truly earned."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_treated: int
+    spend: float
+    incremental_retained_value: float
+    incremental_revenue: float
+    net_value: float
+    wasted_spend: float
+    wasted_spend_share: float
+    saves: int
+    sleeping_dogs_woken: int
+
+
+def realized_gain(world: World) -> NDArray[np.float64]:
+    """Realized incremental value of each action vs do_nothing, before cost [customer, action]."""
+    retained = world.retained.astype(np.float64)
+    retention = (retained - retained[:, :1]) * world.value[:, None]
+    return retention + (world.expansion - world.expansion[:, :1])
+
+
+def score_policy(world: World, choice: NDArray[np.int64]) -> PolicyScore:
+    """Score a chosen action index per customer (0 = do_nothing) against the ground truth."""
+    if choice.shape != (world.n,):
+        raise ConfigError(
+            f"choice must have one action per customer ({world.n}), got {choice.shape}"
+        )
+    if choice.min(initial=0) < 0 or choice.max(initial=0) >= len(world.actions):
+        raise ConfigError(
+            f"choice holds an unknown action index (valid: 0..{len(world.actions) - 1})"
+        )
+    idx = np.arange(world.n)
+    treated = choice != 0
+    cost = world.cost[idx, choice]
+    retained = world.retained[idx, choice].astype(int) - world.retained[:, 0].astype(int)
+    retained_value = float((retained * world.value).sum())
+    revenue = float((world.expansion[idx, choice] - world.expansion[:, 0]).sum())
+    gain = realized_gain(world)[idx, choice]
+    spend = float(cost.sum())
+    wasted = float(cost[treated & (gain <= 0)].sum())
+    return PolicyScore(
+        n_treated=int(treated.sum()),
+        spend=spend,
+        incremental_retained_value=retained_value,
+        incremental_revenue=revenue,
+        net_value=retained_value + revenue - spend,
+        wasted_spend=wasted,
+        wasted_spend_share=wasted / spend if spend > 0 else 0.0,
+        saves=int((retained > 0).sum()),
+        sleeping_dogs_woken=int((retained < 0).sum()),
+    )
+
+
+def oracle_policy(
+    world: World,
+    budget: float,
+    capacity: Sequence[float] | None = None,
+    eligible: NDArray[np.bool_] | None = None,
+) -> NDArray[np.int64]:
+    """The best decisions a policy that knew every potential outcome could make at this budget.
+
+    It allocates the realized net gain (gain - cost) with the same greedy allocator the engine
+    uses (policies.allocation), so the oracle and the engine differ only in what they know.
+    """
+    if budget < 0:
+        raise BudgetError(f"budget must be >= 0, got {budget}")
+    net = realized_gain(world) - world.cost
+    mask = np.ones_like(net, dtype=bool) if eligible is None else eligible
+    return allocate_greedy(net, world.cost, mask, budget, capacity)
