@@ -87,7 +87,7 @@ DEFAULT_ACTIONS: tuple[ActionEffect, ...] = (
         cost_fixed=40.0,
         persuadable_share=0.03,
         sleeping_dog_share=0.005,
-        persuadable_drivers={"low_adoption": 1.5, "engagement": 0.4},
+        persuadable_drivers={"low_adoption": 1.5, "engagement": 0.4, "risk": -1.0},
     ),
 )
 

@@ -79,14 +79,19 @@ class World:
 
 def _zscore(x: Floats) -> Floats:
     std = float(x.std())
-    return (x - x.mean()) / std if std > 0 else x - x.mean()
+    centered: Floats = x - float(x.mean())
+    return centered / std if std > 0 else centered
+
+
+def _sigmoid(x: Floats) -> Floats:
+    return np.asarray(expit(x), dtype=np.float64)
 
 
 def _calibrated_intercept(score: Floats, weight: Floats, target: float) -> float:
     """The intercept a with mean(weight * sigmoid(a + score)) == target (solved by brentq)."""
 
     def gap(a: float) -> float:
-        return float(np.mean(weight * expit(a + score))) - target
+        return float(np.mean(weight * _sigmoid(a + score))) - target
 
     return float(brentq(gap, -40.0, 40.0, xtol=1e-10))
 
@@ -193,7 +198,7 @@ def build_world(config: WorldConfig) -> World:
     n = config.n_customers
     churn_score = _churn_score(latent)
     latent["risk"] = _zscore(churn_score)
-    p_churn0 = expit(
+    p_churn0 = _sigmoid(
         _calibrated_intercept(churn_score, np.ones(n), config.baseline_churn_rate) + churn_score
     )
     customers = _observables(latent, frame, config, rng)
@@ -205,7 +210,7 @@ def build_world(config: WorldConfig) -> World:
     churn_draw = outcome_rng.random(n)
     expansion_draw = outcome_rng.random(n)
     would_churn = churn_draw < p_churn0
-    base_conversion = expit(
+    base_conversion = _sigmoid(
         _calibrated_intercept(latent["growth_intent"], np.ones(n), config.base_expansion_rate)
         + latent["growth_intent"]
     )
@@ -270,7 +275,7 @@ def _do_nothing_column(
 def _share_probability(share: float, weight: Floats, score: Floats) -> Floats:
     if share == 0.0:
         return np.zeros_like(score)
-    return expit(_calibrated_intercept(score, weight, share) + score)
+    return _sigmoid(_calibrated_intercept(score, weight, share) + score)
 
 
 def _action_column(

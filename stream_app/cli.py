@@ -7,10 +7,13 @@ on stderr and exit code 2; never a traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from policies.errors import NbaError
+from simulator.config import validated
 from stream_app.infra import stack
 from stream_app.settings import Settings, load_settings
 
@@ -27,8 +30,14 @@ infra_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(infra_app, name="infra")
+simulate_app = typer.Typer(
+    help="A synthetic customer world with known counterfactuals (training, tests, demo data).",
+    no_args_is_help=True,
+)
+app.add_typer(simulate_app, name="simulate")
 
-_SERVICES_HELP = "Comma-separated subset of: kafka,redis,prometheus."
+_ALL = ",".join(stack.ALL_SERVICES)
+Only = Annotated[str, typer.Option(help="Comma-separated subset of: kafka,redis,prometheus.")]
 
 
 def _services(only: str) -> list[str]:
@@ -43,7 +52,7 @@ def _print_states(settings: Settings, only: str) -> None:
 
 
 @infra_app.command("up")
-def infra_up(only: str = typer.Option(",".join(stack.ALL_SERVICES), help=_SERVICES_HELP)) -> None:
+def infra_up(only: Only = _ALL) -> None:
     """Start the services that are not running yet and wait until each answers."""
     settings = load_settings()
     stack.up(settings, _services(only))
@@ -51,16 +60,14 @@ def infra_up(only: str = typer.Option(",".join(stack.ALL_SERVICES), help=_SERVIC
 
 
 @infra_app.command("down")
-def infra_down(only: str = typer.Option(",".join(stack.ALL_SERVICES), help=_SERVICES_HELP)) -> None:
+def infra_down(only: Only = _ALL) -> None:
     """Stop the services this project started (never any other process)."""
     stopped = stack.down(load_settings(), _services(only))
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
 @infra_app.command("status")
-def infra_status(
-    only: str = typer.Option(",".join(stack.ALL_SERVICES), help=_SERVICES_HELP),
-) -> None:
+def infra_status(only: Only = _ALL) -> None:
     """PID, ports and health of each service."""
     _print_states(load_settings(), only)
 
@@ -71,6 +78,29 @@ def infra_fetch() -> None:
     settings = load_settings()
     jar_dir = stack.fetch(settings)
     typer.echo(f"kafka {settings.kafka_version} jars: {jar_dir}")
+
+
+@simulate_app.command("world")
+def simulate_world(
+    out: Annotated[Path, typer.Option(help="Folder to write the data sets into.")] = Path(
+        "data/world"
+    ),
+    customers: Annotated[int, typer.Option(help="Number of customer accounts.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same world.")] = 7,
+    churn_rate: Annotated[
+        float, typer.Option(help="Share of accounts that churn without contact.")
+    ] = 0.18,
+    events_days: Annotated[
+        float, typer.Option(help="Also write this many days of engagement events.")
+    ] = 0.0,
+) -> None:
+    """Write customers, ground truth, a randomized experiment, a biased legacy log, transactions
+    (and optionally engagement events) as parquet / JSON lines."""
+    from stream_app.commands.simulate import write_world
+
+    config = validated(n_customers=customers, seed=seed, baseline_churn_rate=churn_rate)
+    for name, rows in write_world(config, out, events_days).items():
+        typer.echo(f"{out / name}: {rows:,} rows")
 
 
 def main() -> None:
