@@ -14,6 +14,8 @@ import typer
 
 from policies.errors import NbaError
 from simulator.config import validated
+from simulator.events import generate_events
+from simulator.world import build_world
 from stream_app.infra import stack
 from stream_app.settings import Settings, load_settings
 
@@ -101,6 +103,35 @@ def simulate_world(
     config = validated(n_customers=customers, seed=seed, baseline_churn_rate=churn_rate)
     for name, rows in write_world(config, out, events_days).items():
         typer.echo(f"{out / name}: {rows:,} rows")
+
+
+@simulate_app.command("replay")
+def simulate_replay(
+    rate: Annotated[float, typer.Option(help="Target events per second.")] = 1_000.0,
+    seconds: Annotated[
+        float, typer.Option(help="How long to replay (rate x seconds events).")
+    ] = 10.0,
+    customers: Annotated[int, typer.Option(help="Number of customer accounts.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the world.")] = 7,
+    topic: Annotated[str | None, typer.Option(help="Topic (default NBA_TOPIC_EVENTS).")] = None,
+) -> None:
+    """Send the world's engagement events into Kafka at a target rate, keyed by customer."""
+    from stream_app import kafka_clients
+    from stream_app.replay import replay_events
+
+    settings = load_settings()
+    world = build_world(validated(n_customers=customers, seed=seed))
+    wanted = int(rate * seconds)
+    events = generate_events(world, days=_days_for(world.n, wanted, world.config.sessions_per_day))
+    producer = kafka_clients.producer(settings)
+    stats = replay_events(events, producer, topic or settings.topic_events, rate, limit=wanted)
+    typer.echo(f"sent {stats.sent:,} events in {stats.seconds:.1f}s ({stats.rate:,.0f}/s)")
+
+
+def _days_for(customers: int, events: int, sessions_per_day: float) -> float:
+    """A window long enough to hold ``events`` events (about 4 events per session)."""
+    per_day = max(1.0, customers * sessions_per_day * 4.0)
+    return max(0.01, 1.2 * events / per_day)
 
 
 def main() -> None:

@@ -8,11 +8,13 @@ state dir, and stopped at the end. Every test gets topics of its own, named uniq
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_app.infra import stack
@@ -89,3 +91,17 @@ def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+def drain(consumer: Consumer, expected: int, timeout_s: float = 60.0) -> list[Message]:
+    """Poll until ``expected`` messages arrived or the time is up; returns them in order."""
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < expected and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=min(500, expected - len(got)), timeout=0.2):
+            error = msg.error()
+            if error is None:
+                got.append(msg)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                raise AssertionError(f"consumer error: {error}")
+    return got

@@ -15,7 +15,7 @@ from policies.errors import InfraError
 from stream_app import kafka_clients
 from stream_app.infra import stack
 from stream_app.settings import Settings, load_settings
-from tests.conftest import free_port, own_infra_settings
+from tests.conftest import drain, free_port, own_infra_settings
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +40,8 @@ def test_up_status_down_twice_and_data_survives_a_restart(tmp_path: Path) -> Non
         del producer  # confluent-kafka closes a producer when it is dropped
         consumer = kafka_clients.consumer(client_settings, "persist-group")
         consumer.subscribe(["persisted"])
-        seen, partition = [], -1
-        while len(seen) < 4:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                seen.append(int(msg.value()))
-                partition = msg.partition()
+        head = drain(consumer, 4)
+        seen, partition = [int(m.value()) for m in head], head[-1].partition()
         consumer.commit(offsets=[TopicPartition("persisted", partition, 4)], asynchronous=False)
         consumer.close()
         redis.Redis.from_url(settings.local_redis_url).set("survives", "yes")
@@ -58,11 +54,7 @@ def test_up_status_down_twice_and_data_survives_a_restart(tmp_path: Path) -> Non
         assert all(state.healthy for state in stack.status(settings))
         consumer = kafka_clients.consumer(client_settings, "persist-group")
         consumer.subscribe(["persisted"])
-        resumed = []
-        while len(resumed) < 6:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                resumed.append(int(msg.value()))
+        resumed = [int(m.value()) for m in drain(consumer, 6)]
         consumer.close()
         assert seen == [0, 1, 2, 3]
         assert resumed == [4, 5, 6, 7, 8, 9], "the committed offset survived the broker restart"

@@ -6,31 +6,18 @@ from collections import Counter
 
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from stream_app import kafka_clients
 from stream_app.settings import load_settings
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, drain
 
 pytestmark = pytest.mark.integration
 
 
-def _drain(
-    consumer: Consumer, expected: int, timeout_s: float = 30.0
-) -> list[tuple[int, int, bytes]]:
-    """Poll until `expected` messages arrived (or the timeout); returns (partition, offset, key)."""
-    got: list[tuple[int, int, bytes]] = []
-    for _ in range(int(timeout_s * 10)):
-        if len(got) >= expected:
-            break
-        msg = consumer.poll(0.1)
-        if msg is None:
-            continue
-        if msg.error():
-            assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-            continue
-        got.append((msg.partition(), msg.offset(), msg.key()))
-    return got
+def _drain(consumer: Consumer, expected: int) -> list[tuple[int, int, bytes]]:
+    """(partition, offset, key) of each message."""
+    return [(m.partition(), m.offset(), m.key()) for m in drain(consumer, expected)]
 
 
 def test_produce_consume_commit_and_resume_across_consumer_restart(
