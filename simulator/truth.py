@@ -13,12 +13,23 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
+from scipy.stats import rankdata
 
 from policies.allocation import allocate_greedy
+from policies.catalog import CHANNELS
+from policies.decide import Scores
 from policies.errors import BudgetError, ConfigError
+from policies.rules import ContactState
 from simulator.world import World
 
-__all__ = ["PolicyScore", "oracle_policy", "realized_gain", "score_policy"]
+__all__ = [
+    "PolicyScore",
+    "contact_state",
+    "noisy_scores",
+    "oracle_policy",
+    "realized_gain",
+    "score_policy",
+]
 
 
 class PolicyScore(BaseModel):
@@ -92,3 +103,46 @@ def oracle_policy(
     net = realized_gain(world) - world.cost
     mask = np.ones_like(net, dtype=bool) if eligible is None else eligible
     return allocate_greedy(net, world.cost, mask, budget, capacity)
+
+
+def noisy_scores(world: World, noise: float = 0.5, seed: int = 0, keys: str = "batch") -> Scores:
+    """What a model would say: the true expected effects plus noise, as the policy's input.
+
+    ``noise`` is the noise standard deviation relative to each action's spread of true uplift
+    (0 = perfect knowledge). Stands in for trained models until they exist, and lets a
+    benchmark show how the policy's value degrades with model error.
+    """
+    if noise < 0:
+        raise ConfigError(f"noise must be >= 0, got {noise}")
+    rng = np.random.default_rng([seed, 99])
+    p_churn = 1.0 - world.p_retain[:, 0]
+    uplift = world.p_retain - world.p_retain[:, :1]
+    expansion = world.expected_expansion - world.expected_expansion[:, :1]
+    uplift_hat = uplift + rng.normal(size=uplift.shape) * noise * uplift.std(axis=0)
+    # Expansion error scales with the account's size: a model errs in dollars of that account.
+    relative = expansion / np.maximum(world.value, 1.0)[:, None]
+    expansion_noise = rng.normal(size=expansion.shape) * noise * relative.std(axis=0)
+    expansion_hat = expansion + expansion_noise * world.value[:, None]
+    churn_hat = np.clip(p_churn + rng.normal(size=p_churn.shape) * noise * p_churn.std(), 0.0, 1.0)
+    uplift_hat[:, 0] = expansion_hat[:, 0] = 0.0
+    ids = world.customers["customer_id"].astype(str).tolist()
+    logins = world.customers["logins_30d"].to_numpy(float) / world.customers["seats"].to_numpy(
+        float
+    )
+    return Scores(
+        customer_ids=ids,
+        decision_keys=[f"{keys}:{c}" for c in ids],
+        p_churn=churn_hat,
+        uplift_retention=np.clip(uplift_hat, -1.0, 1.0),
+        uplift_expansion=expansion_hat,
+        customer_value=world.value.copy(),
+        engagement=rankdata(logins) / logins.size,
+    )
+
+
+def contact_state(world: World) -> ContactState:
+    """Customers never contacted yet, with the consent flags of their snapshot."""
+    consent = np.column_stack(
+        [world.customers[f"consent_{channel}"].to_numpy(bool) for channel in CHANNELS]
+    )
+    return ContactState.fresh(world.n, consent)
