@@ -41,6 +41,7 @@ DO_NOTHING = 0
 Floats = NDArray[np.float64]
 # Per-action capacities (count of customers); None means unlimited everywhere.
 Capacity = Sequence[float] | NDArray[np.float64] | None
+_MAX_PRICE = 1e12
 
 
 def capacity_vector(n_actions: int, capacity: Capacity) -> Floats:
@@ -93,7 +94,8 @@ def allocate_greedy(
     if rows.size == 0:
         return choice
     gain, price = value[rows, cols], cost[rows, cols]
-    ratio = np.divide(gain, price, out=np.full_like(gain, np.inf), where=price > 0)
+    with np.errstate(over="ignore"):  # a near-free action's ratio overflows to inf: take it first
+        ratio = np.divide(gain, price, out=np.full_like(gain, np.inf), where=price > 0)
     order = np.lexsort((cols, rows, -gain, -ratio))
     remaining = float(budget)
     taken = np.zeros(n, dtype=bool)
@@ -205,12 +207,18 @@ def _price_for_budget(masked: Floats, cost: Floats, budget: float, mu: Floats | 
     if _spend(cost, _choose(masked, cost, 0.0, mu)[0]) <= budget:
         return 0.0
     positive = cost > 0
-    top = float(np.max(np.where(positive, masked / np.where(positive, cost, 1.0), 0.0))) + 1.0
+    with np.errstate(over="ignore"):
+        ratio = np.where(positive, masked / np.where(positive, cost, 1.0), 0.0)
+    # Above the best value per dollar nothing is worth buying; the cap keeps near-free actions
+    # (cost ~1e-300) from pushing the bracket to infinity.
+    top = min(float(np.max(ratio)), _MAX_PRICE) + 1.0
 
     def excess(lam: float) -> float:
         over = _spend(cost, _choose(masked, cost, lam, mu)[0]) - budget
         return 1.0 if over > 0 else -1.0  # sign only: spend is a step function of the price
 
+    if excess(top) > 0:
+        return top  # only near-free actions remain; enforce_limits trims them to the budget
     # A relative precision of 1e-6 is plenty: enforce_limits and the greedy fill absorb the rest.
     lam = float(bisect(excess, 0.0, top, xtol=1e-6 * top, maxiter=100))
     return lam if excess(lam) < 0 else lam + 1e-6 * top

@@ -33,7 +33,15 @@ from policies.rules import Block, ContactRules, ContactState, eligibility
 from policies.segments import SEGMENTS, SegmentThresholds, assign_segments
 from policies.value import expected_value, validate_scores
 
-__all__ = ["Decisions", "Outcome", "PolicyConfig", "Scores", "decide_batch", "decide_stream"]
+__all__ = [
+    "Decisions",
+    "Outcome",
+    "PolicyConfig",
+    "Scores",
+    "decide_batch",
+    "decide_stream",
+    "opportunities",
+]
 
 Floats = NDArray[np.float64]
 
@@ -79,6 +87,17 @@ class Scores:
             )
         if np.any(~np.isfinite(self.engagement)):
             raise SchemaError("engagement must be finite")
+
+    def subset(self, rows: NDArray[np.int64]) -> Scores:
+        return Scores(
+            customer_ids=[self.customer_ids[i] for i in rows.tolist()],
+            decision_keys=[self.decision_keys[i] for i in rows.tolist()],
+            p_churn=self.p_churn[rows],
+            uplift_retention=self.uplift_retention[rows],
+            uplift_expansion=self.uplift_expansion[rows],
+            customer_value=self.customer_value[rows],
+            engagement=self.engagement[rows],
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,17 @@ def _prepare(scores: Scores, state: ContactState, config: PolicyConfig) -> _Prep
     )
     arm = assign_arms(scores.customer_ids, config.arms)
     return _Prepared(ev, cost, eligible, blocked, segment, arm)
+
+
+def opportunities(
+    scores: Scores, state: ContactState, config: PolicyConfig
+) -> tuple[Floats, Floats, NDArray[np.bool_]]:
+    """(EV, cost, eligible-and-in-treatment) per [customer, action]: what pacing prices.
+
+    Feed it a sample of past traffic to find the initial pacing price (policies.pacing).
+    """
+    p = _prepare(scores, state, config)
+    return p.ev, p.cost, p.eligible & (p.arm == Arm.TREATMENT)[:, None]
 
 
 def _explore_choices(p: _Prepared, scores: Scores, config: PolicyConfig) -> NDArray[np.int64]:

@@ -35,7 +35,7 @@ class PacingConfig(BaseModel):
     # Relative weight of each equal slice of the period (e.g. 24 hourly traffic weights);
     # an empty profile means spend evenly in time.
     profile: tuple[Annotated[float, Field(ge=0.0)], ...] = ()
-    gain: Annotated[float, Field(gt=0.0)] = 0.5
+    gain: Annotated[float, Field(gt=0.0)] = 1.0
     max_ahead: Annotated[float, Field(ge=0.0)] = 0.03
     min_price: Annotated[float, Field(gt=0.0)] = 1e-4
 

@@ -81,6 +81,14 @@ class ContactState:
             do_not_disturb=np.zeros(n, dtype=bool),
         )
 
+    def subset(self, rows: NDArray[np.int64]) -> ContactState:
+        return ContactState(
+            consent=self.consent[rows],
+            days_since_contact=self.days_since_contact[rows],
+            contacts_in_window=self.contacts_in_window[rows],
+            do_not_disturb=self.do_not_disturb[rows],
+        )
+
     def validate(self, n: int) -> None:
         expected = (n, len(CHANNELS))
         if self.consent.shape != expected or self.days_since_contact.shape != expected:

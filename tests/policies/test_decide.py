@@ -1,0 +1,160 @@
+"""Decisions: holdout, eligibility, budget, determinism, batch/stream agreement, reasons, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.allocation import choose_at_price
+from policies.arms import Arm, ArmConfig, assign_arms
+from policies.catalog import default_catalog
+from policies.decide import PolicyConfig, Scores, decide_batch, decide_stream
+from policies.errors import SchemaError
+from policies.pacing import Pacer
+from policies.rules import Block, ContactState
+
+CATALOG = default_catalog()
+A = len(CATALOG.names)
+
+
+def make_scores(n: int, seed: int) -> tuple[Scores, ContactState]:
+    rng = np.random.default_rng(seed)
+    uplift = rng.normal(0.02, 0.05, (n, A)).clip(-1, 1)
+    uplift[:, 0] = 0.0
+    expansion = rng.normal(0, 200, (n, A))
+    expansion[:, 0] = 0.0
+    ids = [f"C{seed}-{i}" for i in range(n)]
+    scores = Scores(
+        customer_ids=ids,
+        decision_keys=[f"k:{c}" for c in ids],
+        p_churn=rng.random(n),
+        uplift_retention=uplift,
+        uplift_expansion=expansion,
+        customer_value=rng.lognormal(8, 1.2, n),
+        engagement=rng.random(n),
+    )
+    state = ContactState(
+        consent=rng.random((n, 3)) < 0.8,
+        days_since_contact=np.where(rng.random((n, 3)) < 0.3, rng.uniform(0, 40, (n, 3)), np.inf),
+        contacts_in_window=rng.integers(0, 5, n),
+        do_not_disturb=rng.random(n) < 0.05,
+    )
+    return scores, state
+
+
+def _invariants(d, scores: Scores, budget: float, capacity: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    assert d.cost.sum() <= budget + 1e-6
+    counts = np.bincount(d.action, minlength=A)
+    assert all(counts[a] <= capacity[a] for a in range(1, A))
+    acted = d.action != 0
+    assert np.all(d.blocked[np.flatnonzero(acted), d.action[acted]] == Block.NONE), (
+        "ineligible chosen"
+    )
+    assert np.all(d.action[d.arm == Arm.HOLDOUT] == 0), "a holdout customer got an action"
+    assert np.all((d.propensity > 0) & (d.propensity <= 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 10_000), st.floats(0, 50_000), st.integers(0, 50))
+def test_batch_decisions_hold_every_invariant(n: int, seed: int, budget: float, calls: int) -> None:
+    scores, state = make_scores(n, seed)
+    capacity = CATALOG.capacities().copy()
+    capacity[CATALOG.index("account_manager_call")] = calls
+    config = PolicyConfig(arms=ArmConfig(holdout_share=0.2, explore_share=0.1))
+    first = decide_batch(scores, state, config, budget, capacity)
+    _invariants(first, scores, budget, capacity)
+    again = decide_batch(scores, state, config, budget, capacity)
+    assert np.array_equal(first.action, again.action) and np.array_equal(
+        first.propensity, again.propensity
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 10_000), st.floats(0, 5_000), st.floats(0, 50))
+def test_stream_decisions_hold_every_invariant(
+    n: int, seed: int, allowance: float, price: float
+) -> None:
+    scores, state = make_scores(n, seed)
+    capacity = np.array([np.inf, 3, np.inf, 5, np.inf, np.inf])
+    config = PolicyConfig(arms=ArmConfig(holdout_share=0.2, explore_share=0.1))
+    decided = decide_stream(scores, state, config, Pacer(price), allowance, capacity)
+    _invariants(decided, scores, allowance, capacity)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 10_000))
+def test_batch_and_stream_agree_on_the_ev_ranking(n: int, seed: int) -> None:
+    scores, state = make_scores(n, seed)
+    config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
+    unlimited = np.full(A, np.inf)
+    batch = decide_batch(scores, state, config, 1e15, unlimited)
+    stream = decide_stream(scores, state, config, Pacer(0.0), 1e15, unlimited)
+    eligible = batch.blocked == Block.NONE
+    best, _ = choose_at_price(batch.ev_all, np.zeros_like(batch.ev_all), eligible, 0.0)
+    assert np.array_equal(batch.action, stream.action)
+    assert np.array_equal(batch.action, best)
+
+
+def test_holdout_is_a_stable_hash_with_the_configured_share() -> None:
+    ids = [f"cust-{i}" for i in range(40_000)]
+    config = ArmConfig(experiment="exp-a", holdout_share=0.1, explore_share=0.05)
+    arms = assign_arms(ids, config)
+    assert np.array_equal(arms, assign_arms(list(reversed(ids)), config)[::-1]), "order-free"
+    assert abs((arms == Arm.HOLDOUT).mean() - 0.1) < 0.01
+    assert abs((arms == Arm.EXPLORE).mean() - 0.05) < 0.01
+    other = assign_arms(ids, ArmConfig(experiment="exp-b", holdout_share=0.1, explore_share=0.05))
+    assert not np.array_equal(arms, other), "a new experiment reshuffles"
+
+
+def test_every_decision_carries_reasons_and_an_explanation() -> None:
+    scores, state = make_scores(200, 1)
+    decided = decide_batch(scores, state, PolicyConfig(), 2_000.0)
+    for i in range(200):
+        reasons = decided.reasons(i)
+        assert reasons[0].startswith("segment:") and reasons[1].startswith("arm:")
+        assert decided.explanation(i).count("\n") == 0
+    acted = int(np.flatnonzero(decided.action != 0)[0])
+    assert "uplift" in decided.explanation(acted) and "EV $" in decided.explanation(acted)
+
+
+def test_blocked_action_becomes_a_reason_code() -> None:
+    scores, _ = make_scores(1, 5)
+    call = CATALOG.index("account_manager_call")
+    uplift = scores.uplift_retention.copy()
+    uplift[0] = [0, 0.5, 0, 0, 0, 0]
+    rich = Scores(
+        scores.customer_ids,
+        scores.decision_keys,
+        scores.p_churn,
+        uplift,
+        np.zeros((1, A)),
+        np.array([100_000.0]),
+        scores.engagement,
+    )
+    no_phone = ContactState.fresh(1, np.array([[False, True, True]]))
+    decided = decide_batch(
+        rich, no_phone, PolicyConfig(arms=ArmConfig(holdout_share=0, explore_share=0)), 1e6
+    )
+    assert decided.action[0] != call
+    assert "blocked:account_manager_call:no_consent" in decided.reasons(0)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "needle"),
+    [
+        ("p_churn", np.array([np.nan]), "p_churn must be finite"),
+        ("p_churn", np.array([1.5]), "p_churn must lie in"),
+        ("uplift_retention", np.full((1, A), 2.0), "uplift_retention"),
+        ("uplift_retention", np.zeros((1, A - 1)), "catalog"),
+        ("customer_value", np.array([-5.0]), "customer_value"),
+    ],
+)
+def test_bad_scores_are_refused_before_any_decision(
+    field: str, bad: np.ndarray, needle: str
+) -> None:
+    scores, state = make_scores(1, 3)
+    values = {**scores.__dict__, field: bad}
+    with pytest.raises(SchemaError, match=needle):
+        decide_batch(Scores(**values), state, PolicyConfig(), 100.0)
