@@ -8,14 +8,12 @@ spend is the spend on customers whose true incremental value is <= 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
 
-from policies.allocation import allocate_greedy
+from policies.allocation import Capacity, allocate_dual
 from policies.catalog import CHANNELS
 from policies.decide import Scores
 from policies.errors import BudgetError, ConfigError
@@ -90,19 +88,19 @@ def score_policy(world: World, choice: NDArray[np.int64]) -> PolicyScore:
 def oracle_policy(
     world: World,
     budget: float,
-    capacity: Sequence[float] | None = None,
+    capacity: Capacity = None,
     eligible: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.int64]:
     """The best decisions a policy that knew every potential outcome could make at this budget.
 
-    It allocates the realized net gain (gain - cost) with the same greedy allocator the engine
+    It allocates the realized net gain (gain - cost) with the same allocator the engine
     uses (policies.allocation), so the oracle and the engine differ only in what they know.
     """
     if budget < 0:
         raise BudgetError(f"budget must be >= 0, got {budget}")
     net = realized_gain(world) - world.cost
     mask = np.ones_like(net, dtype=bool) if eligible is None else eligible
-    return allocate_greedy(net, world.cost, mask, budget, capacity)
+    return allocate_dual(net, world.cost, mask, budget, capacity)
 
 
 def noisy_scores(world: World, noise: float = 0.5, seed: int = 0, keys: str = "batch") -> Scores:
