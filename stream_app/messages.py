@@ -1,0 +1,112 @@
+"""The messages on the engine's topics (ARCHITECTURE.md), as pydantic models.
+
+JSON, UTF-8, key = customer_id. The JSON Schemas in `schemas/` are generated from these models
+(`nba schemas write`) and CI checks that they are up to date.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ACTION_ID_NAMESPACE",
+    "DlqRecord",
+    "EngagementEvent",
+    "NbaAction",
+    "Outcome",
+    "Trigger",
+    "action_id_for",
+]
+
+EventType = Literal[
+    "login",
+    "feature_used",
+    "page_view",
+    "support_ticket",
+    "billing_failed",
+    "nps_response",
+    "seat_added",
+    "seat_removed",
+    "export_data",
+    "admin_settings_changed",
+]
+ACTION_ID_NAMESPACE = uuid.UUID("8f6f2b8e-2f55-4d4b-9a57-4f1c3c1e0a11")
+CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EngagementEvent(_Message):
+    """`engagement-events`: one product event; the schema version travels in a header."""
+
+    event_id: Annotated[str, Field(min_length=1, max_length=128)]
+    customer_id: CustomerId
+    event_type: EventType
+    occurred_at: AwareDatetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Outcome(_Message):
+    """`outcomes`: what happened to a customer, joined back to the decision by action_id."""
+
+    customer_id: CustomerId
+    outcome_type: Literal["renewed", "churned", "converted", "upgraded", "complained", "opted_out"]
+    value: float = 0.0
+    occurred_at: AwareDatetime
+    action_id: str | None = None
+
+
+class Trigger(_Message):
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+
+
+class NbaAction(_Message):
+    """`nba-actions`: one decision, with everything needed to audit and evaluate it."""
+
+    action_id: str
+    customer_id: CustomerId
+    action: str
+    channel: Literal["phone", "email", "in_app", "none"]
+    expected_value: float
+    uplift: float
+    p_churn: Annotated[float, Field(ge=0.0, le=1.0)]
+    customer_value: float
+    cost: Annotated[float, Field(ge=0.0)]
+    segment: str
+    reasons: list[str]
+    explanation: str
+    arm: Literal["treatment", "holdout", "explore"]
+    propensity: Annotated[float, Field(gt=0.0, le=1.0)]
+    model_version: str
+    policy_version: str
+    budget_period: str
+    decided_at: AwareDatetime
+    trigger: Trigger
+
+
+class DlqRecord(_Message):
+    """`nba-dlq`: a message the engine could not use, with why, and its original bytes."""
+
+    original_base64: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_code: str
+    error_message: str
+    failed_at: AwareDatetime
+
+
+def action_id_for(trigger: Trigger, policy_version: str) -> str:
+    """Deterministic from the trigger and the policy version: a replay yields the same id."""
+    name = (
+        f"{trigger.topic}|{trigger.partition}|{trigger.offset}|{trigger.event_id}|{policy_version}"
+    )
+    return str(uuid.uuid5(ACTION_ID_NAMESPACE, name))

@@ -1,0 +1,77 @@
+"""The budget ledger against the real Redis: atomic under concurrency, idempotent on replay."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from policies.errors import BudgetError
+from stream_app.ledger import BudgetLedger
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    connection.close()
+
+
+def test_concurrent_workers_never_overspend_nor_exceed_capacity(client: redis.Redis) -> None:
+    period = f"p-{uuid.uuid4().hex}"
+    ledgers = [
+        BudgetLedger(redis.Redis(connection_pool=client.connection_pool), period, budget=1_000.0)
+        for _ in range(8)
+    ]
+
+    def worker(k: int) -> int:
+        granted = 0
+        for i in range(200):
+            action = "call" if i % 3 == 0 else "email"
+            cost = 40.0 if action == "call" else 7.0
+            capacity = 10 if action == "call" else None
+            if ledgers[k].reserve(f"w{k}-{i}", action, cost, capacity).granted:
+                granted += 1
+        return granted
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        granted = sum(pool.map(worker, range(8)))
+    ledger = ledgers[0]
+    counts = ledger.counts()
+    assert ledger.spent() <= 1_000.0 + 1e-6
+    assert counts.get("call", 0) <= 10
+    assert granted == sum(counts.values())
+    assert ledger.spent() == pytest.approx(
+        40.0 * counts.get("call", 0) + 7.0 * counts.get("email", 0)
+    )
+    assert ledger.spent() > 950.0, "the budget was used, not refused wholesale"
+
+
+def test_a_replayed_action_id_spends_nothing_more(client: redis.Redis) -> None:
+    ledger = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=100.0)
+    first = ledger.reserve("a-1", "call", 60.0)
+    again = ledger.reserve("a-1", "call", 60.0)
+    assert first.granted and not first.replayed
+    assert again.granted and again.replayed
+    assert ledger.spent() == 60.0
+    assert not ledger.reserve("a-2", "call", 60.0).granted, "would overspend"
+
+
+def test_release_gives_budget_and_capacity_back(client: redis.Redis) -> None:
+    ledger = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=100.0)
+    assert ledger.reserve("a-1", "call", 80.0, capacity=1).granted
+    assert ledger.reserve("a-2", "call", 10.0, capacity=1).reason == "capacity"
+    assert ledger.release("a-1") and not ledger.release("a-1")
+    assert ledger.spent() == 0.0
+    assert ledger.reserve("a-2", "call", 10.0, capacity=1).granted
+
+
+def test_negative_amounts_are_refused(client: redis.Redis) -> None:
+    with pytest.raises(BudgetError):
+        BudgetLedger(client, "p", budget=-1.0)
+    with pytest.raises(BudgetError):
+        BudgetLedger(client, "p", budget=1.0).reserve("a", "call", -5.0)
