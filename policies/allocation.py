@@ -237,9 +237,10 @@ def _capacity_prices(masked: Floats, cost: Floats, lam: float, caps: Floats) -> 
         others = np.delete(score, a, axis=1).max(axis=1)
         advantage = score[:, a] - others
         k = int(caps[a])
-        if np.count_nonzero(advantage > 0) <= k:
+        if np.count_nonzero(advantage >= 0) <= k:  # ties count: argmax may break them toward a
             continue
-        mu[a] = -float(np.partition(-advantage, k)[k])
+        kth = -float(np.partition(-advantage, k)[k])
+        mu[a] = max(kth, 0.0) + 1e-9 * (1.0 + abs(kth))  # just above: ties go to the others
     return mu
 
 
@@ -306,7 +307,7 @@ def _fill_leftover(
     used = np.bincount(choice, minlength=caps.size).astype(float)
     used[DO_NOTHING] = 0.0
     untreated = choice == DO_NOTHING
-    if left <= 0 or not untreated.any():
+    if left < 0 or not untreated.any():  # left == 0 still admits free actions
         return choice
     extra = allocate_greedy(
         value[untreated], cost[untreated], eligible[untreated], left, np.maximum(caps - used, 0.0)

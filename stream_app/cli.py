@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from policies.errors import NbaError
+from policies.errors import ConfigError, NbaError
 from simulator.config import validated
 from simulator.events import generate_events
 from simulator.world import build_world
@@ -132,6 +132,27 @@ def _days_for(customers: int, events: int, sessions_per_day: float) -> float:
     """A window long enough to hold ``events`` events (about 4 events per session)."""
     per_day = max(1.0, customers * sessions_per_day * 4.0)
     return max(0.01, 1.2 * events / per_day)
+
+
+@app.command("demo")
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers in the simulated world.")] = 20_000,
+    rate: Annotated[float, typer.Option(help="Events per second replayed into Kafka.")] = 2_000.0,
+    seconds: Annotated[float, typer.Option(help="How long to replay events.")] = 30.0,
+    budget: Annotated[
+        float, typer.Option(help="Budget of the demo period, in dollars.")
+    ] = 100_000.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the world.")] = 7,
+) -> None:
+    """Run the whole loop end to end on the local stack and print what happened."""
+    from rich.console import Console
+
+    from stream_app.demo import DemoOptions, run_demo
+
+    if rate <= 0 or seconds <= 0 or budget < 0:
+        raise ConfigError("--rate and --seconds must be > 0 and --budget >= 0")
+    options = DemoOptions(customers=customers, rate=rate, seconds=seconds, budget=budget, seed=seed)
+    run_demo(load_settings(), options, Console())
 
 
 def main() -> None:

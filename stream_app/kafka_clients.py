@@ -14,9 +14,9 @@ from stream_app.settings import Settings
 __all__ = ["client_config", "consumer", "producer"]
 
 
-def client_config(settings: Settings) -> dict[str, str]:
+def client_config(settings: Settings) -> dict[str, str | int | float | bool]:
     """Bootstrap and security options common to producers, consumers and admin clients."""
-    config = {
+    config: dict[str, str | int | float | bool] = {
         "bootstrap.servers": settings.effective_kafka_bootstrap(),
         "security.protocol": settings.kafka_security_protocol,
     }
@@ -32,7 +32,7 @@ def client_config(settings: Settings) -> dict[str, str]:
 
 
 def producer(settings: Settings, **overrides: str | int) -> Producer:
-    config: dict[str, str | int] = {
+    config: dict[str, str | int | float | bool] = {
         **client_config(settings),
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
@@ -43,7 +43,7 @@ def producer(settings: Settings, **overrides: str | int) -> Producer:
 
 
 def consumer(settings: Settings, group_id: str, **overrides: str | int) -> Consumer:
-    config: dict[str, str | int] = {
+    config: dict[str, str | int | float | bool] = {
         **client_config(settings),
         "group.id": group_id,
         "auto.offset.reset": "earliest",

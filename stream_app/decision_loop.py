@@ -1,0 +1,220 @@
+"""A micro-batch decision loop on confluent-kafka: events in, decisions out, at least once.
+
+Per batch: consume, validate (bad records -> DLQ with a reason), pick triggers, look up earlier
+decisions for the same triggers (a replay republishes the stored decision, never a new one),
+score and decide the new ones, reserve their spend in the Redis ledger, publish to
+`nba-actions`, store the decisions, and only then commit the consumed offsets.
+
+This is the engine path the demo runs today; the Faust worker (issue 8) reuses the same steps
+(stream_app.pipeline, policies.decide_stream, stream_app.ledger).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import redis
+from confluent_kafka import Consumer, Message, Producer
+
+from policies.allocation import DO_NOTHING
+from policies.decide import PolicyConfig, Scores, decide_stream
+from policies.pacing import Pacer, PacingConfig
+from policies.rules import ContactState
+from stream_app.ledger import BudgetLedger
+from stream_app.messages import EngagementEvent, NbaAction, Trigger, action_id_for
+from stream_app.pipeline import RawMessage, build_actions, parse_events, select_triggers
+
+__all__ = ["BatchStats", "DecisionLoop", "LoopSettings"]
+
+ScoreSource = Callable[[Sequence[str], Sequence[str]], Scores]
+ContactSource = Callable[[Sequence[str]], ContactState]
+_DECISION_TTL_S = 14 * 86_400
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    events_topic: str
+    actions_topic: str
+    dlq_topic: str
+    trigger_types: frozenset[str]
+    min_interval_s: float
+    max_message_bytes: int
+    batch_size: int = 500
+    batch_wait_s: float = 0.05
+    model_version: str = "truth+noise"
+    budget_period: str = "demo"
+
+
+@dataclass
+class BatchStats:
+    consumed: int = 0
+    invalid: int = 0
+    decided: int = 0
+    republished: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def _raw(msg: Message) -> RawMessage:
+    listed = msg.headers() or []
+    pairs = listed.items() if isinstance(listed, dict) else listed
+    headers = {str(k): v for k, v in pairs if isinstance(v, bytes)}
+    return RawMessage(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        key=msg.key() if isinstance(msg.key(), bytes) else None,
+        value=msg.value() if isinstance(msg.value(), bytes) else None,
+        headers=headers,
+        timestamp_ms=msg.timestamp()[1],
+    )
+
+
+class DecisionLoop:
+    def __init__(
+        self,
+        *,
+        settings: LoopSettings,
+        policy: PolicyConfig,
+        scores: ScoreSource,
+        contacts: ContactSource,
+        consumer: Consumer,
+        producer: Producer,
+        redis_client: redis.Redis,
+        ledger: BudgetLedger,
+        pacing: PacingConfig,
+        pacer: Pacer,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self._scores = scores
+        self._contacts = contacts
+        self._consumer = consumer
+        self._producer = producer
+        self._redis = redis_client
+        self.ledger = ledger
+        self.pacing = pacing
+        self.pacer = pacer
+        self._started = time.monotonic()
+        self._last_decided: dict[str, float] = {}
+        self._capacity = policy.catalog.capacities()
+
+    def run_once(self) -> BatchStats:
+        stats = BatchStats()
+        messages = [
+            m
+            for m in self._consumer.consume(self.settings.batch_size, self.settings.batch_wait_s)
+            if m.error() is None
+        ]
+        if not messages:
+            self._reprice()
+            return stats
+        raws = [_raw(m) for m in messages]
+        stats.consumed = len(raws)
+        valid, rejected = parse_events(raws, self.settings.max_message_bytes)
+        for record in rejected:
+            self._producer.produce(self.settings.dlq_topic, value=record.model_dump_json().encode())
+        stats.invalid = len(rejected)
+        triggers = select_triggers(
+            valid, self._last_decided, self.settings.trigger_types, self.settings.min_interval_s
+        )
+        if triggers:
+            self._decide(triggers, stats)
+        if self._producer.flush(30) != 0:
+            raise RuntimeError("kafka: publishing decisions timed out; offsets stay uncommitted")
+        self._consumer.commit(asynchronous=False)
+        self._reprice()
+        return stats
+
+    def _reprice(self) -> None:
+        elapsed = time.monotonic() - self._started
+        self.pacer = self.pacer.updated(self.pacing, self.ledger.spent(), elapsed, step_s=1.0)
+
+    def _decide(
+        self, triggers: list[tuple[RawMessage, EngagementEvent]], stats: BatchStats
+    ) -> None:
+        ids = [
+            action_id_for(
+                Trigger(topic=r.topic, partition=r.partition, offset=r.offset, event_id=e.event_id),
+                self.policy.version,
+            )
+            for r, e in triggers
+        ]
+        keys = [f"nba:decision:{i}" for i in ids]
+        stored: list[bytes | None] = self._redis.mget(keys)  # type: ignore[assignment]  # sync client
+        fresh = [t for t, s in zip(triggers, stored, strict=True) if s is None]
+        for (raw, _), payload in zip(triggers, stored, strict=True):
+            if payload is not None:  # a replay: publish exactly what was decided before
+                self._publish(raw, payload, stats)
+                stats.republished += 1
+        if not fresh:
+            return
+        customers = [e.customer_id for _, e in fresh]
+        event_ids = [e.event_id for _, e in fresh]
+        elapsed = time.monotonic() - self._started
+        allowance = self.pacer.allowance(self.pacing, self.ledger.spent(), elapsed)
+        decisions = decide_stream(
+            self._scores(customers, event_ids),
+            self._contacts(customers),
+            self.policy,
+            self.pacer,
+            allowance,
+            self._capacity,
+        )
+        actions = build_actions(
+            decisions,
+            fresh,
+            self.policy.catalog,
+            self.settings.model_version,
+            self.settings.budget_period,
+            datetime.now(UTC),
+        )
+        for (raw, event), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
+            final = self._reserve(
+                action, int(decisions.action[index]), float(decisions.cost[index])
+            )
+            payload = final.model_dump_json().encode()
+            self._redis.set(f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True)
+            self._publish(raw, payload, stats)
+            self._last_decided[event.customer_id] = event.occurred_at.timestamp()
+            stats.decided += 1
+
+    def _reserve(self, action: NbaAction, index: int, cost: float) -> NbaAction:
+        if index == DO_NOTHING:
+            return action
+        reservation = self.ledger.reserve(
+            action.action_id, action.action, cost, float(self._capacity[index])
+        )
+        if reservation.granted:
+            return action
+        return action.model_copy(
+            update={
+                "action": "do_nothing",
+                "channel": "none",
+                "cost": 0.0,
+                "expected_value": 0.0,
+                "uplift": 0.0,
+                "reasons": [*action.reasons, f"ledger:{reservation.reason}"],
+                "explanation": (
+                    f"{action.explanation.split(',')[0]}, "
+                    f"no action: the ledger refused ({reservation.reason})"
+                ),
+            }
+        )
+
+    def _publish(self, raw: RawMessage, payload: bytes, stats: BatchStats) -> None:
+        customer = json.loads(payload)["customer_id"]
+        self._producer.produce(self.settings.actions_topic, key=customer.encode(), value=payload)
+        if raw.timestamp_ms > 0:
+            stats.latencies_ms.append(time.time() * 1000.0 - raw.timestamp_ms)
+
+
+def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float]:
+    if not latencies_ms:
+        return 0.0, 0.0
+    p50, p99 = np.percentile(np.asarray(latencies_ms), [50, 99])
+    return float(p50), float(p99)

@@ -1,0 +1,327 @@
+"""`nba demo`: the whole loop on the local stack, end to end, in a couple of minutes.
+
+Bring up the project's own Kafka broker and Redis, simulate a customer world, replay its
+engagement events into Kafka at a set rate, decide in micro-batches (validation, triggers,
+policy, pacing, Redis budget ledger), publish to `nba-actions`, read them back as a CRM would,
+emit the outcomes the simulator knows, and print what happened, including the true incremental
+value against the oracle. Tears down what it started. Scores are the simulator's true effects
+plus model-like noise until the trained ONNX bundle serves them (issue 7).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import redis
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from numpy.typing import NDArray
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from policies.arms import ArmConfig
+from policies.decide import PolicyConfig, Scores, opportunities
+from policies.pacing import PacingConfig, initial_price
+from policies.rules import ContactState
+from simulator.config import validated
+from simulator.events import generate_events, outcome_events
+from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
+from simulator.world import World, build_world
+from stream_app import kafka_clients
+from stream_app.decision_loop import DecisionLoop, LoopSettings, latency_percentiles
+from stream_app.infra import stack
+from stream_app.ledger import BudgetLedger
+from stream_app.replay import ReplayStats, replay_events
+from stream_app.settings import Settings
+
+__all__ = ["DemoOptions", "run_demo"]
+
+DEFAULT_TRIGGERS = frozenset(
+    {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
+)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    customers: int = 20_000
+    rate: float = 2_000.0
+    seconds: float = 30.0
+    budget: float = 100_000.0
+    seed: int = 7
+    noise: float = 0.5
+
+
+class _WorldView:
+    """Score and contact lookups by customer id, backed by the simulated world."""
+
+    def __init__(self, world: World, scores: Scores, contacts: ContactState) -> None:
+        self.world = world
+        self._scores = scores
+        self._contacts = contacts
+        self.index = {cid: i for i, cid in enumerate(scores.customer_ids)}
+
+    def rows(self, customers: Sequence[str]) -> NDArray[np.int64]:
+        return np.array([self.index[c] for c in customers], dtype=np.int64)
+
+    def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
+        subset = self._scores.subset(self.rows(customers))
+        return replace(subset, decision_keys=list(event_ids))
+
+    def contacts(self, customers: Sequence[str]) -> ContactState:
+        return self._contacts.subset(self.rows(customers))
+
+
+def _create_topics(settings: Settings, names: list[str]) -> None:
+    admin = AdminClient(kafka_clients.client_config(settings))
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1) for n in names]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict[str, object]:
+    already = {s.name for s in stack.status(settings, ["kafka", "redis"]) if s.running}
+    console.print("[bold]1/5[/] starting the local Kafka broker and Redis ...")
+    stack.up(settings, ["kafka", "redis"])
+    try:
+        return _run(settings, options, console)
+    finally:
+        started = [n for n in ("kafka", "redis") if n not in already]
+        if started:
+            console.print(f"[bold]5/5[/] stopping what the demo started: {', '.join(started)}")
+            stack.down(settings, started)
+
+
+def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str, object]:
+    run = uuid.uuid4().hex[:8]
+    topics = {
+        k: f"{v}.demo-{run}"
+        for k, v in {
+            "events": settings.topic_events,
+            "actions": settings.topic_actions,
+            "outcomes": settings.topic_outcomes,
+            "dlq": settings.topic_dlq,
+        }.items()
+    }
+    _create_topics(settings, list(topics.values()))
+    console.print(
+        f"[bold]2/5[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
+    )
+    world = build_world(validated(n_customers=options.customers, seed=options.seed))
+    view = _WorldView(
+        world, noisy_scores(world, options.noise, options.seed, keys="live"), contact_state(world)
+    )
+    wanted = int(options.rate * options.seconds)
+    events = generate_events(
+        world,
+        days=max(0.05, wanted / max(1.0, world.n * world.config.sessions_per_day * 4.0) * 1.2),
+    )
+
+    policy = PolicyConfig(arms=ArmConfig(experiment=f"demo-{options.seed}"))
+    yesterday = noisy_scores(world, options.noise, options.seed + 1, keys="yesterday")
+    triggered_share = 0.6  # about this share of the base triggers a decision during a demo
+    pacing = PacingConfig(budget=options.budget, period_s=options.seconds)
+    pacer = initial_price(
+        *opportunities(yesterday, view.contacts(world.customers["customer_id"].tolist()), policy),
+        options.budget / triggered_share,
+    )
+    client = redis.Redis.from_url(settings.effective_redis_url())
+    ledger = BudgetLedger(client, f"demo-{run}", options.budget)
+    consumer = kafka_clients.consumer(settings, f"nba-demo-{run}")
+    consumer.subscribe([topics["events"]])
+    loop = DecisionLoop(
+        settings=LoopSettings(
+            events_topic=topics["events"],
+            actions_topic=topics["actions"],
+            dlq_topic=topics["dlq"],
+            trigger_types=DEFAULT_TRIGGERS,
+            min_interval_s=86_400.0,
+            max_message_bytes=64_000,
+            budget_period=f"demo-{run}",
+        ),
+        policy=policy,
+        scores=view.scores,
+        contacts=view.contacts,
+        consumer=consumer,
+        producer=kafka_clients.producer(settings),
+        redis_client=client,
+        ledger=ledger,
+        pacing=pacing,
+        pacer=pacer,
+    )
+    console.print(
+        f"[bold]3/5[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
+    )
+    replayed: list[ReplayStats] = []
+    totals = Counter[str]()
+    latencies: list[float] = []
+    with Progress(console=console, transient=False) as progress:
+        sent_bar = progress.add_task("events sent", total=wanted)
+        seen_bar = progress.add_task("events processed", total=wanted)
+        sender = threading.Thread(
+            target=lambda: replayed.append(
+                replay_events(
+                    events,
+                    kafka_clients.producer(settings),
+                    topics["events"],
+                    options.rate,
+                    limit=wanted,
+                    on_progress=lambda k: progress.advance(sent_bar, k),
+                )
+            ),
+            daemon=True,
+        )
+        sender.start()
+        idle_since = time.monotonic()
+        while True:
+            stats = loop.run_once()
+            totals.update(
+                consumed=stats.consumed,
+                invalid=stats.invalid,
+                decided=stats.decided,
+                republished=stats.republished,
+            )
+            latencies.extend(stats.latencies_ms)
+            progress.advance(seen_bar, stats.consumed)
+            if stats.consumed:
+                idle_since = time.monotonic()
+            if not sender.is_alive() and (
+                totals["consumed"] >= wanted or time.monotonic() - idle_since > 10
+            ):
+                break
+    consumer.close()
+
+    console.print("[bold]4/5[/] reading nba-actions as the CRM would, and emitting outcomes ...")
+    actions = _read_actions(
+        settings, topics["actions"], totals["decided"] + totals["republished"], run
+    )
+    choice = np.zeros(world.n, dtype=np.int64)
+    decided_rows = view.rows([a["customer_id"] for a in actions])
+    names = list(policy.catalog.names)
+    choice[decided_rows] = [names.index(a["action"]) for a in actions]
+    _emit_outcomes(
+        settings,
+        world,
+        topics["outcomes"],
+        decided_rows,
+        choice[decided_rows],
+        [a["action_id"] for a in actions],
+    )
+    return _summary(
+        console,
+        world,
+        actions,
+        choice,
+        decided_rows,
+        ledger,
+        options,
+        totals,
+        latencies,
+        replayed[0] if replayed else None,
+    )
+
+
+def _read_actions(settings: Settings, topic: str, expected: int, run: str) -> list[dict[str, Any]]:
+    crm = kafka_clients.consumer(settings, f"crm-{run}")
+    crm.subscribe([topic])
+    actions: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 60
+    seen = 0
+    while seen < expected and time.monotonic() < deadline:
+        for msg in crm.consume(500, 0.5):
+            if msg.error() is None:
+                seen += 1
+                payload = json.loads(msg.value() or b"{}")
+                actions[payload["action_id"]] = payload  # the CRM dedupes on action_id
+    crm.close()
+    return list(actions.values())
+
+
+def _emit_outcomes(
+    settings: Settings,
+    world: World,
+    topic: str,
+    rows: np.ndarray,
+    chosen: np.ndarray,
+    action_ids: list[object],
+) -> None:
+    producer = kafka_clients.producer(settings)
+    for message in outcome_events(world, rows, chosen, [str(a) for a in action_ids]):
+        producer.produce(
+            topic, key=str(message["customer_id"]).encode(), value=json.dumps(message).encode()
+        )
+    producer.flush(30)
+
+
+def _summary(
+    console: Console,
+    world: World,
+    actions: list[dict[str, Any]],
+    choice: np.ndarray,
+    decided_rows: np.ndarray,
+    ledger: BudgetLedger,
+    options: DemoOptions,
+    totals: Counter[str],
+    latencies: list[float],
+    replay: ReplayStats | None,
+) -> dict[str, object]:
+    engine = score_policy(world, choice)
+    eligible = np.zeros((world.n, len(world.actions)), dtype=bool)
+    eligible[decided_rows] = True
+    oracle = score_policy(
+        world, oracle_policy(world, ledger.spent() or options.budget, eligible=eligible)
+    )
+    p50, p99 = latency_percentiles(latencies)
+    by_action = Counter(str(a["action"]) for a in actions)
+    by_segment = Counter(str(a["segment"]) for a in actions)
+    by_arm = Counter(str(a["arm"]) for a in actions)
+    table = Table(title="nba demo: what happened")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        (
+            "events sent / processed",
+            f"{replay.sent if replay else 0:,} / {totals['consumed']:,} "
+            f"({(replay.rate if replay else 0):,.0f}/s sent)",
+        ),
+        ("invalid events (to DLQ)", f"{totals['invalid']:,}"),
+        ("decisions published", f"{len(actions):,} ({totals['republished']:,} republished)"),
+        ("decisions by action", ", ".join(f"{k} {v:,}" for k, v in by_action.most_common())),
+        ("decisions by segment", ", ".join(f"{k} {v:,}" for k, v in by_segment.most_common())),
+        ("arms", ", ".join(f"{k} {v:,}" for k, v in by_arm.most_common())),
+        ("spend vs budget", f"${ledger.spent():,.0f} of ${options.budget:,.0f}"),
+        ("latency event->action p50 / p99", f"{p50:,.0f} ms / {p99:,.0f} ms"),
+        (
+            "true incremental value (engine)",
+            f"${engine.net_value:,.0f} (saves {engine.saves:,}, "
+            f"sleeping dogs woken {engine.sleeping_dogs_woken:,})",
+        ),
+        ("true incremental value (oracle, same spend)", f"${oracle.net_value:,.0f}"),
+        (
+            "engine / oracle",
+            f"{engine.net_value / oracle.net_value:.0%}" if oracle.net_value > 0 else "n/a",
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    return {
+        "decisions": len(actions),
+        "spent": ledger.spent(),
+        "engine_net_value": engine.net_value,
+        "oracle_net_value": oracle.net_value,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "consumed": totals["consumed"],
+        "invalid": totals["invalid"],
+    }

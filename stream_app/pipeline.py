@@ -1,0 +1,166 @@
+"""The steps of the decision path that need no server: parse and validate raw events (bad ones
+become DLQ records with a reason), pick the triggers worth a decision, and turn decisions into
+`nba-actions` messages. The worker wires these to Kafka, the feature store and the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from policies.arms import Arm
+from policies.catalog import Catalog
+from policies.decide import Decisions
+from policies.segments import SEGMENTS
+from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
+
+__all__ = [
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "RawMessage",
+    "build_actions",
+    "parse_events",
+    "select_triggers",
+]
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({b"1"})
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A consumed Kafka record, detached from the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+    timestamp_ms: int = 0
+
+    @property
+    def trigger(self) -> tuple[str, int, int]:
+        return self.topic, self.partition, self.offset
+
+
+def _dlq(raw: RawMessage, code: str, message: str) -> DlqRecord:
+    return DlqRecord(
+        original_base64=base64.b64encode(raw.value or b"").decode(),
+        source_topic=raw.topic,
+        source_partition=raw.partition,
+        source_offset=raw.offset,
+        error_code=code,
+        error_message=message[:500],
+        failed_at=datetime.now(UTC),
+    )
+
+
+def _parse_one(raw: RawMessage, max_bytes: int) -> EngagementEvent | DlqRecord:
+    version = raw.headers.get("schema-version")
+    if version is None:
+        return _dlq(raw, "missing_header", "no schema-version header")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        return _dlq(
+            raw, "unsupported_schema_version", f"schema-version {version!r} is not supported"
+        )
+    if raw.value is None or len(raw.value) > max_bytes:
+        size = 0 if raw.value is None else len(raw.value)
+        return _dlq(
+            raw, "too_large" if size else "empty", f"payload of {size} bytes (limit {max_bytes})"
+        )
+    try:
+        payload = json.loads(raw.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _dlq(raw, "invalid_json", str(exc))
+    try:
+        event = EngagementEvent.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "event"
+        unknown = where == "event_type" and first["type"] == "literal_error"
+        code = "unknown_event_type" if unknown else "invalid_schema"
+        return _dlq(raw, code, f"{where}: {first['msg']}")
+    if raw.key is not None and raw.key.decode(errors="replace") != event.customer_id:
+        return _dlq(
+            raw, "key_mismatch", f"key {raw.key!r} is not customer_id {event.customer_id!r}"
+        )
+    return event
+
+
+def parse_events(
+    messages: Iterable[RawMessage], max_bytes: int
+) -> tuple[list[tuple[RawMessage, EngagementEvent]], list[DlqRecord]]:
+    """Valid events (with their record) and DLQ records for the rest; never raises on bad input."""
+    valid: list[tuple[RawMessage, EngagementEvent]] = []
+    rejected: list[DlqRecord] = []
+    for raw in messages:
+        parsed = _parse_one(raw, max_bytes)
+        if isinstance(parsed, DlqRecord):
+            rejected.append(parsed)
+        else:
+            valid.append((raw, parsed))
+    return valid, rejected
+
+
+def select_triggers(
+    events: Sequence[tuple[RawMessage, EngagementEvent]],
+    last_decided_s: Mapping[str, float],
+    trigger_types: frozenset[str],
+    min_interval_s: float,
+) -> list[tuple[RawMessage, EngagementEvent]]:
+    """At most one trigger per customer: the first meaningful event past its minimum interval."""
+    chosen: dict[str, tuple[RawMessage, EngagementEvent]] = {}
+    for raw, event in events:
+        if event.event_type not in trigger_types or event.customer_id in chosen:
+            continue
+        last = last_decided_s.get(event.customer_id)
+        if last is not None and event.occurred_at.timestamp() - last < min_interval_s:
+            continue
+        chosen[event.customer_id] = (raw, event)
+    return list(chosen.values())
+
+
+def build_actions(
+    decisions: Decisions,
+    triggers: Sequence[tuple[RawMessage, EngagementEvent]],
+    catalog: Catalog,
+    model_version: str,
+    budget_period: str,
+    decided_at: datetime,
+) -> list[NbaAction]:
+    """One `nba-actions` message per decision, with its deterministic action_id."""
+    channels = {a.name: a.channel for a in catalog.actions}
+    actions = []
+    for i, (raw, event) in enumerate(triggers):
+        trigger = Trigger(
+            topic=raw.topic, partition=raw.partition, offset=raw.offset, event_id=event.event_id
+        )
+        name = decisions.action_name(i)
+        actions.append(
+            NbaAction(
+                action_id=action_id_for(trigger, decisions.policy_version),
+                customer_id=event.customer_id,
+                action=name,
+                channel=channels.get(name, "none"),
+                expected_value=round(float(decisions.expected_value[i]), 4),
+                uplift=round(float(decisions.uplift[i]), 6),
+                p_churn=round(float(decisions.p_churn[i]), 6),
+                customer_value=round(float(decisions.customer_value[i]), 2),
+                cost=round(float(decisions.cost[i]), 4),
+                segment=SEGMENTS[decisions.segment[i]],
+                reasons=decisions.reasons(i),
+                explanation=decisions.explanation(i),
+                arm=Arm(decisions.arm[i]).label,
+                propensity=float(decisions.propensity[i]),
+                model_version=model_version,
+                policy_version=decisions.policy_version,
+                budget_period=budget_period,
+                decided_at=decided_at,
+                trigger=trigger,
+            )
+        )
+    return actions
