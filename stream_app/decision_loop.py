@@ -34,6 +34,7 @@ __all__ = ["BatchStats", "DecisionLoop", "LoopSettings"]
 ScoreSource = Callable[[Sequence[str], Sequence[str]], Scores]
 ContactSource = Callable[[Sequence[str]], ContactState]
 _DECISION_TTL_S = 14 * 86_400
+_LAST_TRIGGER_KEY = "nba:last-trigger"
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,6 @@ class DecisionLoop:
         self.pacing = pacing
         self.pacer = pacer
         self._started = time.monotonic()
-        self._last_decided: dict[str, float] = {}
         self._capacity = policy.catalog.capacities()
 
     def run_once(self) -> BatchStats:
@@ -119,16 +119,35 @@ class DecisionLoop:
         for record in rejected:
             self._producer.produce(self.settings.dlq_topic, value=record.model_dump_json().encode())
         stats.invalid = len(rejected)
+        last = self._last_triggers({e.customer_id for _, e in valid})
         triggers = select_triggers(
-            valid, self._last_decided, self.settings.trigger_types, self.settings.min_interval_s
+            valid, last, self.settings.trigger_types, self.settings.min_interval_s
         )
         if triggers:
             self._decide(triggers, stats)
+            self._remember_triggers(triggers)
         if self._producer.flush(30) != 0:
             raise RuntimeError("kafka: publishing decisions timed out; offsets stay uncommitted")
         self._consumer.commit(asynchronous=False)
         self._reprice()
         return stats
+
+    def _last_triggers(self, customers: set[str]) -> dict[str, tuple[float, str]]:
+        """Each customer's last trigger (event time, event_id), kept in Redis for every worker."""
+        if not customers:
+            return {}
+        ordered = sorted(customers)
+        found: list[bytes | None] = self._redis.hmget(_LAST_TRIGGER_KEY, ordered)  # type: ignore[assignment]  # sync client
+        last = {}
+        for customer, value in zip(ordered, found, strict=True):
+            if value is not None:
+                stamp, event_id = value.decode().split("|", 1)
+                last[customer] = (float(stamp), event_id)
+        return last
+
+    def _remember_triggers(self, triggers: list[tuple[RawMessage, EngagementEvent]]) -> None:
+        mapping = {e.customer_id: f"{e.occurred_at.timestamp()}|{e.event_id}" for _, e in triggers}
+        self._redis.hset(_LAST_TRIGGER_KEY, mapping=mapping)
 
     def _reprice(self) -> None:
         elapsed = time.monotonic() - self._started
@@ -173,14 +192,13 @@ class DecisionLoop:
             self.settings.budget_period,
             datetime.now(UTC),
         )
-        for (raw, event), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
+        for (raw, _), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
             final = self._reserve(
                 action, int(decisions.action[index]), float(decisions.cost[index])
             )
             payload = final.model_dump_json().encode()
             self._redis.set(f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True)
             self._publish(raw, payload, stats)
-            self._last_decided[event.customer_id] = event.occurred_at.timestamp()
             stats.decided += 1
 
     def _reserve(self, action: NbaAction, index: int, cost: float) -> NbaAction:

@@ -15,25 +15,23 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
-from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from policies.arms import ArmConfig
-from policies.decide import PolicyConfig, Scores, opportunities
+from policies.decide import PolicyConfig, opportunities
 from policies.pacing import PacingConfig, initial_price
-from policies.rules import ContactState
 from simulator.config import validated
 from simulator.events import generate_events, outcome_events
+from simulator.sources import WorldScoreSource
 from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
 from simulator.world import World, build_world
 from stream_app import kafka_clients
@@ -58,26 +56,6 @@ class DemoOptions:
     budget: float = 100_000.0
     seed: int = 7
     noise: float = 0.5
-
-
-class _WorldView:
-    """Score and contact lookups by customer id, backed by the simulated world."""
-
-    def __init__(self, world: World, scores: Scores, contacts: ContactState) -> None:
-        self.world = world
-        self._scores = scores
-        self._contacts = contacts
-        self.index = {cid: i for i, cid in enumerate(scores.customer_ids)}
-
-    def rows(self, customers: Sequence[str]) -> NDArray[np.int64]:
-        return np.array([self.index[c] for c in customers], dtype=np.int64)
-
-    def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
-        subset = self._scores.subset(self.rows(customers))
-        return replace(subset, decision_keys=list(event_ids))
-
-    def contacts(self, customers: Sequence[str]) -> ContactState:
-        return self._contacts.subset(self.rows(customers))
 
 
 def _create_topics(settings: Settings, names: list[str]) -> None:
@@ -118,7 +96,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         f"[bold]2/5[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
     )
     world = build_world(validated(n_customers=options.customers, seed=options.seed))
-    view = _WorldView(
+    view = WorldScoreSource(
         world, noisy_scores(world, options.noise, options.seed, keys="live"), contact_state(world)
     )
     wanted = int(options.rate * options.seconds)

@@ -108,18 +108,22 @@ def parse_events(
 
 def select_triggers(
     events: Sequence[tuple[RawMessage, EngagementEvent]],
-    last_decided_s: Mapping[str, float],
+    last_trigger: Mapping[str, tuple[float, str]],
     trigger_types: frozenset[str],
     min_interval_s: float,
 ) -> list[tuple[RawMessage, EngagementEvent]]:
-    """At most one trigger per customer: the first meaningful event past its minimum interval."""
+    """At most one trigger per customer and batch: the first meaningful event that is either
+    past the customer's minimum interval since its last trigger, or that very trigger again
+    (a replay, which must be answered with the same decision). ``last_trigger`` maps a
+    customer to (event time in epoch seconds, event_id) of its last trigger."""
     chosen: dict[str, tuple[RawMessage, EngagementEvent]] = {}
     for raw, event in events:
         if event.event_type not in trigger_types or event.customer_id in chosen:
             continue
-        last = last_decided_s.get(event.customer_id)
-        if last is not None and event.occurred_at.timestamp() - last < min_interval_s:
-            continue
+        last = last_trigger.get(event.customer_id)
+        if last is not None and last[1] != event.event_id:
+            if event.occurred_at.timestamp() - last[0] < min_interval_s:
+                continue
         chosen[event.customer_id] = (raw, event)
     return list(chosen.values())
 

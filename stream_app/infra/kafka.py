@@ -157,7 +157,8 @@ class KafkaBroker:
             check=False,
         )
         if result.returncode != 0:
-            raise InfraError(f"kafka: formatting storage failed: {result.stdout.strip()[-200:]}")
+            output = (result.stdout + result.stderr).strip()
+            raise InfraError(f"kafka: formatting storage failed: {output[-300:]}")
 
     def _server_properties(self) -> str:
         return "\n".join(

@@ -77,11 +77,15 @@ def test_one_trigger_per_customer_and_the_minimum_interval() -> None:
         raw(event("C3", "login", "e", t0 + timedelta(hours=1)), key=b"C3", offset=4),
     ]
     valid, _ = parse_events(messages, 64_000)
-    last = {"C3": t0.timestamp()}
-    chosen = select_triggers(
-        valid, last, frozenset({"login", "support_ticket"}), min_interval_s=86_400
-    )
+    last = {"C3": (t0.timestamp(), "earlier")}
+    chosen = select_triggers(valid, last, frozenset({"login", "support_ticket"}), 86_400)
     assert [e.event_id for _, e in chosen] == ["b", "d"]
+    replayed = select_triggers(
+        valid, {"C3": (t0.timestamp() + 3600, "e")}, frozenset({"login"}), 86_400
+    )
+    assert [e.event_id for _, e in replayed] == ["b", "d", "e"], (
+        "the recorded trigger itself passes"
+    )
 
 
 def test_action_ids_are_deterministic_and_messages_valid() -> None:

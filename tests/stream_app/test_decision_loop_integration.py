@@ -1,0 +1,137 @@
+"""The decision loop against the real broker and Redis: poison messages, replay idempotence."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+
+import pytest
+import redis
+
+from policies.decide import PolicyConfig
+from policies.pacing import Pacer, PacingConfig
+from simulator.config import WorldConfig
+from simulator.events import generate_events
+from simulator.sources import WorldScoreSource
+from simulator.truth import contact_state, noisy_scores
+from simulator.world import build_world
+from stream_app import kafka_clients
+from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
+from stream_app.ledger import BudgetLedger
+from stream_app.replay import replay_events
+from stream_app.settings import load_settings
+from tests.conftest import TopicFactory, drain
+
+pytestmark = pytest.mark.integration
+
+POISON = [
+    (b"{not json", [("schema-version", b"1")]),
+    (
+        json.dumps(
+            {
+                "event_id": "x",
+                "customer_id": "C00000001",
+                "event_type": "teleport",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            }
+        ).encode(),
+        [("schema-version", b"1")],
+    ),
+    (b'{"event_id": 5}', [("schema-version", b"1")]),
+    (b"y" * 100_000, [("schema-version", b"1")]),
+    (b'{"event_id":"z"}', []),
+]
+
+
+def _loop(
+    settings, topics: dict[str, str], world, client: redis.Redis, period: str, group: str
+) -> DecisionLoop:  # type: ignore[no-untyped-def]
+    source = WorldScoreSource(world, noisy_scores(world, 0.5, 1), contact_state(world))
+    consumer = kafka_clients.consumer(settings, group)
+    consumer.subscribe([topics["events"]])
+    return DecisionLoop(
+        settings=LoopSettings(
+            events_topic=topics["events"],
+            actions_topic=topics["actions"],
+            dlq_topic=topics["dlq"],
+            trigger_types=frozenset({"login", "support_ticket"}),
+            min_interval_s=86_400.0,
+            max_message_bytes=64_000,
+        ),
+        policy=PolicyConfig(),
+        scores=source.scores,
+        contacts=source.contacts,
+        consumer=consumer,
+        producer=kafka_clients.producer(settings),
+        redis_client=client,
+        ledger=BudgetLedger(client, period, budget=20_000.0),
+        pacing=PacingConfig(budget=20_000.0, period_s=1.0),
+        pacer=Pacer(0.001),
+    )
+
+
+def _run_until(loop: DecisionLoop, expected_consumed: int) -> BatchStats:
+    total = BatchStats()
+    for _ in range(400):
+        stats = loop.run_once()
+        total.consumed += stats.consumed
+        total.invalid += stats.invalid
+        total.decided += stats.decided
+        total.republished += stats.republished
+        if total.consumed >= expected_consumed:
+            break
+    return total
+
+
+def test_poison_goes_to_dlq_and_a_replay_republishes_the_same_actions(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name, partitions=3) for name in ("events", "actions", "dlq")}
+    world = build_world(WorldConfig(n_customers=400, seed=2))
+    events = generate_events(world, days=0.5)
+    producer = kafka_clients.producer(settings)
+    replay_events(events, producer, topics["events"], rate=50_000, limit=1_500)
+    for value, headers in POISON:
+        producer.produce(topics["events"], key=b"C00000001", value=value, headers=headers)
+    assert producer.flush(30) == 0
+    client = redis.Redis.from_url(redis_url)
+    period = f"test-{uuid.uuid4().hex}"
+
+    first = _run_until(_loop(settings, topics, world, client, period, f"g1-{period}"), 1_505)
+    assert first.consumed == 1_505 and first.invalid == len(POISON)
+    assert first.decided > 50
+    ledger = BudgetLedger(client, period, budget=20_000.0)
+    spent = ledger.spent()
+    assert 0 < spent <= 20_000.0
+
+    # Replay the whole topic from offset 0 with a new consumer group (a new worker fleet).
+    second = _run_until(_loop(settings, topics, world, client, period, f"g2-{period}"), 1_505)
+    assert second.decided == 0 and second.republished == first.decided
+    assert ledger.spent() == spent, "a replay spends nothing more"
+
+    reader = kafka_clients.consumer(settings, f"r-{period}")
+    reader.subscribe([topics["actions"]])
+    published = drain(reader, 2 * first.decided)
+    reader.close()
+    by_id: dict[str, set[bytes]] = {}
+    for msg in published:
+        by_id.setdefault(json.loads(msg.value())["action_id"], set()).add(msg.value())
+    assert len(by_id) == first.decided
+    assert all(len(contents) == 1 for contents in by_id.values()), "no action_id with two contents"
+
+    dlq = kafka_clients.consumer(settings, f"d-{period}")
+    dlq.subscribe([topics["dlq"]])
+    records = [json.loads(m.value()) for m in drain(dlq, 2 * len(POISON))]
+    dlq.close()
+    codes = Counter(r["error_code"] for r in records)
+    expected = [
+        "invalid_json",
+        "unknown_event_type",
+        "invalid_schema",
+        "too_large",
+        "missing_header",
+    ]
+    assert codes == {code: 2 for code in expected}, "each poison message, once per pass"
+    client.close()
