@@ -145,7 +145,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     latencies: list[float] = []
     with Progress(console=console, transient=False) as progress:
         sent_bar = progress.add_task("events sent", total=wanted)
-        seen_bar = progress.add_task("events processed", total=wanted)
+        seen_bar = progress.add_task("events processed", total=wanted + len(POISON))
         sender = threading.Thread(
             target=lambda: replayed.append(
                 replay_events(
@@ -160,6 +160,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
             daemon=True,
         )
         sender.start()
+        _send_poison(settings, topics["events"])
         idle_since = time.monotonic()
         while True:
             stats = loop.run_once()
@@ -173,9 +174,8 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
             progress.advance(seen_bar, stats.consumed)
             if stats.consumed:
                 idle_since = time.monotonic()
-            if not sender.is_alive() and (
-                totals["consumed"] >= wanted or time.monotonic() - idle_since > 10
-            ):
+            done = totals["consumed"] >= wanted + len(POISON)
+            if not sender.is_alive() and (done or time.monotonic() - idle_since > 10):
                 break
     consumer.close()
 
@@ -207,6 +207,27 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         latencies,
         replayed[0] if replayed else None,
     )
+
+
+POISON: tuple[tuple[bytes, list[tuple[str, str | bytes | None]]], ...] = (
+    (b"{not json", [("schema-version", b"1")]),
+    (
+        b'{"event_id":"p1","customer_id":"C00000001","event_type":"teleport",'
+        b'"occurred_at":"2026-01-01T00:00:00Z"}',
+        [("schema-version", b"1")],
+    ),
+    (b'{"event_id":"p2","customer_id":"C00000001"}', [("schema-version", b"1")]),
+    (b"x" * 100_000, [("schema-version", b"1")]),
+    (b'{"event_id":"p3"}', []),
+)
+
+
+def _send_poison(settings: Settings, topic: str) -> None:
+    """A few malformed messages, as a buggy producer would send: they must reach the DLQ."""
+    producer = kafka_clients.producer(settings)
+    for value, headers in POISON:
+        producer.produce(topic, key=b"C00000001", value=value, headers=headers)
+    producer.flush(30)
 
 
 def _read_actions(settings: Settings, topic: str, expected: int, run: str) -> list[dict[str, Any]]:
