@@ -14,7 +14,7 @@ import yaml
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.errors import ConfigError
+from policies.errors import ConfigError, first_problem
 from policies.segments import SEGMENTS
 
 __all__ = ["CHANNELS", "ActionSpec", "Catalog", "Eligibility", "default_catalog", "load_catalog"]
@@ -103,9 +103,8 @@ def _from_mapping(data: object, source: str) -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "catalog"
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+        where, message, _ = first_problem(exc, "catalog")
+        raise ConfigError(f"{source}: {where}: {message}") from None
 
 
 def load_catalog(path: Path) -> Catalog:

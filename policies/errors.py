@@ -14,7 +14,10 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 __all__ = [
+    "first_problem",
     "BudgetError",
     "ConfigError",
     "InfraError",
@@ -46,3 +49,10 @@ class ModelManifestError(NbaError, ValueError):
 
 class BudgetError(NbaError, ValueError):
     """A budget or capacity that cannot be honoured (negative, or exhausted where it must hold)."""
+
+
+def first_problem(exc: ValidationError, default: str) -> tuple[str, str, str]:
+    """(dotted location, message, error type) of a validation error's first problem."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or default
+    return where, first["msg"], first["type"]

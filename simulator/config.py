@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policies.errors import ConfigError
+from policies.errors import ConfigError, first_problem
 
 __all__ = ["DEFAULT_ACTIONS", "ActionEffect", "WorldConfig", "validated"]
 
@@ -154,6 +154,5 @@ def validated(**params: object) -> WorldConfig:
     try:
         return WorldConfig.model_validate(params)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "world"
-        raise ConfigError(f"invalid simulator parameter {where}: {first['msg']}") from None
+        where, message, _ = first_problem(exc, "world")
+        raise ConfigError(f"invalid simulator parameter {where}: {message}") from None

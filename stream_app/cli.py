@@ -37,6 +37,10 @@ simulate_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(simulate_app, name="simulate")
+schemas_app = typer.Typer(
+    help="JSON Schemas of the topic messages (schemas/).", no_args_is_help=True
+)
+app.add_typer(schemas_app, name="schemas")
 
 _ALL = ",".join(stack.ALL_SERVICES)
 Only = Annotated[str, typer.Option(help="Comma-separated subset of: kafka,redis,prometheus.")]
@@ -153,6 +157,24 @@ def demo(
         raise ConfigError("--rate and --seconds must be > 0 and --budget >= 0")
     options = DemoOptions(customers=customers, rate=rate, seconds=seconds, budget=budget, seed=seed)
     run_demo(load_settings(), options, Console())
+
+
+@schemas_app.command("write")
+def schemas_write() -> None:
+    """Regenerate schemas/*.schema.json from the message models."""
+    from stream_app.schemas import write_schemas
+
+    for path in write_schemas():
+        typer.echo(f"wrote {path}")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail when schemas/ differs from what the message models generate."""
+    from stream_app.schemas import check_schemas
+
+    check_schemas()
+    typer.echo("schemas are up to date")
 
 
 def main() -> None:

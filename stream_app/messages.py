@@ -7,9 +7,12 @@ JSON, UTF-8, key = customer_id. The JSON Schemas in `schemas/` are generated fro
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from simulator.events import EVENT_TYPES
 
 __all__ = [
     "ACTION_ID_NAMESPACE",
@@ -21,18 +24,8 @@ __all__ = [
     "action_id_for",
 ]
 
-EventType = Literal[
-    "login",
-    "feature_used",
-    "page_view",
-    "support_ticket",
-    "billing_failed",
-    "nps_response",
-    "seat_added",
-    "seat_removed",
-    "export_data",
-    "admin_settings_changed",
-]
+# The event types are the simulator's: one list of what product services send.
+EventType = StrEnum("EventType", {name: name for name in EVENT_TYPES})  # type: ignore[misc]  # functional API
 ACTION_ID_NAMESPACE = uuid.UUID("8f6f2b8e-2f55-4d4b-9a57-4f1c3c1e0a11")
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from policies.arms import Arm
 from policies.catalog import Catalog
 from policies.decide import Decisions
+from policies.errors import first_problem
 from policies.segments import SEGMENTS
 from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
 
@@ -79,11 +80,11 @@ def _parse_one(raw: RawMessage, max_bytes: int) -> EngagementEvent | DlqRecord:
     try:
         event = EngagementEvent.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "event"
-        unknown = where == "event_type" and first["type"] == "literal_error"
-        code = "unknown_event_type" if unknown else "invalid_schema"
-        return _dlq(raw, code, f"{where}: {first['msg']}")
+        where, message, kind = first_problem(exc, "event")
+        unknown = where == "event_type" and kind == "enum"
+        return _dlq(
+            raw, "unknown_event_type" if unknown else "invalid_schema", f"{where}: {message}"
+        )
     if raw.key is not None and raw.key.decode(errors="replace") != event.customer_id:
         return _dlq(
             raw, "key_mismatch", f"key {raw.key!r} is not customer_id {event.customer_id!r}"
