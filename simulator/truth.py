@@ -9,6 +9,7 @@ spend is the spend on customers whose true incremental value is <= 0.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
@@ -26,6 +27,7 @@ __all__ = [
     "noisy_scores",
     "oracle_policy",
     "realized_gain",
+    "realized_gain_from_frame",
     "score_policy",
 ]
 
@@ -48,9 +50,14 @@ class PolicyScore(BaseModel):
 
 def realized_gain(world: World) -> NDArray[np.float64]:
     """Realized incremental value of each action vs do_nothing, before cost [customer, action]."""
-    retained = world.retained.astype(np.float64)
-    retention = (retained - retained[:, :1]) * world.value[:, None]
-    return retention + (world.expansion - world.expansion[:, :1])
+    return _gain(world.retained.astype(np.float64), world.expansion, world.value)
+
+
+def _gain(
+    retained: NDArray[np.float64], expansion: NDArray[np.float64], value: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    retention = (retained - retained[:, :1]) * value[:, None]
+    return retention + (expansion - expansion[:, :1])
 
 
 def score_policy(world: World, choice: NDArray[np.int64]) -> PolicyScore:
@@ -144,3 +151,14 @@ def contact_state(world: World) -> ContactState:
         [world.customers[f"consent_{channel}"].to_numpy(bool) for channel in CHANNELS]
     )
     return ContactState.fresh(world.n, consent)
+
+
+def realized_gain_from_frame(
+    truth: pd.DataFrame, customer_ids: pd.Series, actions: tuple[str, ...]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(realized gain before cost, cost) per [customer, action] from a written truth frame."""
+    rows = truth.set_index("customer_id").loc[customer_ids.to_numpy()]
+    retained = rows[[f"retained__{a}" for a in actions]].to_numpy(np.float64)
+    expansion = rows[[f"expansion__{a}" for a in actions]].to_numpy(np.float64)
+    cost = rows[[f"cost__{a}" for a in actions]].to_numpy(np.float64)
+    return _gain(retained, expansion, rows["contract_value"].to_numpy(np.float64)), cost

@@ -41,6 +41,10 @@ schemas_app = typer.Typer(
     help="JSON Schemas of the topic messages (schemas/).", no_args_is_help=True
 )
 app.add_typer(schemas_app, name="schemas")
+models_app = typer.Typer(
+    help="The model registry: list versions, promote the one served.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 _ALL = ",".join(stack.ALL_SERVICES)
 Only = Annotated[str, typer.Option(help="Comma-separated subset of: kafka,redis,prometheus.")]
@@ -175,6 +179,83 @@ def schemas_check() -> None:
 
     check_schemas()
     typer.echo("schemas are up to date")
+
+
+@app.command("train")
+def train(
+    data: Annotated[
+        Path, typer.Option(help="Folder written by `nba simulate world` (experiment.parquet).")
+    ] = Path("data/world"),
+    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default models/runs/<time>).")
+    ] = None,
+) -> None:
+    """Train the churn model and the uplift learners, evaluate them, write a run with its report."""
+    from rich.console import Console
+
+    from stream_app.commands.models import run_training
+
+    folder = run_training(data, learner, seed, out, Console())
+    typer.echo(
+        f"run written: {folder} (open {folder / 'report.html'}); next: nba export --run {folder}"
+    )
+
+
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Option(help="A run folder written by `nba train`.")],
+    version: Annotated[
+        str | None, typer.Option(help="Version name (default: the run's name).")
+    ] = None,
+) -> None:
+    """Build the ONNX bundle, check parity with the native models, register it with its manifest."""
+    from model_export.manifest import Registry
+    from stream_app.commands.models import run_export
+
+    manifest = run_export(run, Registry(load_settings().model_registry), version)
+    typer.echo(
+        f"registered {manifest.version}: parity {manifest.parity.max_abs_diff:.1e} on "
+        f"{manifest.parity.rows} rows; next: nba models promote {manifest.version}"
+    )
+
+
+@app.command("evaluate")
+def evaluate(
+    version: Annotated[str, typer.Option(help="A registered model version.")],
+    data: Annotated[
+        Path, typer.Option(help="Folder with experiment.parquet (and truth.parquet).")
+    ] = Path("data/world"),
+) -> None:
+    """Score a data set with the registered ONNX bundle and print Qini, AUUC and uplift@k."""
+    from model_export.manifest import Registry
+    from stream_app.commands.models import dump, evaluate_version
+
+    typer.echo(dump(evaluate_version(Registry(load_settings().model_registry), version, data)))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered versions; * marks the promoted one."""
+    from model_export.manifest import Registry
+    from stream_app.commands.models import describe
+
+    registry = Registry(load_settings().model_registry)
+    versions = registry.versions()
+    if not versions:
+        typer.echo(f"no models in {registry.root}; train and export one (nba train, nba export)")
+    for manifest in versions:
+        typer.echo(describe(manifest, registry.champion()))
+
+
+@models_app.command("promote")
+def models_promote(version: Annotated[str, typer.Argument(help="The version to serve.")]) -> None:
+    """Mark a version as the one the engine serves (after checking its checksum and parity)."""
+    from model_export.manifest import Registry
+
+    manifest = Registry(load_settings().model_registry).promote(version)
+    typer.echo(f"promoted {manifest.version}")
 
 
 def main() -> None:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     topic_dlq: str = "nba-dlq"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
 
+    # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
+    model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")
+
     # The local infrastructure that `nba infra up` starts.
     state_dir: Path = Field(default=_DEFAULT_STATE_DIR, description="PID files, logs and data")
     cache_dir: Path = Field(default=_DEFAULT_CACHE_DIR, description="downloaded Kafka jars")

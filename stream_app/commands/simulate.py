@@ -19,7 +19,10 @@ __all__ = ["truth_frame", "write_world"]
 
 def truth_frame(world: World) -> pd.DataFrame:
     """One row per customer: every action's potential outcomes, expectations, cost and type."""
-    columns: dict[str, object] = {"customer_id": world.customers["customer_id"].to_numpy()}
+    columns: dict[str, object] = {
+        "customer_id": world.customers["customer_id"].to_numpy(),
+        "contract_value": world.value,
+    }
     names = [t.name.lower() for t in ResponseType]
     for j, action in enumerate(world.actions):
         columns[f"p_retain__{action}"] = world.p_retain[:, j]

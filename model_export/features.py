@@ -1,0 +1,78 @@
+"""The model's feature vector: names, order and dtype, built from a customer snapshot.
+
+The order here is the contract with the ONNX bundle (recorded in its manifest) and, once the
+Feast repository exists, with the `nba_scoring` feature service. Training frames come from the
+simulator's parquet today, behind ``training_frame`` (point-in-time Feast joins replace it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from policies.errors import SchemaError
+
+__all__ = ["FEATURES", "feature_matrix", "training_frame"]
+
+_COUNTS = (
+    "logins_30d",
+    "features_used_30d",
+    "support_tickets_90d",
+    "max_ticket_severity_90d",
+    "billing_failures_90d",
+    "pricing_page_views_30d",
+    "seats_added_90d",
+    "seats_removed_90d",
+    "days_since_last_login",
+    "exports_30d",
+    "admin_changes_30d",
+    "days_to_renewal",
+    "seats",
+    "tenure_months",
+)
+_PLANS = ("starter", "growth", "enterprise")
+_CONSENTS = ("consent_email", "consent_phone", "consent_in_app")
+FEATURES: tuple[str, ...] = (
+    *_COUNTS,
+    "log_contract_value",
+    "nps_last",  # -1 when the account never answered
+    "nps_missing",
+    *(f"plan_{p}" for p in _PLANS),
+    *_CONSENTS,
+)
+_REQUIRED = (*_COUNTS, "contract_value", "nps_last", "plan", *_CONSENTS)
+
+
+def feature_matrix(snapshot: pd.DataFrame) -> NDArray[np.float32]:
+    """[customers, FEATURES] as float32, in manifest order; missing columns are an error."""
+    missing = [c for c in _REQUIRED if c not in snapshot.columns]
+    if missing:
+        raise SchemaError(f"the snapshot lacks column(s) {missing}")
+    numeric = snapshot[list(_COUNTS)].to_numpy(dtype=np.float64)
+    if np.any(~np.isfinite(numeric)):
+        bad = [c for c in _COUNTS if not np.all(np.isfinite(snapshot[c].to_numpy(dtype=float)))]
+        raise SchemaError(f"feature column(s) {bad} hold NaN or infinite values")
+    nps = snapshot["nps_last"].to_numpy(dtype=np.float64)
+    plan = snapshot["plan"].astype(str).to_numpy()
+    columns = [
+        numeric,
+        np.log1p(snapshot["contract_value"].to_numpy(dtype=np.float64))[:, None],
+        np.where(np.isnan(nps), -1.0, nps)[:, None],
+        np.isnan(nps).astype(np.float64)[:, None],
+        np.column_stack([(plan == p).astype(np.float64) for p in _PLANS]),
+        snapshot[list(_CONSENTS)].to_numpy(dtype=np.float64),
+    ]
+    return np.hstack(columns).astype(np.float32)
+
+
+def training_frame(data_dir: Path, name: str = "experiment") -> pd.DataFrame:
+    """A training frame written by `nba simulate world` (experiment, history or customers)."""
+    path = data_dir / f"{name}.parquet"
+    if not path.exists():
+        raise SchemaError(
+            f"{path} does not exist; write it with `nba simulate world --out {data_dir}`"
+        )
+    return pd.read_parquet(path)

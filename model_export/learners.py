@@ -1,0 +1,248 @@
+"""Uplift learners for several actions at once, each action against control.
+
+Every learner is a *linear combination of tree models*: the uplift of action ``a`` is
+``sum_k coef_k x model_k(x [+ treatment one-hot]) + constant``. That is what lets one ONNX
+graph reproduce any of them exactly (model_export.bundle), and it is why they are written here
+on XGBoost base learners rather than taken from causalml, whose meta-learners hold models we
+cannot export as one graph; causalml's own learners are the reference in
+benchmarks/uplift_reference.py.
+
+| learner | uplift of action a |
+|---|---|
+| S  | f(x, a) - f(x, control), one classifier with the treatment as a feature |
+| T  | mu_a(x) - mu_0(x), one classifier per arm |
+| X  | g x tau0_a(x) + (1 - g) x tau1_a(x), regressors on imputed effects (Kunzel et al. 2019) |
+| DR | tau_a(x), a regressor on cross-fitted doubly robust pseudo-outcomes (Kennedy 2020) |
+| CT | a regressor on the transformed outcome Y (T - e) / (e (1 - e)) (Athey & Imbens 2015): |
+|    | the class transformation, generalised to arms of unequal size |
+
+Estimator contract (scikit-learn): ``__init__`` stores arguments, ``fit`` returns self, learned
+state ends in ``_``. Inputs: X [n, d] float32, treatment [n] action index (0 = control), y [n].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.model_selection import KFold
+from xgboost import XGBClassifier, XGBRegressor
+
+from policies.errors import SchemaError
+
+__all__ = ["LEARNERS", "Term", "UpliftLearner", "make_learner"]
+
+Floats = NDArray[np.float64]
+Kind = Literal["classifier", "regressor"]
+TreeModel = XGBClassifier | XGBRegressor
+
+
+@dataclass(frozen=True)
+class Term:
+    """``coef x model(x)``; with ``augment`` set, the model sees x plus a treatment one-hot."""
+
+    model: str
+    coef: float
+    augment: int | None = None
+
+
+def base_model(kind: Kind, seed: int, n_estimators: int = 200) -> TreeModel:
+    params = {
+        "n_estimators": n_estimators,
+        "max_depth": 4,
+        "learning_rate": 0.05,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 5.0,
+        "n_jobs": 2,
+        "random_state": seed,
+    }
+    return XGBClassifier(**params) if kind == "classifier" else XGBRegressor(**params)
+
+
+def model_output(model: TreeModel, x: NDArray[np.float32]) -> Floats:
+    if isinstance(model, XGBClassifier):
+        return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
+    return np.asarray(model.predict(x), dtype=np.float64)
+
+
+def check_training_data(
+    x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, n_actions: int
+) -> None:
+    if x.ndim != 2 or x.shape[0] != treatment.shape[0] or x.shape[0] != y.shape[0]:
+        raise SchemaError("X, treatment and y must have one row per customer")
+    if np.any(~np.isfinite(x)):
+        raise SchemaError("features hold NaN or infinite values")
+    if not np.any(treatment == 0):
+        raise SchemaError("the training data has no control group (treatment 0)")
+    for a in range(1, n_actions):
+        if np.count_nonzero(treatment == a) < 20:
+            raise SchemaError(f"action {a} has fewer than 20 treated rows")
+    if np.unique(y).size < 2:
+        raise SchemaError("the outcome has a single value; nothing to learn")
+
+
+class UpliftLearner:
+    """Base of the learners: holds the tree models and, per action, the terms of its uplift."""
+
+    name = "base"
+
+    def __init__(
+        self, n_actions: int, outcome: Kind = "classifier", seed: int = 0, n_estimators: int = 200
+    ) -> None:
+        self.n_actions = n_actions
+        self.outcome = outcome
+        self.seed = seed
+        self.n_estimators = n_estimators
+
+    def fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> UpliftLearner:
+        check_training_data(x, treatment, y, self.n_actions)
+        self.models_: dict[str, TreeModel] = {}
+        self.terms_: list[list[Term]] = [[] for _ in range(self.n_actions)]
+        self._fit(
+            x, treatment, np.asarray(y, dtype=np.float64), np.asarray(propensity, dtype=np.float64)
+        )
+        return self
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        raise NotImplementedError
+
+    def _model(self, key: str, kind: Kind, x: NDArray[np.float32], y: Floats) -> TreeModel:
+        model = base_model(kind, self.seed + len(self.models_), self.n_estimators)
+        model.fit(x, y.astype(int) if kind == "classifier" else y)
+        self.models_[key] = model
+        return model
+
+    def predict_uplift(self, x: NDArray[np.float32]) -> Floats:
+        """[n, n_actions] uplift of each action vs control; column 0 is 0."""
+        out = np.zeros((x.shape[0], self.n_actions))
+        for a, terms in enumerate(self.terms_):
+            for term in terms:
+                out[:, a] += term.coef * model_output(
+                    self.models_[term.model], augment(x, term.augment, self.n_actions)
+                )
+        return out
+
+
+def augment(x: NDArray[np.float32], action: int | None, n_actions: int) -> NDArray[np.float32]:
+    if action is None:
+        return x
+    onehot = np.zeros((x.shape[0], n_actions - 1), dtype=np.float32)
+    if action > 0:
+        onehot[:, action - 1] = 1.0
+    return np.hstack([x, onehot])
+
+
+class SLearner(UpliftLearner):
+    name = "s"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        onehot = np.zeros((x.shape[0], self.n_actions - 1), dtype=np.float32)
+        treated = treatment > 0
+        onehot[np.flatnonzero(treated), treatment[treated] - 1] = 1.0
+        self._model("s", self.outcome, np.hstack([x, onehot]), y)
+        for a in range(1, self.n_actions):
+            self.terms_[a] = [Term("s", 1.0, augment=a), Term("s", -1.0, augment=0)]
+
+
+class TLearner(UpliftLearner):
+    name = "t"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        for a in range(self.n_actions):
+            rows = treatment == a
+            self._model(f"mu{a}", self.outcome, x[rows], y[rows])
+        for a in range(1, self.n_actions):
+            self.terms_[a] = [Term(f"mu{a}", 1.0), Term("mu0", -1.0)]
+
+
+def _arm_share(treatment: NDArray[np.int64], propensity: Floats, a: int) -> float:
+    """P(action a | a or control) in a randomized experiment, from the logged propensities."""
+    p_a = float(np.mean(propensity[treatment == a]))
+    p_0 = float(np.mean(propensity[treatment == 0]))
+    return p_a / (p_a + p_0)
+
+
+class XLearner(UpliftLearner):
+    name = "x"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        control = treatment == 0
+        mu0 = self._model("mu0", self.outcome, x[control], y[control])
+        for a in range(1, self.n_actions):
+            rows = treatment == a
+            mua = self._model(f"mu{a}", self.outcome, x[rows], y[rows])
+            imputed_treated = y[rows] - model_output(mu0, x[rows])
+            imputed_control = model_output(mua, x[control]) - y[control]
+            self._model(f"tau1_{a}", "regressor", x[rows], imputed_treated)
+            self._model(f"tau0_{a}", "regressor", x[control], imputed_control)
+            g = _arm_share(treatment, propensity, a)
+            self.terms_[a] = [Term(f"tau0_{a}", g), Term(f"tau1_{a}", 1.0 - g)]
+
+
+class DRLearner(UpliftLearner):
+    name = "dr"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        for a in range(1, self.n_actions):
+            rows = np.flatnonzero((treatment == a) | (treatment == 0))
+            xa, ta, ya = x[rows], (treatment[rows] == a).astype(float), y[rows]
+            e = _arm_share(treatment, propensity, a)
+            pseudo = np.zeros(rows.size)
+            for train, test in KFold(n_splits=2, shuffle=True, random_state=self.seed).split(xa):
+                treated, control = train[ta[train] == 1], train[ta[train] == 0]
+                m1 = base_model(self.outcome, self.seed, self.n_estimators).fit(
+                    xa[treated], ya[treated]
+                )
+                m0 = base_model(self.outcome, self.seed, self.n_estimators).fit(
+                    xa[control], ya[control]
+                )
+                p1, p0 = model_output(m1, xa[test]), model_output(m0, xa[test])
+                t, yy = ta[test], ya[test]
+                pseudo[test] = p1 - p0 + t * (yy - p1) / e - (1 - t) * (yy - p0) / (1 - e)
+            self._model(f"tau_{a}", "regressor", xa, pseudo)
+            self.terms_[a] = [Term(f"tau_{a}", 1.0)]
+
+
+class ClassTransformation(UpliftLearner):
+    name = "ct"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        for a in range(1, self.n_actions):
+            rows = (treatment == a) | (treatment == 0)
+            e = _arm_share(treatment, propensity, a)
+            t = (treatment[rows] == a).astype(float)
+            transformed = y[rows] * (t - e) / (e * (1 - e))
+            self._model(f"z_{a}", "regressor", x[rows], transformed)
+            self.terms_[a] = [Term(f"z_{a}", 1.0)]
+
+
+LEARNERS: dict[str, type[UpliftLearner]] = {
+    cls.name: cls for cls in (SLearner, TLearner, XLearner, DRLearner, ClassTransformation)
+}
+
+
+def make_learner(
+    name: str, n_actions: int, outcome: Kind = "classifier", seed: int = 0, n_estimators: int = 200
+) -> UpliftLearner:
+    try:
+        cls = LEARNERS[name]
+    except KeyError:
+        raise SchemaError(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}") from None
+    return cls(n_actions, outcome, seed, n_estimators)

@@ -1,0 +1,111 @@
+"""The evaluation report: one self-contained HTML page (plots inlined as PNG) that a data
+scientist opens in a browser: Qini curves per action, the churn model's calibration, feature
+importance, and every metric."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+
+from model_export.training import Trained  # noqa: E402
+
+__all__ = ["render_report"]
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _qini_figure(trained: Trained) -> str:
+    import warnings
+
+    from sklift.metrics import qini_curve
+
+    curves = trained.curves
+    figure, axes = plt.subplots(
+        1, len(trained.actions) - 1, figsize=(4 * (len(trained.actions) - 1), 3.4)
+    )
+    for a, axis in enumerate(np.atleast_1d(axes), start=1):
+        rows = (curves["treatment"] == a) | (curves["treatment"] == 0)
+        x, y = qini_curve(
+            curves["y"][rows],
+            curves["uplift"][rows, a],
+            (curves["treatment"][rows] == a).astype(int),
+        )
+        axis.plot(x, y, label=trained.learner.upper())
+        axis.plot([0, x[-1]], [0, y[-1]], "--", color="grey", label="random")
+        axis.set_title(trained.actions[a], fontsize=9)
+        axis.set_xlabel("customers targeted")
+        axis.legend(fontsize=7)
+    axes_list = np.atleast_1d(axes)
+    axes_list[0].set_ylabel("incremental retained (Qini)")
+    return _png(figure)
+
+
+def _calibration_figure(trained: Trained) -> str:
+    curves = trained.curves
+    control = curves["control"]
+    churned = curves["y"][control] == 0
+    prob_true, prob_pred = calibration_curve(
+        churned, curves["p_churn"][control], n_bins=10, strategy="quantile"
+    )
+    figure, axis = plt.subplots(figsize=(4, 3.4))
+    axis.plot(prob_pred, prob_true, "o-", label="XGBoost + Platt")
+    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+    axis.set_xlabel("predicted churn probability")
+    axis.set_ylabel("observed churn rate")
+    axis.legend(fontsize=7)
+    return _png(figure)
+
+
+def _importance_figure(trained: Trained) -> str:
+    importance = list(trained.metrics["feature_importance"].items())[:15]
+    figure, axis = plt.subplots(figsize=(5, 4))
+    axis.barh([k for k, _ in reversed(importance)], [v for _, v in reversed(importance)])
+    axis.set_xlabel("share of total gain (churn model)")
+    return _png(figure)
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1400px} pre{background:#f4f4f4;padding:1em}"
+)
+
+
+def _figure_html(caption: str, png_base64: str) -> str:
+    alt = html.escape(caption)
+    return f'<h2>{alt}</h2>\n<img src="data:image/png;base64,{png_base64}" alt="{alt}">'
+
+
+def render_report(trained: Trained, title: str) -> str:
+    metrics = html.escape(json.dumps(trained.metrics, indent=2))
+    images = [
+        ("Qini curves, held-out randomized data", _qini_figure(trained)),
+        ("Churn calibration (control rows)", _calibration_figure(trained)),
+        ("Feature importance", _importance_figure(trained)),
+    ]
+    sections = "\n".join(_figure_html(caption, data) for caption, data in images)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p>Learner: <b>{html.escape(trained.learner.upper())}</b>;
+actions: {html.escape(", ".join(trained.actions))}.</p>
+{sections}
+<h2>Metrics</h2>
+<pre>{metrics}</pre>
+</body></html>
+"""

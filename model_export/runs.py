@@ -1,0 +1,161 @@
+"""A training run on disk, without pickles: XGBoost's own JSON model files plus a JSON spec.
+
+    <run>/spec.json        learner, actions, features, fingerprint, calibration, terms, metrics
+    <run>/models/*.json    every tree model (xgboost ``save_model``)
+    <run>/holdout.npy      held-out feature rows for the export's parity check
+    <run>/report.html      the evaluation report
+
+`export_run` turns a run into a registered bundle, after the parity check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+from xgboost import XGBClassifier, XGBRegressor
+
+from model_export.bundle import OPSET, OUTPUTS, build_bundle
+from model_export.churn import ChurnModel
+from model_export.features import FEATURES
+from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
+from model_export.manifest import Feature, Manifest, Parity, Registry
+from model_export.training import Trained
+from policies.errors import ModelManifestError
+
+__all__ = ["PARITY_TOLERANCE", "export_run", "load_run", "save_run"]
+
+PARITY_TOLERANCE = 1e-5
+
+
+def _save_model(model: TreeModel, path: Path) -> dict[str, str]:
+    model.save_model(path)
+    return {
+        "file": path.name,
+        "kind": "classifier" if isinstance(model, XGBClassifier) else "regressor",
+    }
+
+
+def _learner_spec(learner: UpliftLearner, prefix: str, models_dir: Path) -> dict[str, Any]:
+    return {
+        "name": learner.name,
+        "n_actions": learner.n_actions,
+        "outcome": learner.outcome,
+        "terms": [[asdict(t) for t in terms] for terms in learner.terms_],
+        "models": {
+            key: _save_model(m, models_dir / f"{prefix}{key}.json")
+            for key, m in learner.models_.items()
+        },
+    }
+
+
+def save_run(trained: Trained, folder: Path, report_html: str) -> Path:
+    models_dir = folder / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "learner": trained.learner,
+        "actions": list(trained.actions),
+        "features": list(FEATURES),
+        "fingerprint": trained.fingerprint,
+        "churn": {
+            **_save_model(trained.churn.model_, models_dir / "churn.json"),
+            "a": trained.churn.a_,
+            "b": trained.churn.b_,
+        },
+        "retention": _learner_spec(trained.retention, "retention_", models_dir),
+        "expansion": _learner_spec(trained.expansion, "expansion_", models_dir),
+        "metrics": trained.metrics,
+    }
+    (folder / "spec.json").write_text(json.dumps(spec, indent=2))
+    np.save(folder / "holdout.npy", trained.holdout_features, allow_pickle=False)
+    (folder / "report.html").write_text(report_html)
+    return folder
+
+
+def _load_model(folder: Path, entry: dict[str, str]) -> TreeModel:
+    model: TreeModel = XGBClassifier() if entry["kind"] == "classifier" else XGBRegressor()
+    model.load_model(folder / "models" / entry["file"])
+    return model
+
+
+def _load_learner(folder: Path, spec: dict[str, Any]) -> UpliftLearner:
+    learner = make_learner(spec["name"], spec["n_actions"], spec["outcome"])
+    learner.models_ = {key: _load_model(folder, entry) for key, entry in spec["models"].items()}
+    learner.terms_ = [[Term(**t) for t in terms] for terms in spec["terms"]]
+    return learner
+
+
+def load_run(folder: Path) -> tuple[dict[str, Any], ChurnModel, UpliftLearner, UpliftLearner]:
+    try:
+        spec: dict[str, Any] = json.loads((folder / "spec.json").read_text())
+    except OSError:
+        raise ModelManifestError(
+            f"{folder} is not a training run (no spec.json); make one with `nba train`"
+        ) from None
+    churn = ChurnModel()
+    churn.model_ = _load_model(folder, spec["churn"])
+    churn.a_, churn.b_ = float(spec["churn"]["a"]), float(spec["churn"]["b"])
+    return (
+        spec,
+        churn,
+        _load_learner(folder, spec["retention"]),
+        _load_learner(folder, spec["expansion"]),
+    )
+
+
+def _parity(
+    bundle: bytes,
+    x: NDArray[np.float32],
+    churn: ChurnModel,
+    retention: UpliftLearner,
+    expansion: UpliftLearner,
+) -> float:
+    session = ort.InferenceSession(bundle, providers=["CPUExecutionProvider"])
+    p_churn, uplift, expansion_uplift = session.run(list(OUTPUTS), {"features": x})
+    return float(
+        max(
+            np.abs(p_churn[:, 0] - churn.predict_proba(x)).max(),
+            np.abs(uplift - retention.predict_uplift(x)).max(),
+            np.abs(expansion_uplift - expansion.predict_uplift(x)).max(),
+        )
+    )
+
+
+def export_run(
+    folder: Path, registry: Registry, version: str, tolerance: float = PARITY_TOLERANCE
+) -> Manifest:
+    """Build the bundle, check parity on the held-out rows, and only then register it."""
+    spec, churn, retention, expansion = load_run(folder)
+    actions = tuple(spec["actions"])
+    model = build_bundle(spec["features"], actions, churn, retention, expansion, version)
+    bundle = model.SerializeToString()
+    holdout = np.load(folder / "holdout.npy", allow_pickle=False)
+    diff = _parity(bundle, holdout, churn, retention, expansion)
+    if not diff <= tolerance:
+        raise ModelManifestError(
+            f"parity check failed: the ONNX bundle differs from the native models by {diff:.2e} "
+            f"(> {tolerance:.0e}) on {len(holdout)} held-out rows; nothing was written"
+        )
+    manifest = Manifest(
+        version=version,
+        created_at=datetime.now(UTC),
+        learner=spec["learner"],
+        features=tuple(Feature(name=f) for f in spec["features"]),
+        actions=actions,
+        outputs=OUTPUTS,
+        training_data_fingerprint=spec["fingerprint"],
+        metrics=spec["metrics"],
+        onnx_sha256=hashlib.sha256(bundle).hexdigest(),
+        onnx_opset=OPSET,
+        parity=Parity(rows=len(holdout), max_abs_diff=diff, tolerance=tolerance, passed=True),
+    )
+    report = folder / "report.html"
+    registry.write(manifest, bundle, report.read_text() if report.exists() else None)
+    return manifest
