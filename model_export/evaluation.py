@@ -10,6 +10,8 @@ only a simulator allows: correlation with the true uplift and each customer's re
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +19,13 @@ from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-__all__ = ["classification_report", "expected_calibration_error", "response_types", "uplift_report"]
+__all__ = [
+    "classification_report",
+    "expected_calibration_error",
+    "qini_points",
+    "response_types",
+    "uplift_report",
+]
 
 Floats = NDArray[np.float64]
 
@@ -39,6 +47,23 @@ def classification_report(y: NDArray[np.bool_], p: Floats) -> dict[str, float]:
     }
 
 
+@contextmanager
+def _quiet_sklift() -> Iterator[None]:
+    # scikit-uplift 0.5.1 calls a scikit-learn helper deprecated in 1.8; harmless here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def qini_points(y: Floats, uplift: Floats, treated: NDArray[np.int64]) -> tuple[Floats, Floats]:
+    """The Qini curve (customers targeted, incremental outcomes), from scikit-uplift."""
+    from sklift.metrics import qini_curve
+
+    with _quiet_sklift():
+        x, q = qini_curve(y, uplift, treated)
+    return np.asarray(x, dtype=np.float64), np.asarray(q, dtype=np.float64)
+
+
 def uplift_report(
     y: Floats,
     treatment: NDArray[np.int64],
@@ -53,9 +78,7 @@ def uplift_report(
     for a in range(1, len(actions)):
         rows = (treatment == a) | (treatment == 0)
         ya, ta, ua = y[rows], (treatment[rows] == a).astype(int), uplift[rows, a]
-        with warnings.catch_warnings():
-            # scikit-uplift 0.5.1 calls a scikit-learn helper deprecated in 1.8; harmless here.
-            warnings.simplefilter("ignore", FutureWarning)
+        with _quiet_sklift():
             metrics = {
                 "qini": round(float(qini_auc_score(ya, ua, ta)), 5),
                 "auuc": round(float(uplift_auc_score(ya, ua, ta)), 5),

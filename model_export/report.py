@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 
+from model_export.evaluation import qini_points  # noqa: E402
 from model_export.training import Trained  # noqa: E402
 
 __all__ = ["render_report"]
@@ -30,17 +31,13 @@ def _png(figure: Any) -> str:
 
 
 def _qini_figure(trained: Trained) -> str:
-    import warnings
-
-    from sklift.metrics import qini_curve
-
     curves = trained.curves
     figure, axes = plt.subplots(
         1, len(trained.actions) - 1, figsize=(4 * (len(trained.actions) - 1), 3.4)
     )
     for a, axis in enumerate(np.atleast_1d(axes), start=1):
         rows = (curves["treatment"] == a) | (curves["treatment"] == 0)
-        x, y = qini_curve(
+        x, y = qini_points(
             curves["y"][rows],
             curves["uplift"][rows, a],
             (curves["treatment"][rows] == a).astype(int),

@@ -68,6 +68,10 @@ def _check(frame: pd.DataFrame, actions: tuple[str, ...]) -> None:
         raise SchemaError(
             f"the training frame has treatments {unknown} that the catalog does not know"
         )
+    if not (frame["treatment_index"] == 0).any():
+        raise SchemaError("the training frame has no control group (treatment do_nothing)")
+    if frame["retained"].nunique() < 2:
+        raise SchemaError("the outcome 'retained' has a single value; nothing to learn")
 
 
 def _true_uplift(
