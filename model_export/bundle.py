@@ -42,7 +42,7 @@ class _GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.ml_opset = 1
-        self._instances: dict[tuple[str, int | None], str] = {}
+        self._instances: dict[tuple[str, tuple[float, ...] | None], str] = {}
         self._count = 0
 
     def const(self, name: str, value: NDArray[np.generic]) -> str:
@@ -53,13 +53,10 @@ class _GraphBuilder:
         self.nodes.append(helper.make_node(op, list(inputs), [output], **attrs))
         return output
 
-    def _input_for(self, augment: int | None, prefix: str) -> str:
+    def _input_for(self, augment: tuple[float, ...] | None, prefix: str) -> str:
         if augment is None:
             return self.node("Identity", [_INPUT], f"{prefix}{_INPUT}")
-        onehot = np.zeros((1, self.n_actions - 1), dtype=np.float32)
-        if augment > 0:
-            onehot[0, augment - 1] = 1.0
-        row = self.const(f"{prefix}onehot", onehot)
+        row = self.const(f"{prefix}augment", np.asarray([augment], dtype=np.float32))
         rows = self.node("Shape", [_INPUT], f"{prefix}shape")
         first = self.node(
             "Slice",
@@ -70,23 +67,19 @@ class _GraphBuilder:
             ],
             f"{prefix}n",
         )
-        target = self.node(
-            "Concat",
-            [first, self.const(f"{prefix}w", np.array([self.n_actions - 1]))],
-            f"{prefix}target",
-            axis=0,
-        )
+        width = self.const(f"{prefix}w", np.array([len(augment)]))
+        target = self.node("Concat", [first, width], f"{prefix}target", axis=0)
         expanded = self.node("Expand", [row, target], f"{prefix}expanded")
         return self.node("Concat", [_INPUT, expanded], f"{prefix}{_INPUT}", axis=1)
 
-    def model(self, key: str, model: XGBClassifier, augment: int | None) -> str:
+    def model(self, key: str, model: XGBClassifier, augment: tuple[float, ...] | None) -> str:
         """The [n, 1] output of a tree model, instantiated once per (model, augment)."""
         found = self._instances.get((key, augment))
         if found:
             return found
         self._count += 1
         prefix = f"m{self._count}_"
-        width = self.n_features + (0 if augment is None else self.n_actions - 1)
+        width = self.n_features + (0 if augment is None else len(augment))
         converted = convert_xgboost(
             model, initial_types=[(_INPUT, FloatTensorType([None, width]))], target_opset=OPSET
         )

@@ -9,7 +9,7 @@ benchmarks/uplift_reference.py.
 
 | learner | uplift of action a |
 |---|---|
-| S  | f(x, a) - f(x, control), one classifier with the treatment as a feature |
+| S  | f_a(x, 1) - f_a(x, 0), per action a classifier with the treatment indicator as a feature |
 | T  | mu_a(x) - mu_0(x), one classifier per arm |
 | X  | g x tau0_a(x) + (1 - g) x tau1_a(x), regressors on imputed effects (Kunzel et al. 2019) |
 | DR | tau_a(x), a regressor on cross-fitted doubly robust pseudo-outcomes (Kennedy 2020) |
@@ -41,11 +41,12 @@ TreeModel = XGBClassifier | XGBRegressor
 
 @dataclass(frozen=True)
 class Term:
-    """``coef x model(x)``; with ``augment`` set, the model sees x plus a treatment one-hot."""
+    """``coef x model(x)``; with ``augment`` set, the model sees x with these constant columns
+    appended (the treatment indicator of an S-learner)."""
 
     model: str
     coef: float
-    augment: int | None = None
+    augment: tuple[float, ...] | None = None
 
 
 def base_model(kind: Kind, seed: int, n_estimators: int = 200) -> TreeModel:
@@ -125,32 +126,35 @@ class UpliftLearner:
         for a, terms in enumerate(self.terms_):
             for term in terms:
                 out[:, a] += term.coef * model_output(
-                    self.models_[term.model], augment(x, term.augment, self.n_actions)
+                    self.models_[term.model], augment(x, term.augment)
                 )
         return out
 
 
-def augment(x: NDArray[np.float32], action: int | None, n_actions: int) -> NDArray[np.float32]:
-    if action is None:
+def augment(x: NDArray[np.float32], columns: tuple[float, ...] | None) -> NDArray[np.float32]:
+    if columns is None:
         return x
-    onehot = np.zeros((x.shape[0], n_actions - 1), dtype=np.float32)
-    if action > 0:
-        onehot[:, action - 1] = 1.0
-    return np.hstack([x, onehot])
+    constant = np.broadcast_to(np.asarray(columns, dtype=np.float32), (x.shape[0], len(columns)))
+    return np.hstack([x, constant])
 
 
 class SLearner(UpliftLearner):
+    """One model per action, on control and that action's rows, with the treatment indicator
+    as an extra feature (as causalml's multi-treatment S-learner does)."""
+
     name = "s"
 
     def _fit(
         self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
     ) -> None:
-        onehot = np.zeros((x.shape[0], self.n_actions - 1), dtype=np.float32)
-        treated = treatment > 0
-        onehot[np.flatnonzero(treated), treatment[treated] - 1] = 1.0
-        self._model("s", self.outcome, np.hstack([x, onehot]), y)
         for a in range(1, self.n_actions):
-            self.terms_[a] = [Term("s", 1.0, augment=a), Term("s", -1.0, augment=0)]
+            rows = (treatment == a) | (treatment == 0)
+            indicator = (treatment[rows] == a).astype(np.float32)[:, None]
+            self._model(f"s{a}", self.outcome, np.hstack([x[rows], indicator]), y[rows])
+            self.terms_[a] = [
+                Term(f"s{a}", 1.0, augment=(1.0,)),
+                Term(f"s{a}", -1.0, augment=(0.0,)),
+            ]
 
 
 class TLearner(UpliftLearner):

@@ -88,8 +88,13 @@ def _load_model(folder: Path, entry: dict[str, str]) -> TreeModel:
 def _load_learner(folder: Path, spec: dict[str, Any]) -> UpliftLearner:
     learner = make_learner(spec["name"], spec["n_actions"], spec["outcome"])
     learner.models_ = {key: _load_model(folder, entry) for key, entry in spec["models"].items()}
-    learner.terms_ = [[Term(**t) for t in terms] for terms in spec["terms"]]
+    learner.terms_ = [[_term(t) for t in terms] for terms in spec["terms"]]
     return learner
+
+
+def _term(entry: dict[str, Any]) -> Term:
+    augment = entry.get("augment")
+    return Term(entry["model"], float(entry["coef"]), None if augment is None else tuple(augment))
 
 
 def load_run(folder: Path) -> tuple[dict[str, Any], ChurnModel, UpliftLearner, UpliftLearner]:
