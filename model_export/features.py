@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from policies.decide import Scores
 from policies.errors import SchemaError
 
-__all__ = ["FEATURES", "feature_matrix", "training_frame"]
+__all__ = ["FEATURES", "engagement_score", "feature_matrix", "policy_scores", "training_frame"]
 
 _COUNTS = (
     "logins_30d",
@@ -76,3 +77,31 @@ def training_frame(data_dir: Path, name: str = "experiment") -> pd.DataFrame:
             f"{path} does not exist; write it with `nba simulate world --out {data_dir}`"
         )
     return pd.read_parquet(path)
+
+
+def engagement_score(snapshot: pd.DataFrame) -> NDArray[np.float64]:
+    """Logins per seat as a percentile in [0, 1]: the engagement axis of the segments."""
+    logins = snapshot["logins_30d"].to_numpy(np.float64) / snapshot["seats"].to_numpy(np.float64)
+    return np.asarray(pd.Series(logins).rank(pct=True), dtype=np.float64)
+
+
+def policy_scores(
+    snapshot: pd.DataFrame,
+    decision_keys: list[str],
+    p_churn: NDArray[np.float64],
+    uplift: NDArray[np.float64],
+    expansion_share: NDArray[np.float64],
+    engagement: NDArray[np.float64],
+) -> Scores:
+    """The policy's input from the model's outputs: expansion as a share of the contract value
+    becomes dollars, uplift is clipped to a probability change."""
+    value = snapshot["contract_value"].to_numpy(np.float64)
+    return Scores(
+        customer_ids=snapshot["customer_id"].astype(str).tolist(),
+        decision_keys=decision_keys,
+        p_churn=p_churn,
+        uplift_retention=np.clip(uplift, -1.0, 1.0),
+        uplift_expansion=expansion_share * value[:, None],
+        customer_value=value,
+        engagement=engagement,
+    )

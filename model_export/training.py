@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from model_export.churn import ChurnModel, baseline_churn_model
 from model_export.evaluation import classification_report, response_types, uplift_report
-from model_export.features import FEATURES, feature_matrix
+from model_export.features import FEATURES, engagement_score, feature_matrix, policy_scores
 from model_export.learners import UpliftLearner, make_learner
 from model_export.manifest import fingerprint
 from policies.allocation import allocate_dual
@@ -178,17 +178,14 @@ def predict_scores(
 ) -> Scores:
     """The policy's input from native models (the engine gets the same from the ONNX bundle)."""
     x = feature_matrix(frame)
-    value = frame["contract_value"].to_numpy(np.float64)
-    logins = frame["logins_30d"].to_numpy(np.float64) / frame["seats"].to_numpy(np.float64)
     ids = frame["customer_id"].astype(str).tolist()
-    return Scores(
-        customer_ids=ids,
-        decision_keys=ids,
-        p_churn=churn.predict_proba(x),
-        uplift_retention=np.clip(retention.predict_uplift(x), -1.0, 1.0),
-        uplift_expansion=expansion.predict_uplift(x) * value[:, None],
-        customer_value=value,
-        engagement=np.asarray(pd.Series(logins).rank(pct=True), dtype=np.float64),
+    return policy_scores(
+        frame,
+        ids,
+        churn.predict_proba(x),
+        retention.predict_uplift(x),
+        expansion.predict_uplift(x),
+        engagement_score(frame),
     )
 
 

@@ -1,11 +1,13 @@
 """`nba demo`: the whole loop on the local stack, end to end, in a couple of minutes.
 
-Bring up the project's own Kafka broker and Redis, simulate a customer world, replay its
-engagement events into Kafka at a set rate, decide in micro-batches (validation, triggers,
-policy, pacing, Redis budget ledger), publish to `nba-actions`, read them back as a CRM would,
-emit the outcomes the simulator knows, and print what happened, including the true incremental
-value against the oracle. Tears down what it started. Scores are the simulator's true effects
-plus model-like noise until the trained ONNX bundle serves them (issue 7).
+Bring up the project's own Kafka broker and Redis, simulate a customer world, train the churn
+and uplift models on a randomized experiment of that world and serve them as an ONNX bundle,
+replay the world's engagement events into Kafka at a set rate, decide in micro-batches
+(validation, triggers, one bundle call, policy, pacing, Redis budget ledger), publish to
+`nba-actions`, read them back as a CRM would, emit the outcomes the simulator knows, and print
+what happened, including the true incremental value against the oracle. Tears down what it
+started. Features come from the simulated snapshot until the Feast online store serves them
+(issue 6).
 """
 
 from __future__ import annotations
@@ -26,19 +28,27 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from model_export.manifest import Registry
+from model_export.report import render_report
+from model_export.runs import export_run, save_run
+from model_export.training import train_models
 from policies.arms import ArmConfig
+from policies.catalog import default_catalog
 from policies.decide import PolicyConfig, opportunities
 from policies.pacing import PacingConfig, initial_price
 from simulator.config import validated
+from simulator.datasets import randomized_experiment
 from simulator.events import generate_events, outcome_events
 from simulator.sources import WorldScoreSource
 from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
 from simulator.world import World, build_world
 from stream_app import kafka_clients
+from stream_app.commands.simulate import truth_frame
 from stream_app.decision_loop import DecisionLoop, LoopSettings, latency_percentiles
 from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
 from stream_app.replay import ReplayStats, replay_events
+from stream_app.scorer import BundleScorer, SnapshotScoreSource
 from stream_app.settings import Settings
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -55,7 +65,20 @@ class DemoOptions:
     seconds: float = 30.0
     budget: float = 100_000.0
     seed: int = 7
-    noise: float = 0.5
+
+
+def _train_and_serve(settings: Settings, world: World, run: str, seed: int) -> BundleScorer:
+    """Train on a randomized experiment of this world, export and promote the bundle."""
+    actions = default_catalog().names
+    truth = truth_frame(world)
+    trained = train_models(randomized_experiment(world), actions, "s", seed, truth=truth)
+    registry = Registry(settings.state_dir / "demo-models")
+    folder = save_run(
+        trained, settings.state_dir / "demo-runs" / run, render_report(trained, f"demo {run}")
+    )
+    export_run(folder, registry, f"demo-{run}")
+    registry.promote(f"demo-{run}")
+    return BundleScorer(registry, default_catalog())
 
 
 def _create_topics(settings: Settings, names: list[str]) -> None:
@@ -69,14 +92,14 @@ def _create_topics(settings: Settings, names: list[str]) -> None:
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict[str, object]:
     already = {s.name for s in stack.status(settings, ["kafka", "redis"]) if s.running}
-    console.print("[bold]1/5[/] starting the local Kafka broker and Redis ...")
+    console.print("[bold]1/6[/] starting the local Kafka broker and Redis ...")
     stack.up(settings, ["kafka", "redis"])
     try:
         return _run(settings, options, console)
     finally:
         started = [n for n in ("kafka", "redis") if n not in already]
         if started:
-            console.print(f"[bold]5/5[/] stopping what the demo started: {', '.join(started)}")
+            console.print(f"[bold]6/6[/] stopping what the demo started: {', '.join(started)}")
             stack.down(settings, started)
 
 
@@ -93,12 +116,16 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     }
     _create_topics(settings, list(topics.values()))
     console.print(
-        f"[bold]2/5[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
+        f"[bold]2/6[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
     )
     world = build_world(validated(n_customers=options.customers, seed=options.seed))
-    view = WorldScoreSource(
-        world, noisy_scores(world, options.noise, options.seed, keys="live"), contact_state(world)
+    # Contact history and consent per customer (the engine will keep these in Redis).
+    view = WorldScoreSource(world, noisy_scores(world, 0.0, options.seed), contact_state(world))
+    console.print(
+        "[bold]3/6[/] training the models on a randomized experiment, exporting the ONNX bundle ..."
     )
+    scorer = _train_and_serve(settings, world, run, options.seed)
+    live = SnapshotScoreSource(world.customers, scorer)
     wanted = int(options.rate * options.seconds)
     events = generate_events(
         world,
@@ -106,11 +133,12 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     )
 
     policy = PolicyConfig(arms=ArmConfig(experiment=f"demo-{options.seed}"))
-    yesterday = noisy_scores(world, options.noise, options.seed + 1, keys="yesterday")
+    everyone = world.customers["customer_id"].astype(str).tolist()
+    yesterday = live.scores(everyone, [f"yesterday:{c}" for c in everyone])
     triggered_share = 0.6  # about this share of the base triggers a decision during a demo
     pacing = PacingConfig(budget=options.budget, period_s=options.seconds)
     pacer = initial_price(
-        *opportunities(yesterday, view.contacts(world.customers["customer_id"].tolist()), policy),
+        *opportunities(yesterday, view.contacts(everyone), policy),
         options.budget / triggered_share,
     )
     client = redis.Redis.from_url(settings.effective_redis_url())
@@ -126,9 +154,10 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
             min_interval_s=86_400.0,
             max_message_bytes=64_000,
             budget_period=f"demo-{run}",
+            model_version=scorer.version,
         ),
         policy=policy,
-        scores=view.scores,
+        scores=live.scores,
         contacts=view.contacts,
         consumer=consumer,
         producer=kafka_clients.producer(settings),
@@ -138,7 +167,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         pacer=pacer,
     )
     console.print(
-        f"[bold]3/5[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
+        f"[bold]4/6[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
     )
     replayed: list[ReplayStats] = []
     totals = Counter[str]()
@@ -179,7 +208,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
                 break
     consumer.close()
 
-    console.print("[bold]4/5[/] reading nba-actions as the CRM would, and emitting outcomes ...")
+    console.print("[bold]5/6[/] reading nba-actions as the CRM would, and emitting outcomes ...")
     actions = _read_actions(
         settings, topics["actions"], totals["decided"] + totals["republished"], run
     )
