@@ -6,7 +6,9 @@ per-action capacities (a multiple-choice knapsack).
   choice per customer, ``argmax_a EV[i, a] - lam x cost[i, a] - mu[a]``; the prices are found by
   bisection (scipy.optimize.bisect), the result is trimmed to be feasible (``enforce_limits``)
   and leftover budget is filled greedily. This is the Lagrangian relaxation of the LP; it needs
-  O(customers x actions) per price, so a million customers take seconds.
+  O(customers x actions) per price, so a million customers take seconds. The greedy answer is
+  computed too and returned when it is better (prices settle badly on adversarial ties), so the
+  result is never below greedy's.
 - ``allocate_greedy`` is the baseline: candidates in decreasing value-per-dollar order while
   budget and capacity last. With ample budget it still picks the best *ratio* per customer, not
   the best EV, which is why it is not the production path.
@@ -291,7 +293,12 @@ def allocate_dual(
         lam = _price_for_budget(masked, cost, budget, mu)
     choice, score = _choose(masked, cost, lam, mu)
     choice = enforce_limits(choice, score, cost, budget, caps)
-    return _fill_leftover(choice, value, cost, eligible, budget, caps)
+    dual = _fill_leftover(choice, value, cost, eligible, budget, caps)
+    # Prices settle badly on adversarial ties (many equal values, near-free actions, tight
+    # capacities); the greedy answer is cheap insurance, so the result is never below it.
+    greedy = allocate_greedy(value, cost, eligible, budget, caps)
+    rows = np.arange(value.shape[0])
+    return dual if value[rows, dual].sum() >= value[rows, greedy].sum() else greedy
 
 
 def _fill_leftover(
