@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Bool, Float64, Int64, String
@@ -69,7 +70,7 @@ class Definitions:
     push_source: PushSource
     nba_scoring: FeatureService
 
-    def objects(self) -> list[object]:
+    def objects(self) -> list[Any]:
         return [self.customer, *self.views.values(), self.push_source, self.nba_scoring]
 
 

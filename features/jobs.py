@@ -201,6 +201,8 @@ def fit_personas(
 ) -> PersonaModel:
     """Choose k by silhouette on a sample, fit, profile, and test that personas differ."""
     x = persona_inputs(snapshot)
+    if len(x) < 2 * max(k_range):
+        raise SchemaError(f"personas need at least {2 * max(k_range)} customers, got {len(x)}")
     scaler = StandardScaler().fit(x)
     pca = PCA(n_components=0.9, random_state=seed).fit(scaler.transform(x))
     z = pca.transform(scaler.transform(x))

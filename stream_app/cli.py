@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,6 +41,11 @@ schemas_app = typer.Typer(
     help="JSON Schemas of the topic messages (schemas/).", no_args_is_help=True
 )
 app.add_typer(schemas_app, name="schemas")
+features_app = typer.Typer(
+    help="The Feast feature repository: batch jobs, apply, materialize, push, read.",
+    no_args_is_help=True,
+)
+app.add_typer(features_app, name="features")
 models_app = typer.Typer(
     help="The model registry: list versions, promote the one served.", no_args_is_help=True
 )
@@ -179,6 +184,83 @@ def schemas_check() -> None:
 
     check_schemas()
     typer.echo("schemas are up to date")
+
+
+def _feature_store() -> Any:
+    from stream_app.feature_store import FeatureStoreAdapter
+
+    settings = load_settings()
+    return FeatureStoreAdapter(settings, settings.feature_repo, settings.feature_data)
+
+
+@features_app.command("build")
+def features_build(
+    data: Annotated[Path, typer.Option(help="Folder written by `nba simulate world`.")] = Path(
+        "data/world"
+    ),
+) -> None:
+    """Run the CLV, RFM and persona jobs and write every feature view's parquet source."""
+    import pandas as pd
+
+    from simulator.world import AS_OF
+    from stream_app.commands.features import build_sources
+
+    settings = load_settings()
+    snapshot = pd.read_parquet(data / "customers.parquet")
+    transactions = pd.read_parquet(data / "transactions.parquet")
+    for name, rows in build_sources(snapshot, transactions, settings.feature_data, AS_OF).items():
+        typer.echo(f"{settings.feature_data / name}: {rows:,} rows")
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the entity, sources, feature views and the nba_scoring service."""
+    _feature_store().apply()
+    typer.echo("applied: customer, profile, engagement_stream, clv, rfm, persona, nba_scoring")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    days: Annotated[int, typer.Option(help="Load feature values of the last N days.")] = 400,
+) -> None:
+    """Load the batch sources into the Redis online store."""
+    from datetime import timedelta
+
+    from simulator.world import AS_OF
+
+    _feature_store().materialize(AS_OF - timedelta(days=days), AS_OF + timedelta(days=1))
+    typer.echo("materialized into the online store")
+
+
+@features_app.command("read")
+def features_read(
+    customers: Annotated[str, typer.Option(help="Comma-separated customer ids.")],
+) -> None:
+    """Print the nba_scoring features of some customers (nulls for unknown ones)."""
+    frame = _feature_store().read([c.strip() for c in customers.split(",") if c.strip()])
+    typer.echo(frame.T.to_string())
+
+
+@features_app.command("push-test")
+def features_push_test(
+    customer: Annotated[str, typer.Option(help="A customer id to push to.")] = "C00000000",
+) -> None:
+    """Push one engagement row through the push source and read it back."""
+    import pandas as pd
+
+    from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP
+
+    store = _feature_store()
+    row = {"customer_id": [customer], TIMESTAMP: [pd.Timestamp.now(tz="UTC")]}
+    row.update({name: [k + 1] for k, name in enumerate(ENGAGEMENT_FIELDS)})
+    store.push_engagement(pd.DataFrame(row))
+    back = store.read([customer]).iloc[0]
+    same = all(int(back[name]) == k + 1 for k, name in enumerate(ENGAGEMENT_FIELDS))
+    typer.echo(
+        f"pushed {len(ENGAGEMENT_FIELDS)} engagement features for {customer}; read back: {same}"
+    )
+    if not same:
+        raise typer.Exit(1)
 
 
 @app.command("train")

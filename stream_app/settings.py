@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     topic_dlq: str = "nba-dlq"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
 
+    # Features: the Feast registry folder and the parquet sources of the feature views.
+    feature_repo: Path = Field(default=Path(".nba/feature_repo"), description="Feast registry")
+    feature_data: Path = Field(default=Path("data/features"), description="feature sources")
+
     # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
     model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")
 

@@ -1,0 +1,168 @@
+"""The Feast repository against the real Redis: apply, materialize, push, read, point in time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP
+from model_export.features import feature_matrix
+from policies.errors import SchemaError
+from simulator.config import WorldConfig
+from simulator.datasets import transactions
+from simulator.world import AS_OF, World, build_world
+from stream_app.commands.features import build_sources
+from stream_app.feature_store import FeatureStoreAdapter, fill_cold_start
+from stream_app.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return build_world(WorldConfig(n_customers=1_500, seed=5))
+
+
+@pytest.fixture(scope="module")
+def store(
+    world: World, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> FeatureStoreAdapter:
+    root = tmp_path_factory.mktemp("feast")
+    build_sources(world.customers, transactions(world), root / "data", AS_OF, ~world.retained[:, 0])
+    adapter = FeatureStoreAdapter(
+        load_settings(redis_url=redis_url),
+        root / "repo",
+        root / "data",
+        project=f"t{uuid.uuid4().hex[:8]}",
+    )
+    adapter.apply()
+    adapter.materialize(AS_OF - timedelta(days=2), AS_OF + timedelta(days=1))
+    return adapter
+
+
+def test_materialized_values_read_back_exactly(store: FeatureStoreAdapter, world: World) -> None:
+    ids = world.customers["customer_id"].tolist()[:50]
+    online = store.read(ids).set_index("customer_id")
+    source = world.customers.set_index("customer_id").loc[ids]
+    for column in (
+        "seats",
+        "contract_value",
+        "logins_30d",
+        "support_tickets_90d",
+        "plan",
+        "consent_phone",
+    ):
+        assert online[column].tolist() == source[column].tolist(), column
+    assert not online["cold_start"].any()
+
+
+def test_batch_jobs_land_in_the_online_store(store: FeatureStoreAdapter, world: World) -> None:
+    ids = world.customers["customer_id"].tolist()[:30]
+    online = store.read(ids).set_index("customer_id")
+    for name, columns in {
+        "clv": ["clv_12m", "p_alive"],
+        "rfm": ["rfm_score", "rfm_segment"],
+        "persona": ["persona"],
+    }.items():
+        table = (
+            pd.read_parquet(store.data_dir / f"{name}.parquet").set_index("customer_id").loc[ids]
+        )
+        for column in columns:
+            expected = table[column].tolist()
+            got = online[column].tolist()
+            if table[column].dtype.kind == "f":
+                assert np.allclose(got, expected), column
+            else:
+                assert got == expected, column
+
+
+def test_the_feature_service_feeds_the_model_vector(
+    store: FeatureStoreAdapter, world: World
+) -> None:
+    ids = world.customers["customer_id"].tolist()[:20]
+    online = store.read(ids)
+    assert np.allclose(feature_matrix(online), feature_matrix(world.customers.iloc[:20]))
+
+
+def test_push_then_read_back(store: FeatureStoreAdapter, world: World) -> None:
+    customer = str(world.customers["customer_id"].iloc[7])
+    row = {"customer_id": [customer], TIMESTAMP: [pd.Timestamp(datetime.now(UTC))]}
+    row.update({name: [100 + k] for k, name in enumerate(ENGAGEMENT_FIELDS)})
+    store.push_engagement(pd.DataFrame(row))
+    back = store.read([customer]).iloc[0]
+    assert [int(back[name]) for name in ENGAGEMENT_FIELDS] == [
+        100 + k for k in range(len(ENGAGEMENT_FIELDS))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda f: f.drop(columns=["logins_30d"]), "'logins_30d' is missing"),
+        (lambda f: f.assign(exports_30d="many"), "'exports_30d' must hold integers"),
+        (lambda f: f.assign(event_timestamp="yesterday"), "must hold timestamps"),
+    ],
+)
+def test_a_bad_push_is_refused_naming_the_column(
+    store: FeatureStoreAdapter, change, needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    row = {"customer_id": ["C1"], TIMESTAMP: [pd.Timestamp(datetime.now(UTC))]}
+    row.update({name: [1] for name in ENGAGEMENT_FIELDS})
+    with pytest.raises(SchemaError, match=needle):
+        store.push_engagement(change(pd.DataFrame(row)))
+
+
+def test_unknown_customers_get_explicit_nulls_and_a_cold_start_flag(
+    store: FeatureStoreAdapter, world: World
+) -> None:
+    known = str(world.customers["customer_id"].iloc[0])
+    frame = store.read([known, "NEVER-SEEN"]).set_index("customer_id")
+    assert not frame.loc[known, "cold_start"] and frame.loc["NEVER-SEEN", "cold_start"]
+    assert pd.isna(frame.loc["NEVER-SEEN", "seats"]) and pd.isna(frame.loc["NEVER-SEEN", "plan"])
+    defaults = world.customers[["seats", "logins_30d"]].median()
+    filled = fill_cold_start(frame, defaults)
+    assert filled.loc["NEVER-SEEN", "seats"] == defaults["seats"]
+    assert filled.loc[known, "seats"] == frame.loc[known, "seats"]
+
+
+def test_historical_retrieval_is_point_in_time_correct(
+    redis_url: str, tmp_path: Path, world: World
+) -> None:
+    """A value that changes over time: each entity row sees the value as of its own timestamp."""
+    build_sources(world.customers, transactions(world), tmp_path / "data", AS_OF)
+    t1, t2 = pd.Timestamp("2025-06-01", tz="UTC"), pd.Timestamp("2025-09-01", tz="UTC")
+    profile = pd.read_parquet(tmp_path / "data" / "profile.parquet")
+    early = profile.head(1).assign(seats=10, **{TIMESTAMP: t1})
+    late = profile.head(1).assign(seats=20, **{TIMESTAMP: t2})
+    pd.concat([early, late]).to_parquet(tmp_path / "data" / "profile.parquet", index=False)
+    adapter = FeatureStoreAdapter(
+        load_settings(redis_url=redis_url),
+        tmp_path / "repo",
+        tmp_path / "data",
+        project=f"p{uuid.uuid4().hex[:8]}",
+    )
+    adapter.apply()
+    customer = str(profile["customer_id"].iloc[0])
+    asked = pd.DataFrame(
+        {
+            "customer_id": [customer] * 4,
+            TIMESTAMP: [
+                t1 - pd.Timedelta(days=1),
+                t1 + pd.Timedelta(days=1),
+                t2 - pd.Timedelta(seconds=1),
+                t2 + pd.Timedelta(days=1),
+            ],
+        }
+    )
+    seen = adapter.historical(asked, ["profile:seats"]).set_index(TIMESTAMP)["seats"]
+    assert seen.get(asked[TIMESTAMP][0], None) is None or pd.isna(seen[asked[TIMESTAMP][0]]), (
+        "nothing before it existed"
+    )
+    assert [seen[t] for t in asked[TIMESTAMP][1:]] == [10, 10, 20], (
+        "each row sees its own past only"
+    )
