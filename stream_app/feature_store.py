@@ -14,8 +14,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pandas as pd
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore, FeatureView, RepoConfig
 from feast.data_source import PushMode
+from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP, Definitions, definitions
 from policies.errors import ConfigError, SchemaError
@@ -50,6 +53,7 @@ class FeatureStoreAdapter:
     ) -> None:
         repo_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
+        self.project = project
         self.definitions: Definitions = definitions(data_dir)
         config = RepoConfig(
             project=project,  # also the key prefix in Redis: projects never see each other
@@ -98,6 +102,35 @@ class FeatureStoreAdapter:
         frame["cold_start"] = frame["plan"].isna().to_numpy()
         return frame
 
+    def read_batch(self, customer_ids: list[str]) -> pd.DataFrame:
+        """The same features read straight from the online store in Feast's key format (entity
+        key + project, one hash field per ``view:feature`` through Feast's own helpers), one
+        Redis pipeline for all views, without the SDK's response assembly: the engine's hot path,
+        measured against `read` in benchmarks/feature_reads.py. Unknown customers get nulls and
+        ``cold_start``; `tests/features` checks it returns exactly what `read` returns."""
+        names = [(view.name, f.name) for view in self._served_views for f in view.features]
+        fields = [_mmh3(f"{view}:{feature}") for view, feature in names]
+        online = self.store._get_provider().online_store  # Feast's RedisOnlineStore and its client
+        client = online._get_client(self.store.config.online_store)  # type: ignore[attr-defined]
+        with client.pipeline(transaction=False) as pipe:
+            for customer in customer_ids:
+                key = EntityKeyProto(
+                    join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
+                )
+                pipe.hmget(_redis_key(self.project, key, 3), fields)
+            rows = pipe.execute()
+        columns: dict[str, list[Any]] = {"customer_id": list(customer_ids)}
+        for k, (_, feature) in enumerate(names):
+            columns[feature] = [_decode(row[k]) for row in rows]
+        frame = pd.DataFrame(columns)
+        frame["cold_start"] = frame["plan"].isna().to_numpy()
+        return frame
+
+    @property
+    def _served_views(self) -> list[FeatureView]:
+        service = self.definitions.nba_scoring
+        return [self.definitions.views[p.name] for p in service.feature_view_projections]
+
     def historical(
         self, entity_rows: pd.DataFrame, features: list[str] | None = None
     ) -> pd.DataFrame:
@@ -109,6 +142,14 @@ class FeatureStoreAdapter:
             features if features is not None else self.store.get_feature_service("nba_scoring")
         )
         return self.store.get_historical_features(entity_df=entity_rows, features=wanted).to_df()
+
+
+def _decode(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    value = ValueProto.FromString(raw)
+    kind = value.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(value, kind)
 
 
 def fill_cold_start(frame: pd.DataFrame, defaults: pd.Series) -> pd.DataFrame:

@@ -166,3 +166,17 @@ def test_historical_retrieval_is_point_in_time_correct(
     assert [seen[t] for t in asked[TIMESTAMP][1:]] == [10, 10, 20], (
         "each row sees its own past only"
     )
+
+
+def test_the_fast_read_path_returns_what_the_sdk_returns(
+    store: FeatureStoreAdapter, world: World
+) -> None:
+    ids = [*world.customers["customer_id"].tolist()[:40], "NEVER-SEEN"]
+    sdk = store.read(ids).set_index("customer_id").sort_index(axis=1)
+    fast = store.read_batch(ids).set_index("customer_id").sort_index(axis=1)
+    assert list(sdk.columns) == list(fast.columns)
+    for column in sdk.columns:
+        left, right = sdk[column].tolist(), fast[column].tolist()
+        assert all(
+            (pd.isna(a) and pd.isna(b)) or a == b for a, b in zip(left, right, strict=True)
+        ), column
