@@ -55,7 +55,7 @@ def clv_table(
 
     Every customer gets a row; one without any payment yet has 0 for all three (cold start)."""
     from lifetimes import BetaGeoFitter, GammaGammaFitter
-    from lifetimes.utils import summary_data_from_transaction_data
+    from lifetimes.utils import _customer_lifetime_value, summary_data_from_transaction_data
 
     _require(transactions, ("customer_id", "occurred_at", "amount"), "transactions")
     tx = transactions.assign(
@@ -74,16 +74,25 @@ def clv_table(
     )
     repeat = summary[summary["frequency"] > 0]
     ggf = GammaGammaFitter(penalizer_coef=0.001).fit(repeat["frequency"], repeat["monetary_value"])
+    profit = ggf.conditional_expected_average_profit(
+        summary["frequency"], summary["monetary_value"]
+    )
+    # Gamma-Gamma values an account without repeat payments at the population mean, p v / (q - 1),
+    # which is undefined when q <= 1 (heavy-tailed spend, as in a B2B base with plans 100x
+    # apart). Such an account is valued at its own observed payment instead.
+    first_payment = tx.groupby("customer_id")["amount"].mean().reindex(summary.index)
+    no_repeat = summary["frequency"] == 0
+    profit = profit.where(~no_repeat | (ggf.params_["q"] > 1), first_payment)
     horizon_days = months * 30.4
-    clv = ggf.customer_lifetime_value(
+    clv = _customer_lifetime_value(
         bgf,
         summary["frequency"],
         summary["recency"],
         summary["T"],
-        summary["monetary_value"],
+        profit,
         time=months,
-        freq="D",
         discount_rate=0.01,
+        freq="D",
     )
     fitted = pd.DataFrame(
         {
