@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from scipy.stats import spearmanr
 from sklearn.model_selection import train_test_split
 
+from features.jobs import fit_personas, persona_inputs
 from model_export.churn import ChurnModel, baseline_churn_model
 from model_export.evaluation import classification_report, response_types, uplift_report
 from model_export.features import FEATURES, engagement_score, feature_matrix, policy_scores
@@ -128,6 +129,9 @@ def train_models(
         "feature_importance": _importance(churn),
         "response_types": _response_type_counts(p_churn, uplift, actions),
     }
+    metrics["churn_persona_features"] = _persona_contrast(
+        train, test, x, xt, y, yt, control, control_t, seed, n_estimators
+    )
     if truth is not None:
         metrics["policy_value_share_of_oracle"] = _policy_value(
             test, truth, churn, retention, expansion, actions
@@ -153,6 +157,44 @@ def train_models(
             "control": control_t,
         },
     )
+
+
+def _persona_contrast(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    x: NDArray[np.float32],
+    xt: NDArray[np.float32],
+    y: NDArray[np.float64],
+    yt: NDArray[np.float64],
+    control: NDArray[np.bool_],
+    control_t: NDArray[np.bool_],
+    seed: int,
+    n_estimators: int,
+) -> dict[str, float]:
+    """Seed 001's idea: do persona cluster labels help the churn model? Same model, with and
+    without one-hot persona columns, compared by held-out ROC-AUC on control rows."""
+    personas = fit_personas(train, seed=seed)
+    k = len(personas.centroids)
+
+    def with_personas(frame: pd.DataFrame, features: NDArray[np.float32]) -> NDArray[np.float32]:
+        onehot = np.eye(k, dtype=np.float32)[personas.assign(persona_inputs(frame))]
+        return np.hstack([features, onehot])
+
+    plain = ChurnModel(seed=seed, n_estimators=n_estimators).fit(x[control], y[control] == 0)
+    richer = ChurnModel(seed=seed, n_estimators=n_estimators).fit(
+        with_personas(train, x)[control], y[control] == 0
+    )
+    churned = yt[control_t] == 0
+    auc_plain = classification_report(churned, plain.predict_proba(xt[control_t]))["roc_auc"]
+    auc_rich = classification_report(
+        churned, richer.predict_proba(with_personas(test, xt)[control_t])
+    )["roc_auc"]
+    return {
+        "personas": float(k),
+        "roc_auc_without": auc_plain,
+        "roc_auc_with": auc_rich,
+        "gain": round(auc_rich - auc_plain, 4),
+    }
 
 
 def _importance(churn: ChurnModel) -> dict[str, float]:
