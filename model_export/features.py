@@ -16,7 +16,14 @@ from numpy.typing import NDArray
 from policies.decide import Scores
 from policies.errors import SchemaError
 
-__all__ = ["FEATURES", "engagement_score", "feature_matrix", "policy_scores", "training_frame"]
+__all__ = [
+    "FEATURES",
+    "engagement_score",
+    "feature_matrix",
+    "logins_per_seat",
+    "policy_scores",
+    "training_frame",
+]
 
 _COUNTS = (
     "logins_30d",
@@ -79,10 +86,22 @@ def training_frame(data_dir: Path, name: str = "experiment") -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def engagement_score(snapshot: pd.DataFrame) -> NDArray[np.float64]:
-    """Logins per seat as a percentile in [0, 1]: the engagement axis of the segments."""
-    logins = snapshot["logins_30d"].to_numpy(np.float64) / snapshot["seats"].to_numpy(np.float64)
-    return np.asarray(pd.Series(logins).rank(pct=True), dtype=np.float64)
+def engagement_score(
+    snapshot: pd.DataFrame, reference: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """Logins per seat as a percentile in [0, 1]: the engagement axis of the segments.
+
+    ``reference`` is the sorted logins-per-seat of the whole base, so that a micro-batch is
+    ranked against the base rather than against itself; without it the frame is its own base."""
+    logins = logins_per_seat(snapshot)
+    if reference is None:
+        return np.asarray(pd.Series(logins).rank(pct=True), dtype=np.float64)
+    return np.searchsorted(reference, logins, side="right") / max(len(reference), 1)
+
+
+def logins_per_seat(snapshot: pd.DataFrame) -> NDArray[np.float64]:
+    seats = np.maximum(snapshot["seats"].to_numpy(np.float64), 1.0)
+    return np.asarray(snapshot["logins_30d"].to_numpy(np.float64) / seats, dtype=np.float64)
 
 
 def policy_scores(

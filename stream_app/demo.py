@@ -6,18 +6,21 @@ replay the world's engagement events into Kafka at a set rate, decide in micro-b
 (validation, triggers, one bundle call, policy, pacing, Redis budget ledger), publish to
 `nba-actions`, read them back as a CRM would, emit the outcomes the simulator knows, and print
 what happened, including the true incremental value against the oracle. Tears down what it
-started. Features come from the simulated snapshot until the Feast online store serves them
-(issue 6).
+started. Features are read from the Feast online store (Redis), loaded from the feature jobs'
+parquet sources by `materialize`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -37,18 +40,20 @@ from policies.catalog import default_catalog
 from policies.decide import PolicyConfig, opportunities
 from policies.pacing import PacingConfig, initial_price
 from simulator.config import validated
-from simulator.datasets import randomized_experiment
+from simulator.datasets import randomized_experiment, transactions
 from simulator.events import generate_events, outcome_events
 from simulator.sources import WorldScoreSource
 from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
-from simulator.world import World, build_world
+from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
+from stream_app.commands.features import build_sources
 from stream_app.commands.simulate import truth_frame
 from stream_app.decision_loop import DecisionLoop, LoopSettings, latency_percentiles
+from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
 from stream_app.replay import ReplayStats, replay_events
-from stream_app.scorer import BundleScorer, SnapshotScoreSource
+from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -81,6 +86,17 @@ def _train_and_serve(settings: Settings, world: World, run: str, seed: int) -> B
     return BundleScorer(registry, default_catalog())
 
 
+def _serve_features(settings: Settings, world: World, run: str) -> FeatureStoreAdapter:
+    """The world's feature sources through Feast into the Redis online store."""
+    root = settings.state_dir / "demo-features" / run
+    build_sources(world.customers, transactions(world), root / "data", AS_OF, ~world.retained[:, 0])
+    store = FeatureStoreAdapter(settings, root / "repo", root / "data", project=f"demo{run}")
+    store.apply()
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress report per view
+        store.materialize(AS_OF - timedelta(days=2), AS_OF + timedelta(days=1))
+    return store
+
+
 def _create_topics(settings: Settings, names: list[str]) -> None:
     admin = AdminClient(kafka_clients.client_config(settings))
     futures = admin.create_topics(
@@ -92,14 +108,14 @@ def _create_topics(settings: Settings, names: list[str]) -> None:
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict[str, object]:
     already = {s.name for s in stack.status(settings, ["kafka", "redis"]) if s.running}
-    console.print("[bold]1/6[/] starting the local Kafka broker and Redis ...")
+    console.print("[bold]1/7[/] starting the local Kafka broker and Redis ...")
     stack.up(settings, ["kafka", "redis"])
     try:
         return _run(settings, options, console)
     finally:
         started = [n for n in ("kafka", "redis") if n not in already]
         if started:
-            console.print(f"[bold]6/6[/] stopping what the demo started: {', '.join(started)}")
+            console.print(f"[bold]7/7[/] stopping what the demo started: {', '.join(started)}")
             stack.down(settings, started)
 
 
@@ -116,16 +132,20 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     }
     _create_topics(settings, list(topics.values()))
     console.print(
-        f"[bold]2/6[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
+        f"[bold]2/7[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
     )
     world = build_world(validated(n_customers=options.customers, seed=options.seed))
     # Contact history and consent per customer (the engine will keep these in Redis).
     view = WorldScoreSource(world, noisy_scores(world, 0.0, options.seed), contact_state(world))
     console.print(
-        "[bold]3/6[/] training the models on a randomized experiment, exporting the ONNX bundle ..."
+        "[bold]3/7[/] training the models on a randomized experiment, exporting the ONNX bundle ..."
     )
     scorer = _train_and_serve(settings, world, run, options.seed)
-    live = SnapshotScoreSource(world.customers, scorer)
+    console.print(
+        "[bold]4/7[/] feature jobs (CLV, RFM, personas), feast apply, materialize to Redis ..."
+    )
+    features = _serve_features(settings, world, run)
+    live = FeatureScoreSource(features.read_batch, scorer, world.customers)
     wanted = int(options.rate * options.seconds)
     events = generate_events(
         world,
@@ -167,7 +187,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         pacer=pacer,
     )
     console.print(
-        f"[bold]4/6[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
+        f"[bold]5/7[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
     )
     replayed: list[ReplayStats] = []
     totals = Counter[str]()
@@ -208,7 +228,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
                 break
     consumer.close()
 
-    console.print("[bold]5/6[/] reading nba-actions as the CRM would, and emitting outcomes ...")
+    console.print("[bold]6/7[/] reading nba-actions as the CRM would, and emitting outcomes ...")
     actions = _read_actions(
         settings, topics["actions"], totals["decided"] + totals["republished"], run
     )

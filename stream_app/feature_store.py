@@ -153,9 +153,13 @@ def _decode(raw: bytes | None) -> Any:
 
 
 def fill_cold_start(frame: pd.DataFrame, defaults: pd.Series) -> pd.DataFrame:
-    """Replace the nulls of unknown customers with defaults (e.g. the base's medians)."""
+    """Give cold-start rows (unknown customers) the defaults, e.g. the base's medians.
+
+    Only those rows: a known customer's null (an NPS never answered) is information, not a gap.
+    """
+    cold = frame["cold_start"] if "cold_start" in frame.columns else frame["plan"].isna()
     filled = frame.copy()
     for column, value in defaults.items():
         if column in filled.columns:
-            filled[column] = filled[column].where(filled[column].notna(), value)
+            filled[column] = filled[column].where(~cold | filled[column].notna(), value)
     return filled

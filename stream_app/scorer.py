@@ -7,7 +7,7 @@ serves a model that reads its inputs in another order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -15,13 +15,20 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from model_export.bundle import OUTPUTS
-from model_export.features import FEATURES, engagement_score, feature_matrix, policy_scores
+from model_export.features import (
+    FEATURES,
+    engagement_score,
+    feature_matrix,
+    logins_per_seat,
+    policy_scores,
+)
 from model_export.manifest import Manifest, Registry
 from policies.catalog import Catalog
 from policies.decide import Scores
 from policies.errors import ModelManifestError
+from stream_app.feature_store import fill_cold_start
 
-__all__ = ["BundleScorer", "SnapshotScoreSource"]
+__all__ = ["BundleScorer", "FeatureScoreSource", "feature_defaults", "snapshot_reader"]
 
 
 class BundleScorer:
@@ -55,25 +62,48 @@ class BundleScorer:
         )
 
 
-class SnapshotScoreSource:
-    """Scores from the bundle for customers of a snapshot frame (the features the online store
-    would hold), one inference call per batch."""
+FeatureReader = Callable[[list[str]], pd.DataFrame]
 
-    def __init__(self, snapshot: pd.DataFrame, scorer: BundleScorer) -> None:
+
+class FeatureScoreSource:
+    """Scores for a batch of customers: read their features (the Feast online store, or a
+    snapshot frame), give cold starts the defaults, one bundle call."""
+
+    def __init__(self, read: FeatureReader, scorer: BundleScorer, base: pd.DataFrame) -> None:
+        self._read = read
         self._scorer = scorer
-        self._snapshot = snapshot.reset_index(drop=True)
-        self._features = feature_matrix(self._snapshot)
-        self._engagement = engagement_score(self._snapshot)
-        self._index = {c: i for i, c in enumerate(self._snapshot["customer_id"].astype(str))}
+        self._defaults = feature_defaults(base)
+        self._engagement_reference = np.sort(logins_per_seat(base))
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
-        rows = np.array([self._index[c] for c in customers], dtype=np.int64)
-        p_churn, uplift, expansion_share = self._scorer.predict(self._features[rows])
+        frame = fill_cold_start(self._read(list(customers)), self._defaults)
+        p_churn, uplift, expansion_share = self._scorer.predict(feature_matrix(frame))
         return policy_scores(
-            self._snapshot.iloc[rows],
-            list(event_ids),
-            p_churn,
-            uplift,
-            expansion_share,
-            self._engagement[rows],
+            frame, list(event_ids), p_churn, uplift, expansion_share, engagement_score(frame)
         )
+
+
+def snapshot_reader(snapshot: pd.DataFrame) -> FeatureReader:
+    """Features straight from a snapshot frame (tests, and batch scoring of a parquet base)."""
+    indexed = snapshot.assign(customer_id=snapshot["customer_id"].astype(str)).set_index(
+        "customer_id", drop=False
+    )
+
+    def read(customers: list[str]) -> pd.DataFrame:
+        frame = indexed.reindex(customers).assign(customer_id=customers).reset_index(drop=True)
+        return frame.assign(cold_start=frame["plan"].isna().to_numpy())
+
+    return read
+
+
+def feature_defaults(snapshot: pd.DataFrame) -> pd.Series:
+    """Cold-start defaults: the base's medians (numbers) and most common values (the rest)."""
+    numeric = snapshot.select_dtypes("number").median()
+    other = (
+        snapshot.select_dtypes(exclude="number")
+        .drop(columns=["customer_id"], errors="ignore")
+        .mode()
+        .iloc[0]
+    )
+    defaults: pd.Series = pd.concat([numeric, other])
+    return defaults

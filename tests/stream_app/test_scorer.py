@@ -1,0 +1,76 @@
+"""The engine's scorer: manifest checks at start, one bundle call per batch, cold starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_export.features import feature_matrix
+from model_export.manifest import Registry
+from model_export.runs import export_run, save_run
+from model_export.training import train_models
+from policies.catalog import default_catalog
+from policies.errors import ModelManifestError
+from simulator.config import WorldConfig
+from simulator.datasets import randomized_experiment
+from simulator.world import World, build_world
+from stream_app.scorer import BundleScorer, FeatureScoreSource, snapshot_reader
+
+CATALOG = default_catalog()
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return build_world(WorldConfig(n_customers=8_000, seed=4))
+
+
+@pytest.fixture(scope="module")
+def registry(world: World, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    root = tmp_path_factory.mktemp("registry")
+    trained = train_models(
+        randomized_experiment(world), CATALOG.names, "t", seed=1, n_estimators=30
+    )
+    registry = Registry(root / "registry")
+    export_run(save_run(trained, root / "run", ""), registry, "v1")
+    registry.promote("v1")
+    return registry
+
+
+def test_scores_come_from_the_bundle_and_cold_starts_get_defaults(
+    registry: Registry, world: World
+) -> None:
+    scorer = BundleScorer(registry, CATALOG)
+    source = FeatureScoreSource(snapshot_reader(world.customers), scorer, world.customers)
+    ids = [*world.customers["customer_id"].tolist()[:10], "NEW-CUSTOMER"]
+    scores = source.scores(ids, [f"e{i}" for i in range(len(ids))])
+    p_churn, uplift, _ = scorer.predict(feature_matrix(world.customers.head(10)))
+    assert np.allclose(scores.p_churn[:10], p_churn) and np.allclose(
+        scores.uplift_retention[:10], uplift
+    )
+    assert (
+        np.isfinite(scores.p_churn[10])
+        and scores.customer_value[10] == world.customers["contract_value"].median()
+    )
+    assert 0.0 <= scores.engagement.min() and scores.engagement.max() <= 1.0
+
+
+def test_a_manifest_that_does_not_match_the_feature_service_is_refused(
+    registry: Registry, tmp_path: Path
+) -> None:
+    copy = Registry(tmp_path / "registry")
+    (copy.root / "v1").mkdir(parents=True)
+    manifest = json.loads((registry.root / "v1" / "manifest.json").read_text())
+    manifest["features"] = list(reversed(manifest["features"]))
+    (copy.root / "v1" / "manifest.json").write_text(json.dumps(manifest))
+    (copy.root / "v1" / "bundle.onnx").write_bytes(registry.bundle_path("v1").read_bytes())
+    copy.promote("v1")
+    with pytest.raises(ModelManifestError, match="feature service"):
+        BundleScorer(copy, CATALOG)
+
+
+def test_no_promoted_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelManifestError, match="no promoted model"):
+        BundleScorer(Registry(tmp_path / "empty"), CATALOG)
