@@ -263,6 +263,49 @@ def features_push_test(
         raise typer.Exit(1)
 
 
+@app.command("score")
+def score(
+    data: Annotated[
+        Path, typer.Option(help="Folder with customers.parquet (the offline features).")
+    ] = Path("data/world"),
+    budget: Annotated[float, typer.Option(help="Budget of the period, in dollars.")] = 100_000.0,
+    out: Annotated[Path, typer.Option(help="Where to write the decisions (parquet).")] = Path(
+        "data/decisions.parquet"
+    ),
+    all_customers: Annotated[
+        bool, typer.Option("--all", help="Score the whole base (required).")
+    ] = False,
+) -> None:
+    """Batch mode: score and decide for the whole base with the promoted bundle and the policy."""
+    import time
+
+    import pandas as pd
+
+    from model_export.manifest import Registry
+    from policies.catalog import default_catalog
+    from policies.decide import PolicyConfig
+    from stream_app.commands.score import decisions_frame, score_all, write_decisions
+    from stream_app.scorer import BundleScorer
+
+    if not all_customers:
+        raise ConfigError("batch scoring covers the whole base: pass --all")
+    if budget < 0:
+        raise ConfigError("--budget must be >= 0")
+    settings = load_settings()
+    scorer = BundleScorer(Registry(settings.model_registry), default_catalog(), threads=0)
+    snapshot = pd.read_parquet(data / "customers.parquet")
+    started = time.perf_counter()
+    decisions = score_all(snapshot, scorer, PolicyConfig(), budget)
+    elapsed = time.perf_counter() - started
+    frame = decisions_frame(snapshot, decisions, scorer.version)
+    path = write_decisions(frame, out)
+    acted = frame[frame["action"] != "do_nothing"]
+    typer.echo(
+        f"{len(frame):,} customers scored and decided in {elapsed:.1f}s (model {scorer.version}): "
+        f"{len(acted):,} actions, spend ${acted['cost'].sum():,.0f} of ${budget:,.0f}; wrote {path}"
+    )
+
+
 @app.command("train")
 def train(
     data: Annotated[

@@ -32,7 +32,11 @@ __all__ = ["BundleScorer", "FeatureScoreSource", "feature_defaults", "snapshot_r
 
 
 class BundleScorer:
-    def __init__(self, registry: Registry, catalog: Catalog, version: str | None = None) -> None:
+    def __init__(
+        self, registry: Registry, catalog: Catalog, version: str | None = None, threads: int = 1
+    ) -> None:
+        """``threads``: onnxruntime intra-op threads; 1 for a stream worker (scale out with
+        workers), 0 for batch scoring (onnxruntime then uses every core)."""
         chosen = version or registry.champion()
         if chosen is None:
             raise ModelManifestError(
@@ -41,7 +45,7 @@ class BundleScorer:
         self.manifest: Manifest = registry.verified(chosen)
         self.manifest.check_serves(FEATURES, catalog.names)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one worker, one core: scale out with workers
+        options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(
             str(registry.bundle_path(chosen)), options, providers=["CPUExecutionProvider"]
         )

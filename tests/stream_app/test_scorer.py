@@ -74,3 +74,16 @@ def test_a_manifest_that_does_not_match_the_feature_service_is_refused(
 def test_no_promoted_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelManifestError, match="no promoted model"):
         BundleScorer(Registry(tmp_path / "empty"), CATALOG)
+
+
+def test_batch_mode_decides_the_whole_base_within_budget(registry: Registry, world: World) -> None:
+    from policies.decide import PolicyConfig
+    from stream_app.commands.score import decisions_frame, score_all
+
+    scorer = BundleScorer(registry, CATALOG, threads=0)
+    decisions = score_all(world.customers, scorer, PolicyConfig(), budget=20_000.0)
+    frame = decisions_frame(world.customers, decisions, scorer.version)
+    assert len(frame) == world.n and frame["customer_id"].is_unique
+    assert frame["cost"].sum() <= 20_000.0 + 1e-6
+    assert (frame.loc[frame["arm"] == "holdout", "action"] == "do_nothing").all()
+    assert set(frame["action"]) <= set(CATALOG.names) and (frame["action"] != "do_nothing").any()
