@@ -132,6 +132,11 @@ class DecisionLoop:
         self._reprice()
         return stats
 
+    def close(self) -> None:
+        """Flush what is pending and leave the consumer group cleanly (offsets are committed)."""
+        self._producer.flush(30)
+        self._consumer.close()
+
     def _last_triggers(self, customers: set[str]) -> dict[str, tuple[float, str]]:
         """Each customer's last trigger (event time, event_id), kept in Redis for every worker."""
         if not customers:

@@ -23,9 +23,10 @@ from model_export.features import (
     policy_scores,
 )
 from model_export.manifest import Manifest, Registry
-from policies.catalog import Catalog
+from policies.catalog import CHANNELS, Catalog
 from policies.decide import Scores
 from policies.errors import ModelManifestError
+from policies.rules import ContactState
 from stream_app.feature_store import fill_cold_start
 
 __all__ = ["BundleScorer", "FeatureScoreSource", "feature_defaults", "snapshot_reader"]
@@ -78,13 +79,24 @@ class FeatureScoreSource:
         self._scorer = scorer
         self._defaults = feature_defaults(base)
         self._engagement_reference = np.sort(logins_per_seat(base))
+        self._consent: dict[str, NDArray[np.bool_]] = {}
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
         frame = fill_cold_start(self._read(list(customers)), self._defaults)
+        consent = frame[[f"consent_{c}" for c in CHANNELS]].astype(bool).to_numpy()
+        self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
         p_churn, uplift, expansion_share = self._scorer.predict(feature_matrix(frame))
         return policy_scores(
             frame, list(event_ids), p_churn, uplift, expansion_share, engagement_score(frame)
         )
+
+    def contacts(self, customers: Sequence[str]) -> ContactState:
+        """Consent of customers scored just before (the read above carried it); no contact
+        history yet: the engine does not persist contacts (issue 8)."""
+        consent = np.array([self._consent[c] for c in customers], dtype=bool).reshape(
+            -1, len(CHANNELS)
+        )
+        return ContactState.fresh(len(customers), consent)
 
 
 def snapshot_reader(snapshot: pd.DataFrame) -> FeatureReader:

@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     topic_dlq: str = "nba-dlq"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
 
+    # The worker (`nba worker`): consumer group, triggers, the period's budget and arms.
+    consumer_group: str = Field(default="nba-engine", min_length=1)
+    trigger_event_types: frozenset[str] = frozenset(
+        {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
+    )
+    trigger_min_interval_s: float = Field(default=86_400.0, ge=0)
+    max_message_bytes: int = Field(default=64_000, ge=1_000)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_wait_s: float = Field(default=0.05, gt=0, le=5)
+    budget: float = Field(
+        default=100_000.0, ge=0, description="spend allowed per budget period ($)"
+    )
+    budget_period: str = Field(default="default", pattern=r"^[A-Za-z0-9._-]+$")
+    pacing_period_s: float = Field(default=86_400.0, gt=0)
+    pacing_initial_price: float = Field(default=1.0, gt=0)
+    experiment: str = Field(default="nba-default", min_length=1)
+    holdout_share: float = Field(default=0.10, ge=0, lt=1)
+    explore_share: float = Field(default=0.05, ge=0, lt=1)
+
     # Features: the Feast registry folder and the parquet sources of the feature views.
     feature_repo: Path = Field(default=Path(".nba/feature_repo"), description="Feast registry")
     feature_data: Path = Field(default=Path("data/features"), description="feature sources")

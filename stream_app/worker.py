@@ -1,0 +1,105 @@
+"""`nba worker`: the long-running decision process, on the local stack or a real cluster.
+
+It wires the decision loop (stream_app.decision_loop) to the settings, the promoted ONNX bundle,
+the Feast online store and the Redis ledger, then runs until SIGTERM or SIGINT: the batch in
+flight is finished and its offsets committed before the process exits, so a stop loses
+nothing. Any number of workers share the consumer group, the ledger and the trigger state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pandas as pd
+import redis
+
+from model_export.manifest import Registry
+from policies.arms import ArmConfig
+from policies.catalog import default_catalog
+from policies.decide import PolicyConfig
+from policies.errors import ConfigError
+from policies.pacing import Pacer, PacingConfig
+from stream_app import kafka_clients
+from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
+from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.ledger import BudgetLedger
+from stream_app.scorer import BundleScorer, FeatureScoreSource
+from stream_app.settings import Settings
+
+__all__ = ["build_worker", "run_worker"]
+
+
+def _base(settings: Settings) -> pd.DataFrame:
+    """The offline features of the base: defaults for cold starts, the engagement reference."""
+    try:
+        profile = pd.read_parquet(settings.feature_data / "profile.parquet")
+        engagement = pd.read_parquet(settings.feature_data / "engagement.parquet")
+    except OSError:
+        raise ConfigError(
+            f"no feature sources in {settings.feature_data} (NBA_FEATURE_DATA): nba features build"
+        ) from None
+    return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
+
+
+def build_worker(settings: Settings) -> DecisionLoop:
+    catalog = default_catalog()
+    scorer = BundleScorer(Registry(settings.model_registry), catalog)
+    features = FeatureStoreAdapter(settings, settings.feature_repo, settings.feature_data)
+    source = FeatureScoreSource(features.read_batch, scorer, _base(settings))
+    client = redis.Redis.from_url(settings.effective_redis_url())
+    consumer = kafka_clients.consumer(settings, settings.consumer_group)
+    consumer.subscribe([settings.topic_events])
+    policy = PolicyConfig(
+        catalog=catalog,
+        arms=ArmConfig(
+            experiment=settings.experiment,
+            holdout_share=settings.holdout_share,
+            explore_share=settings.explore_share,
+        ),
+    )
+    return DecisionLoop(
+        settings=LoopSettings(
+            events_topic=settings.topic_events,
+            actions_topic=settings.topic_actions,
+            dlq_topic=settings.topic_dlq,
+            trigger_types=settings.trigger_event_types,
+            min_interval_s=settings.trigger_min_interval_s,
+            max_message_bytes=settings.max_message_bytes,
+            batch_size=settings.batch_size,
+            batch_wait_s=settings.batch_wait_s,
+            model_version=scorer.version,
+            budget_period=settings.budget_period,
+        ),
+        policy=policy,
+        scores=source.scores,
+        contacts=source.contacts,
+        consumer=consumer,
+        producer=kafka_clients.producer(settings),
+        redis_client=client,
+        ledger=BudgetLedger(client, settings.budget_period, settings.budget),
+        pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
+        pacer=Pacer(settings.pacing_initial_price),
+    )
+
+
+def run_worker(
+    settings: Settings,
+    stop: threading.Event,
+    on_batch: Callable[[BatchStats], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """Decide batch after batch until ``stop`` is set; returns the number of events consumed."""
+    loop = build_worker(settings)
+    if on_ready is not None:
+        on_ready()
+    consumed = 0
+    try:
+        while not stop.is_set():
+            stats = loop.run_once()  # finishes, publishes and commits before returning
+            consumed += stats.consumed
+            if on_batch is not None:
+                on_batch(stats)
+    finally:
+        loop.close()
+    return consumed
