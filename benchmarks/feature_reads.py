@@ -27,7 +27,6 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from benchmarks._common import write_result
 from simulator.config import WorldConfig
-from simulator.datasets import transactions
 from simulator.world import AS_OF, build_world
 from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter
@@ -56,7 +55,7 @@ def main() -> None:
     settings = load_settings()
     world = build_world(WorldConfig(n_customers=args.customers, seed=3))
     root = Path(tempfile.mkdtemp(prefix="nba-feature-bench-"))
-    build_sources(world.customers, transactions(world), root / "data", AS_OF)
+    build_sources(world, root / "data")
     project = f"bench{uuid.uuid4().hex[:6]}"
     store = FeatureStoreAdapter(settings, root / "repo", root / "data", project=project)
     store.apply()

@@ -47,6 +47,10 @@ ENGAGEMENT_FIELDS: dict[str, object] = {
     "days_since_last_login": Int64,
     "exports_30d": Int64,
     "admin_changes_30d": Int64,
+    "events_1h": Int64,
+    "events_24h": Int64,
+    "events_7d": Int64,
+    "distinct_features_7d": Int64,
 }
 CLV_FIELDS: dict[str, object] = {
     "clv_12m": Float64,

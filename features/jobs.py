@@ -29,8 +29,16 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silho
 from sklearn.preprocessing import StandardScaler
 
 from policies.errors import SchemaError
+from simulator.events import EVENT_TYPES, EventBatch
 
-__all__ = ["PERSONA_INPUTS", "PersonaModel", "clv_table", "fit_personas", "rfm_table"]
+__all__ = [
+    "PERSONA_INPUTS",
+    "PersonaModel",
+    "activity_windows",
+    "clv_table",
+    "fit_personas",
+    "rfm_table",
+]
 
 PERSONA_INPUTS = (
     "logins_per_seat",
@@ -154,6 +162,22 @@ def rfm_table(
     return frame[
         ["customer_id", "recency_days", "frequency", "monetary", "rfm_score", "rfm_segment"]
     ]
+
+
+def activity_windows(events: EventBatch, n_customers: int, as_of: datetime) -> pd.DataFrame:
+    """Event counts in the 1 h / 24 h / 7 d before ``as_of``, and distinct features used in
+    7 d, per customer index: what the engine's streaming aggregates hold."""
+    age = (as_of - events.start).total_seconds() - events.occurred_s
+    seen = age >= 0  # events after as_of are not known yet
+    columns = {}
+    for name, seconds in (("events_1h", 3_600), ("events_24h", 86_400), ("events_7d", 7 * 86_400)):
+        columns[name] = np.bincount(
+            events.customer_index[seen & (age <= seconds)], minlength=n_customers
+        )
+    used = (events.event_type == EVENT_TYPES.index("feature_used")) & seen & (age <= 7 * 86_400)
+    pairs = np.unique(events.customer_index[used] * 1_000 + events.detail[used])
+    columns["distinct_features_7d"] = np.bincount(pairs // 1_000, minlength=n_customers)
+    return pd.DataFrame({k: v.astype(np.int64) for k, v in columns.items()})
 
 
 def persona_inputs(snapshot: pd.DataFrame) -> NDArray[np.float64]:

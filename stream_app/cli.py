@@ -199,16 +199,20 @@ def features_build(
         "data/world"
     ),
 ) -> None:
-    """Run the CLV, RFM and persona jobs and write every feature view's parquet source."""
-    import pandas as pd
+    """Run the CLV, RFM, persona and activity-window jobs; write every view's parquet source."""
+    import json
 
-    from simulator.world import AS_OF
+    from simulator.config import WorldConfig
     from stream_app.commands.features import build_sources
 
     settings = load_settings()
-    snapshot = pd.read_parquet(data / "customers.parquet")
-    transactions = pd.read_parquet(data / "transactions.parquet")
-    for name, rows in build_sources(snapshot, transactions, settings.feature_data, AS_OF).items():
+    try:
+        config = WorldConfig.model_validate(json.loads((data / "world.json").read_text())["config"])
+    except OSError:
+        raise ConfigError(
+            f"{data / 'world.json'} not found: write it with `nba simulate world --out {data}`"
+        ) from None
+    for name, rows in build_sources(build_world(config), settings.feature_data).items():
         typer.echo(f"{settings.feature_data / name}: {rows:,} rows")
 
 

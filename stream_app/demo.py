@@ -40,7 +40,7 @@ from policies.catalog import default_catalog
 from policies.decide import PolicyConfig, opportunities
 from policies.pacing import PacingConfig, initial_price
 from simulator.config import validated
-from simulator.datasets import randomized_experiment, transactions
+from simulator.datasets import randomized_experiment
 from simulator.events import generate_events, outcome_events
 from simulator.sources import WorldScoreSource
 from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
@@ -89,7 +89,7 @@ def _train_and_serve(settings: Settings, world: World, run: str, seed: int) -> B
 def _serve_features(settings: Settings, world: World, run: str) -> FeatureStoreAdapter:
     """The world's feature sources through Feast into the Redis online store."""
     root = settings.state_dir / "demo-features" / run
-    build_sources(world.customers, transactions(world), root / "data", AS_OF, ~world.retained[:, 0])
+    build_sources(world, root / "data")
     store = FeatureStoreAdapter(settings, root / "repo", root / "data", project=f"demo{run}")
     store.apply()
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress report per view

@@ -14,7 +14,6 @@ from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP
 from model_export.features import feature_matrix
 from policies.errors import SchemaError
 from simulator.config import WorldConfig
-from simulator.datasets import transactions
 from simulator.world import AS_OF, World, build_world
 from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter, fill_cold_start
@@ -33,7 +32,7 @@ def store(
     world: World, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> FeatureStoreAdapter:
     root = tmp_path_factory.mktemp("feast")
-    build_sources(world.customers, transactions(world), root / "data", AS_OF, ~world.retained[:, 0])
+    build_sources(world, root / "data")
     adapter = FeatureStoreAdapter(
         load_settings(redis_url=redis_url),
         root / "repo",
@@ -134,7 +133,7 @@ def test_historical_retrieval_is_point_in_time_correct(
     redis_url: str, tmp_path: Path, world: World
 ) -> None:
     """A value that changes over time: each entity row sees the value as of its own timestamp."""
-    build_sources(world.customers, transactions(world), tmp_path / "data", AS_OF)
+    build_sources(world, tmp_path / "data")
     t1, t2 = pd.Timestamp("2025-06-01", tz="UTC"), pd.Timestamp("2025-09-01", tz="UTC")
     profile = pd.read_parquet(tmp_path / "data" / "profile.parquet")
     early = profile.head(1).assign(seats=10, **{TIMESTAMP: t1})

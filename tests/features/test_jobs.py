@@ -64,3 +64,21 @@ def test_missing_columns_are_named(world: World, history: pd.DataFrame) -> None:
         clv_table(history.drop(columns=["amount"]), world.customers["customer_id"], AS_OF)
     with pytest.raises(SchemaError, match="personas need at least"):
         fit_personas(world.customers.head(5))
+
+
+def test_activity_windows_count_the_last_hour_day_and_week(world: World) -> None:
+    from datetime import timedelta
+
+    from features.jobs import activity_windows
+    from simulator.events import generate_events
+
+    events = generate_events(world, days=7.0, start=AS_OF - timedelta(days=7))
+    windows = activity_windows(events, world.n, AS_OF)
+    assert len(windows) == world.n
+    assert (windows["events_1h"] <= windows["events_24h"]).all()
+    assert (windows["events_24h"] <= windows["events_7d"]).all()
+    age = 7 * 86_400 - events.occurred_s  # the window ends at AS_OF; later events are unknown
+    assert windows["events_7d"].sum() == int(((age >= 0) & (age <= 7 * 86_400)).sum())
+    assert windows["events_24h"].sum() == int(((age >= 0) & (age <= 86_400)).sum())
+    assert windows["distinct_features_7d"].between(0, 12).all()
+    assert windows["distinct_features_7d"].max() > 0

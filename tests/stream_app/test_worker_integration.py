@@ -21,7 +21,7 @@ from model_export.runs import export_run, save_run
 from model_export.training import train_models
 from policies.catalog import default_catalog
 from simulator.config import WorldConfig
-from simulator.datasets import randomized_experiment, transactions
+from simulator.datasets import randomized_experiment
 from simulator.events import generate_events
 from simulator.world import AS_OF, build_world
 from stream_app import kafka_clients
@@ -83,7 +83,7 @@ def test_sigterm_loses_nothing_and_a_restart_carries_on(
         "NBA_BUDGET": "5000",
         "NBA_BATCH_SIZE": "50",
     }
-    build_sources(world.customers, transactions(world), tmp_path / "features", AS_OF)
+    build_sources(world, tmp_path / "features")
     settings = load_settings(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
