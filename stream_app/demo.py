@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
@@ -38,29 +37,25 @@ from model_export.training import train_models
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig, opportunities
-from policies.pacing import PacingConfig, initial_price
+from policies.pacing import Pacer, initial_price
 from simulator.config import validated
 from simulator.datasets import randomized_experiment
 from simulator.events import generate_events, outcome_events
-from simulator.sources import WorldScoreSource
-from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
+from simulator.truth import oracle_policy, score_policy
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
 from stream_app.commands.features import build_sources
 from stream_app.commands.simulate import truth_frame
-from stream_app.decision_loop import DecisionLoop, LoopSettings, latency_percentiles
+from stream_app.decision_loop import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
 from stream_app.replay import ReplayStats, replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
+from stream_app.worker import build_worker
 
 __all__ = ["DemoOptions", "run_demo"]
-
-DEFAULT_TRIGGERS = frozenset(
-    {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
-)
 
 
 @dataclass(frozen=True)
@@ -72,25 +67,71 @@ class DemoOptions:
     seed: int = 7
 
 
+def _demo_settings(
+    settings: Settings, options: DemoOptions, run: str, topics: dict[str, str]
+) -> Settings:
+    """The worker's settings for this run: own topics, group, ledger period, models, features."""
+    root = settings.state_dir / "demo" / run
+    return settings.model_copy(
+        update={
+            "topic_events": topics["events"],
+            "topic_actions": topics["actions"],
+            "topic_dlq": topics["dlq"],
+            "consumer_group": f"nba-demo-{run}",
+            "budget": options.budget,
+            "budget_period": f"demo-{run}",
+            "pacing_period_s": options.seconds,
+            "experiment": f"demo-{options.seed}",
+            "model_registry": root / "models",
+            "feature_repo": root / "feature_repo",
+            "feature_data": root / "features",
+            "feature_project": f"demo{run}",
+        }
+    )
+
+
+def _initial_pacer(
+    settings: Settings, world: World, features: FeatureStoreAdapter, scorer: BundleScorer
+) -> Pacer:
+    """A price that would spend the budget on yesterday's opportunities (the whole base scored
+    once), scaled by the share of the base that triggers a decision during a demo."""
+    source = FeatureScoreSource(features.read_batch, scorer, world.customers)
+    everyone = world.customers["customer_id"].astype(str).tolist()
+    yesterday = source.scores(everyone, [f"yesterday:{c}" for c in everyone])
+    policy = PolicyConfig(
+        arms=ArmConfig(
+            experiment=settings.experiment,
+            holdout_share=settings.holdout_share,
+            explore_share=settings.explore_share,
+        )
+    )
+    triggered_share = 0.6  # about this share of the base triggers a decision during a demo
+    return initial_price(
+        *opportunities(yesterday, source.contacts(everyone), policy),
+        settings.budget / triggered_share,
+    )
+
+
 def _train_and_serve(settings: Settings, world: World, run: str, seed: int) -> BundleScorer:
     """Train on a randomized experiment of this world, export and promote the bundle."""
     actions = default_catalog().names
     truth = truth_frame(world)
     trained = train_models(randomized_experiment(world), actions, "s", seed, truth=truth)
-    registry = Registry(settings.state_dir / "demo-models")
+    registry = Registry(settings.model_registry)
     folder = save_run(
-        trained, settings.state_dir / "demo-runs" / run, render_report(trained, f"demo {run}")
+        trained, settings.model_registry.parent / "run", render_report(trained, f"demo {run}")
     )
     export_run(folder, registry, f"demo-{run}")
     registry.promote(f"demo-{run}")
     return BundleScorer(registry, default_catalog())
 
 
-def _serve_features(settings: Settings, world: World, run: str) -> FeatureStoreAdapter:
+def _serve_features(settings: Settings, world: World) -> FeatureStoreAdapter:
     """The world's feature sources through Feast into the Redis online store."""
-    root = settings.state_dir / "demo-features" / run
-    build_sources(world, root / "data")
-    store = FeatureStoreAdapter(settings, root / "repo", root / "data", project=f"demo{run}")
+    build_sources(world, settings.feature_data)
+    store = FeatureStoreAdapter(
+        settings, settings.feature_repo, settings.feature_data, project=settings.feature_project
+    )
     store.apply()
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints a progress report per view
         store.materialize(AS_OF - timedelta(days=2), AS_OF + timedelta(days=1))
@@ -135,57 +176,23 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         f"[bold]2/7[/] simulating {options.customers:,} customers (seed {options.seed}) ..."
     )
     world = build_world(validated(n_customers=options.customers, seed=options.seed))
-    # Contact history and consent per customer (the engine will keep these in Redis).
-    view = WorldScoreSource(world, noisy_scores(world, 0.0, options.seed), contact_state(world))
+    engine = _demo_settings(settings, options, run, topics)
     console.print(
         "[bold]3/7[/] training the models on a randomized experiment, exporting the ONNX bundle ..."
     )
-    scorer = _train_and_serve(settings, world, run, options.seed)
+    scorer = _train_and_serve(engine, world, run, options.seed)
     console.print(
         "[bold]4/7[/] feature jobs (CLV, RFM, personas), feast apply, materialize to Redis ..."
     )
-    features = _serve_features(settings, world, run)
-    live = FeatureScoreSource(features.read_batch, scorer, world.customers)
+    features = _serve_features(engine, world)
     wanted = int(options.rate * options.seconds)
     events = generate_events(
         world,
         days=max(0.05, wanted / max(1.0, world.n * world.config.sessions_per_day * 4.0) * 1.2),
     )
-
-    policy = PolicyConfig(arms=ArmConfig(experiment=f"demo-{options.seed}"))
-    everyone = world.customers["customer_id"].astype(str).tolist()
-    yesterday = live.scores(everyone, [f"yesterday:{c}" for c in everyone])
-    triggered_share = 0.6  # about this share of the base triggers a decision during a demo
-    pacing = PacingConfig(budget=options.budget, period_s=options.seconds)
-    pacer = initial_price(
-        *opportunities(yesterday, view.contacts(everyone), policy),
-        options.budget / triggered_share,
-    )
-    client = redis.Redis.from_url(settings.effective_redis_url())
-    ledger = BudgetLedger(client, f"demo-{run}", options.budget)
-    consumer = kafka_clients.consumer(settings, f"nba-demo-{run}")
-    consumer.subscribe([topics["events"]])
-    loop = DecisionLoop(
-        settings=LoopSettings(
-            events_topic=topics["events"],
-            actions_topic=topics["actions"],
-            dlq_topic=topics["dlq"],
-            trigger_types=DEFAULT_TRIGGERS,
-            min_interval_s=86_400.0,
-            max_message_bytes=64_000,
-            budget_period=f"demo-{run}",
-            model_version=scorer.version,
-        ),
-        policy=policy,
-        scores=live.scores,
-        contacts=view.contacts,
-        consumer=consumer,
-        producer=kafka_clients.producer(settings),
-        redis_client=client,
-        ledger=ledger,
-        pacing=pacing,
-        pacer=pacer,
-    )
+    # The same worker `nba worker` runs, with a pacing price learnt from yesterday's traffic.
+    loop = build_worker(engine, pacer=_initial_pacer(engine, world, features, scorer))
+    ledger = loop.ledger
     console.print(
         f"[bold]5/7[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
     )
@@ -226,15 +233,16 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
             done = totals["consumed"] >= wanted + len(POISON)
             if not sender.is_alive() and (done or time.monotonic() - idle_since > 10):
                 break
-    consumer.close()
+    loop.close()
 
     console.print("[bold]6/7[/] reading nba-actions as the CRM would, and emitting outcomes ...")
     actions = _read_actions(
         settings, topics["actions"], totals["decided"] + totals["republished"], run
     )
     choice = np.zeros(world.n, dtype=np.int64)
-    decided_rows = view.rows([a["customer_id"] for a in actions])
-    names = list(policy.catalog.names)
+    index = {c: i for i, c in enumerate(world.customers["customer_id"].astype(str))}
+    decided_rows = np.array([index[str(a["customer_id"])] for a in actions], dtype=np.int64)
+    names = list(loop.policy.catalog.names)
     choice[decided_rows] = [names.index(a["action"]) for a in actions]
     _emit_outcomes(
         settings,

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Features: the Feast registry folder and the parquet sources of the feature views.
     feature_repo: Path = Field(default=Path(".nba/feature_repo"), description="Feast registry")
     feature_data: Path = Field(default=Path("data/features"), description="feature sources")
+    feature_project: str = Field(
+        default="nba", pattern=r"^[A-Za-z0-9_]+$", description="Feast project"
+    )
 
     # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
     model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")

@@ -42,10 +42,14 @@ def _base(settings: Settings) -> pd.DataFrame:
     return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
 
 
-def build_worker(settings: Settings) -> DecisionLoop:
+def build_worker(settings: Settings, pacer: Pacer | None = None) -> DecisionLoop:
+    """The decision loop for these settings; ``pacer`` overrides the configured initial price
+    (the demo derives it from yesterday's traffic)."""
     catalog = default_catalog()
     scorer = BundleScorer(Registry(settings.model_registry), catalog)
-    features = FeatureStoreAdapter(settings, settings.feature_repo, settings.feature_data)
+    features = FeatureStoreAdapter(
+        settings, settings.feature_repo, settings.feature_data, project=settings.feature_project
+    )
     source = FeatureScoreSource(features.read_batch, scorer, _base(settings))
     client = redis.Redis.from_url(settings.effective_redis_url())
     consumer = kafka_clients.consumer(settings, settings.consumer_group)
@@ -79,7 +83,7 @@ def build_worker(settings: Settings) -> DecisionLoop:
         redis_client=client,
         ledger=BudgetLedger(client, settings.budget_period, settings.budget),
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
-        pacer=Pacer(settings.pacing_initial_price),
+        pacer=pacer or Pacer(settings.pacing_initial_price),
     )
 
 

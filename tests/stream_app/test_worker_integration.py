@@ -35,12 +35,13 @@ pytestmark = pytest.mark.integration
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # the real CLI, as an operator runs it
-        [sys.executable, "-m", "stream_app", "worker"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the file descriptor
+        return subprocess.Popen(  # the real CLI, as an operator runs it
+            [sys.executable, "-m", "stream_app", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait_ready(log: Path, timeout_s: float = 90.0) -> None:
