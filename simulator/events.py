@@ -27,6 +27,7 @@ from simulator.world import AS_OF, World, rng_for
 __all__ = [
     "EVENT_TYPES",
     "EventBatch",
+    "days_holding",
     "generate_events",
     "outcome_events",
 ]
@@ -182,6 +183,12 @@ class _Builder:
             customer_ids=world.customers["customer_id"].to_numpy(dtype=str),
             seed=seed,
         )
+
+
+def days_holding(world: World, events: int) -> float:
+    """A window long enough to hold about ``events`` events (4 events per session, 20% spare)."""
+    per_day = max(1.0, world.n * world.config.sessions_per_day * 4.0)
+    return max(0.01, 1.2 * events / per_day)
 
 
 def generate_events(

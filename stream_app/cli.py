@@ -14,7 +14,7 @@ import typer
 
 from policies.errors import ConfigError, NbaError
 from simulator.config import validated
-from simulator.events import generate_events
+from simulator.events import days_holding, generate_events
 from simulator.world import build_world
 from stream_app.infra import stack
 from stream_app.settings import Settings, load_settings
@@ -23,6 +23,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     help="Next-Best-Action engine: simulate, decide, run the streaming workers, operate them.",
+    epilog="New here? `make demo` (or `nba demo`) runs everything end to end; see README.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -135,16 +136,10 @@ def simulate_replay(
     settings = load_settings()
     world = build_world(validated(n_customers=customers, seed=seed))
     wanted = int(rate * seconds)
-    events = generate_events(world, days=_days_for(world.n, wanted, world.config.sessions_per_day))
+    events = generate_events(world, days=days_holding(world, wanted))
     producer = kafka_clients.producer(settings)
     stats = replay_events(events, producer, topic or settings.topic_events, rate, limit=wanted)
     typer.echo(f"sent {stats.sent:,} events in {stats.seconds:.1f}s ({stats.rate:,.0f}/s)")
-
-
-def _days_for(customers: int, events: int, sessions_per_day: float) -> float:
-    """A window long enough to hold ``events`` events (about 4 events per session)."""
-    per_day = max(1.0, customers * sessions_per_day * 4.0)
-    return max(0.01, 1.2 * events / per_day)
 
 
 @app.command("demo")

@@ -40,7 +40,7 @@ from policies.decide import PolicyConfig, opportunities
 from policies.pacing import Pacer, initial_price
 from simulator.config import validated
 from simulator.datasets import randomized_experiment
-from simulator.events import generate_events, outcome_events
+from simulator.events import days_holding, generate_events, outcome_events
 from simulator.truth import oracle_policy, score_policy
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
@@ -186,10 +186,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     )
     features = _serve_features(engine, world)
     wanted = int(options.rate * options.seconds)
-    events = generate_events(
-        world,
-        days=max(0.05, wanted / max(1.0, world.n * world.config.sessions_per_day * 4.0) * 1.2),
-    )
+    events = generate_events(world, days=days_holding(world, wanted))
     # The same worker `nba worker` runs, with a pacing price learnt from yesterday's traffic.
     loop = build_worker(engine, pacer=_initial_pacer(engine, world, features, scorer))
     ledger = loop.ledger
