@@ -6,10 +6,11 @@ with one line naming the variable (see ``load_settings``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from policies.errors import ConfigError
 
@@ -112,6 +113,14 @@ def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment, turning a validation failure into a ConfigError."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]  # keyword overrides are validated by pydantic
+    except (
+        SettingsError
+    ) as exc:  # a value that is not even parseable (e.g. a list that is not JSON)
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"NBA_{found.group(1).upper()}" if found else "an NBA_ variable"
+        raise ConfigError(
+            f'invalid setting {name}: not parseable (lists and sets are JSON, e.g. ["a","b"])'
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
