@@ -90,6 +90,19 @@ def _file_source(name: str, data_dir: Path) -> FileSource:
     )
 
 
+def _job_view(
+    name: str, customer: Entity, fields: dict[str, object], data_dir: Path
+) -> FeatureView:
+    """A view over one batch job's output: recomputed daily, valid for about a year."""
+    return FeatureView(
+        name=name,
+        entities=[customer],
+        ttl=timedelta(days=400),
+        schema=_fields(fields),
+        source=_file_source(name, data_dir),
+    )
+
+
 def definitions(data_dir: Path) -> Definitions:
     customer = Entity(
         name="customer",
@@ -119,27 +132,14 @@ def definitions(data_dir: Path) -> Definitions:
             schema=_fields(ENGAGEMENT_FIELDS),
             source=push_source,
         ),
-        "clv": FeatureView(
-            name="clv",
-            entities=[customer],
-            ttl=timedelta(days=400),
-            schema=_fields(CLV_FIELDS),
-            source=_file_source("clv", data_dir),
-        ),
-        "rfm": FeatureView(
-            name="rfm",
-            entities=[customer],
-            ttl=timedelta(days=400),
-            schema=_fields(RFM_FIELDS),
-            source=_file_source("rfm", data_dir),
-        ),
-        "persona": FeatureView(
-            name="persona",
-            entities=[customer],
-            ttl=timedelta(days=400),
-            schema=_fields(PERSONA_FIELDS),
-            source=_file_source("persona", data_dir),
-        ),
+        **{
+            name: _job_view(name, customer, fields, data_dir)
+            for name, fields in (
+                ("clv", CLV_FIELDS),
+                ("rfm", RFM_FIELDS),
+                ("persona", PERSONA_FIELDS),
+            )
+        },
     }
     nba_scoring = FeatureService(
         name="nba_scoring",
