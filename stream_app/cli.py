@@ -28,29 +28,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-infra_app = typer.Typer(
-    help="The local Kafka broker, Redis and Prometheus the engine runs on (no Docker needed).",
-    no_args_is_help=True,
+
+
+def _group(name: str, help_text: str) -> typer.Typer:
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+infra_app = _group(
+    "infra", "The local Kafka broker, Redis and Prometheus the engine runs on (no Docker)."
 )
-app.add_typer(infra_app, name="infra")
-simulate_app = typer.Typer(
-    help="A synthetic customer world with known counterfactuals (training, tests, demo data).",
-    no_args_is_help=True,
+simulate_app = _group(
+    "simulate", "A synthetic customer world with known counterfactuals (training, demo data)."
 )
-app.add_typer(simulate_app, name="simulate")
-schemas_app = typer.Typer(
-    help="JSON Schemas of the topic messages (schemas/).", no_args_is_help=True
+schemas_app = _group("schemas", "JSON Schemas of the topic messages (schemas/).")
+features_app = _group(
+    "features", "The Feast feature repository: batch jobs, apply, materialize, push, read."
 )
-app.add_typer(schemas_app, name="schemas")
-features_app = typer.Typer(
-    help="The Feast feature repository: batch jobs, apply, materialize, push, read.",
-    no_args_is_help=True,
-)
-app.add_typer(features_app, name="features")
-models_app = typer.Typer(
-    help="The model registry: list versions, promote the one served.", no_args_is_help=True
-)
-app.add_typer(models_app, name="models")
+models_app = _group("models", "The model registry: list versions, promote the one served.")
 
 _ALL = ",".join(stack.ALL_SERVICES)
 Only = Annotated[str, typer.Option(help="Comma-separated subset of: kafka,redis,prometheus.")]
