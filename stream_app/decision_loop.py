@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,7 +27,8 @@ from policies.decide import PolicyConfig, Scores, decide_stream
 from policies.pacing import Pacer, PacingConfig
 from policies.rules import ContactState
 from stream_app.ledger import BudgetLedger
-from stream_app.messages import EngagementEvent, NbaAction, Trigger, action_id_for
+from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
+from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import RawMessage, build_actions, parse_events, select_triggers
 
 __all__ = ["BatchStats", "DecisionLoop", "LoopSettings"]
@@ -89,6 +91,7 @@ class DecisionLoop:
         ledger: BudgetLedger,
         pacing: PacingConfig,
         pacer: Pacer,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -102,6 +105,11 @@ class DecisionLoop:
         self.pacer = pacer
         self._started = time.monotonic()
         self._capacity = policy.catalog.capacities()
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.versions.info(
+                {"model_version": settings.model_version, "policy_version": policy.version}
+            )
 
     def run_once(self) -> BatchStats:
         stats = BatchStats()
@@ -119,6 +127,7 @@ class DecisionLoop:
         for record in rejected:
             self._producer.produce(self.settings.dlq_topic, value=record.model_dump_json().encode())
         stats.invalid = len(rejected)
+        self._count_events(valid, rejected)
         last = self._last_triggers({e.customer_id for _, e in valid})
         triggers = select_triggers(
             valid, last, self.settings.trigger_types, self.settings.min_interval_s
@@ -130,7 +139,43 @@ class DecisionLoop:
             raise RuntimeError("kafka: publishing decisions timed out; offsets stay uncommitted")
         self._consumer.commit(asynchronous=False)
         self._reprice()
+        self._report_state()
         return stats
+
+    def _count_events(
+        self, valid: list[tuple[RawMessage, EngagementEvent]], rejected: list[DlqRecord]
+    ) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.batch_size.observe(len(valid) + len(rejected))
+        for _, event in valid:
+            self._metrics.events.labels(event_type=str(event.event_type)).inc()
+        for record in rejected:
+            self._metrics.invalid.labels(reason=record.error_code).inc()
+
+    def _report_state(self) -> None:
+        """Budget, capacity and consumer lag gauges, after each batch."""
+        if self._metrics is None:
+            return
+        spent = self.ledger.spent()
+        self._metrics.budget_spent.set(spent)
+        self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
+        counts = self.ledger.counts()
+        for index, name in enumerate(self.policy.catalog.names):
+            if np.isfinite(self._capacity[index]):
+                self._metrics.capacity_left.labels(action=name).set(
+                    self._capacity[index] - counts.get(name, 0)
+                )
+        self._metrics.consumer_lag.set(self._lag())
+
+    def _lag(self) -> int:
+        lag = 0
+        assigned = self._consumer.assignment()
+        for position in self._consumer.position(assigned) if assigned else []:
+            _, high = self._consumer.get_watermark_offsets(position, cached=True)
+            if high >= 0 and position.offset >= 0:
+                lag += max(high - position.offset, 0)
+        return lag
 
     def close(self) -> None:
         """Flush what is pending and leave the consumer group cleanly (offsets are committed)."""
@@ -181,14 +226,17 @@ class DecisionLoop:
         event_ids = [e.event_id for _, e in fresh]
         elapsed = time.monotonic() - self._started
         allowance = self.pacer.allowance(self.pacing, self.ledger.spent(), elapsed)
-        decisions = decide_stream(
-            self._scores(customers, event_ids),
-            self._contacts(customers),
-            self.policy,
-            self.pacer,
-            allowance,
-            self._capacity,
-        )
+        with self._timed("score"):
+            scores = self._scores(customers, event_ids)
+        with self._timed("policy"):
+            decisions = decide_stream(
+                scores,
+                self._contacts(customers),
+                self.policy,
+                self.pacer,
+                allowance,
+                self._capacity,
+            )
         actions = build_actions(
             decisions,
             fresh,
@@ -197,14 +245,21 @@ class DecisionLoop:
             self.settings.budget_period,
             datetime.now(UTC),
         )
-        for (raw, _), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
-            final = self._reserve(
-                action, int(decisions.action[index]), float(decisions.cost[index])
-            )
-            payload = final.model_dump_json().encode()
-            self._redis.set(f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True)
-            self._publish(raw, payload, stats)
-            stats.decided += 1
+        with self._timed("ledger_and_publish"):
+            for (raw, _), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
+                final = self._reserve(
+                    action, int(decisions.action[index]), float(decisions.cost[index])
+                )
+                payload = final.model_dump_json().encode()
+                self._redis.set(
+                    f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True
+                )
+                self._publish(raw, payload, stats)
+                stats.decided += 1
+                if self._metrics is not None:
+                    self._metrics.decisions.labels(
+                        action=final.action, arm=final.arm, segment=final.segment
+                    ).inc()
 
     def _reserve(self, action: NbaAction, index: int, cost: float) -> NbaAction:
         if index == DO_NOTHING:
@@ -233,7 +288,19 @@ class DecisionLoop:
         customer = json.loads(payload)["customer_id"]
         self._producer.produce(self.settings.actions_topic, key=customer.encode(), value=payload)
         if raw.timestamp_ms > 0:
-            stats.latencies_ms.append(time.time() * 1000.0 - raw.timestamp_ms)
+            latency_ms = time.time() * 1000.0 - raw.timestamp_ms
+            stats.latencies_ms.append(latency_ms)
+            if self._metrics is not None:
+                self._metrics.decision_latency.observe(latency_ms / 1000.0)
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._metrics is not None:
+                self._metrics.step_seconds.labels(step=step).observe(time.perf_counter() - started)
 
 
 def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float]:

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=36379, ge=1024, le=65535)
     prometheus_port: int = Field(default=39090, ge=1024, le=65535)
     metrics_port: int = Field(default=39100, ge=1024, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 in a container")
+    prometheus_scrape_interval_s: float = Field(default=5.0, ge=0.5, le=300)
     start_timeout_s: float = Field(default=60.0, gt=0)
 
     @property

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import redis
+from prometheus_client import CollectorRegistry, start_http_server
 
 from model_export.manifest import Registry
 from policies.arms import ArmConfig
@@ -24,6 +25,7 @@ from stream_app import kafka_clients
 from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.ledger import BudgetLedger
+from stream_app.metrics import EngineMetrics
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
 
@@ -42,7 +44,9 @@ def _base(settings: Settings) -> pd.DataFrame:
     return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
 
 
-def build_worker(settings: Settings, pacer: Pacer | None = None) -> DecisionLoop:
+def build_worker(
+    settings: Settings, pacer: Pacer | None = None, metrics: EngineMetrics | None = None
+) -> DecisionLoop:
     """The decision loop for these settings; ``pacer`` overrides the configured initial price
     (the demo derives it from yesterday's traffic)."""
     catalog = default_catalog()
@@ -84,6 +88,7 @@ def build_worker(settings: Settings, pacer: Pacer | None = None) -> DecisionLoop
         ledger=BudgetLedger(client, settings.budget_period, settings.budget),
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
         pacer=pacer or Pacer(settings.pacing_initial_price),
+        metrics=metrics,
     )
 
 
@@ -93,8 +98,34 @@ def run_worker(
     on_batch: Callable[[BatchStats], None] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> int:
-    """Decide batch after batch until ``stop`` is set; returns the number of events consumed."""
-    loop = build_worker(settings)
+    """Decide batch after batch until ``stop`` is set; returns the number of events consumed.
+    Metrics are served at http://NBA_METRICS_HOST:NBA_METRICS_PORT/metrics meanwhile."""
+    registry = CollectorRegistry()
+    try:
+        server, _ = start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=registry
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics port {settings.metrics_host}:{settings.metrics_port} unavailable "
+            f"({exc.strerror}); "
+            "set NBA_METRICS_PORT"
+        ) from None
+    try:
+        return _decide_until(settings, stop, EngineMetrics.create(registry), on_batch, on_ready)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _decide_until(
+    settings: Settings,
+    stop: threading.Event,
+    metrics: EngineMetrics,
+    on_batch: Callable[[BatchStats], None] | None,
+    on_ready: Callable[[], None] | None,
+) -> int:
+    loop = build_worker(settings, metrics=metrics)
     if on_ready is not None:
         on_ready()
     consumed = 0

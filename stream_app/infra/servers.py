@@ -75,10 +75,11 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def prometheus_config(*, metrics_port: int, rule_files: list[str]) -> str:
-    """A scrape config for the engine's workers on this host, and Prometheus itself."""
+def prometheus_config(*, metrics_port: int, rule_files: list[str], interval_s: float = 5.0) -> str:
+    """A scrape config for the engine's workers on this host."""
+    interval = f"{int(interval_s * 1000)}ms"
     config = {
-        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": rule_files,
         "scrape_configs": [
             {
@@ -91,12 +92,14 @@ def prometheus_config(*, metrics_port: int, rule_files: list[str]) -> str:
 
 
 def prometheus_process(
-    *, data_dir: Path, run_dir: Path, port: int, metrics_port: int
+    *, data_dir: Path, run_dir: Path, port: int, metrics_port: int, interval_s: float = 5.0
 ) -> ManagedProcess:
     binary = _require_binary("prometheus", "prometheus")
     _ensure_dir(data_dir, "prometheus")
     config_file = data_dir / "prometheus.yml"
-    config_file.write_text(prometheus_config(metrics_port=metrics_port, rule_files=[]))
+    config_file.write_text(
+        prometheus_config(metrics_port=metrics_port, rule_files=[], interval_s=interval_s)
+    )
     return ManagedProcess(
         name="prometheus",
         argv=(

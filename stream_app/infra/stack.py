@@ -82,6 +82,7 @@ def _startable(name: str, settings: Settings) -> _Startable:
             run_dir=run_dir,
             port=settings.prometheus_port,
             metrics_port=settings.metrics_port,
+            interval_s=settings.prometheus_scrape_interval_s,
         ),
         _noop,
     )

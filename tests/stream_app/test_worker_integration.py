@@ -10,9 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,13 +27,14 @@ from policies.catalog import default_catalog
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.events import generate_events
-from simulator.world import AS_OF, build_world
+from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
 from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.infra import stack
 from stream_app.replay import replay_events
-from stream_app.settings import load_settings
-from tests.conftest import TopicFactory, drain
+from stream_app.settings import Settings, load_settings
+from tests.conftest import TopicFactory, drain, free_port, own_infra_settings
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +63,10 @@ def _consumed(log: Path) -> int:
     return int(last.split("after ")[1].split(" ")[0].replace(",", ""))
 
 
-def test_sigterm_loses_nothing_and_a_restart_carries_on(
+def _prepare(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
-) -> None:
+) -> tuple[dict[str, str], Settings, World, str]:
+    """A promoted bundle, materialized features, fresh topics, and the worker's environment."""
     world = build_world(WorldConfig(n_customers=3_000, seed=12))
     registry = Registry(tmp_path / "registry")
     trained = train_models(
@@ -83,6 +89,7 @@ def test_sigterm_loses_nothing_and_a_restart_carries_on(
         "NBA_BUDGET_PERIOD": f"test-{run}",
         "NBA_BUDGET": "5000",
         "NBA_BATCH_SIZE": "50",
+        "NBA_METRICS_PORT": str(free_port()),
     }
     build_sources(world, tmp_path / "features")
     settings = load_settings(
@@ -95,6 +102,13 @@ def test_sigterm_loses_nothing_and_a_restart_carries_on(
     features.apply()
     features.materialize(AS_OF - timedelta(days=2), AS_OF + timedelta(days=1))
 
+    return env, settings, world, run
+
+
+def test_sigterm_loses_nothing_and_a_restart_carries_on(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
     events = generate_events(world, days=1.0)
     total = min(3_000, len(events))
     first = _start(env, tmp_path / "w1.log")
@@ -133,3 +147,61 @@ def test_sigterm_loses_nothing_and_a_restart_carries_on(
     )
     spent = sum(json.loads(next(iter(v)))["cost"] for v in ids.values())
     assert spent <= 5_000 + 1e-6
+
+
+def test_prometheus_scrapes_the_worker_and_the_series_move(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
+    observer = own_infra_settings(tmp_path / "prometheus")
+    observer = observer.model_copy(
+        update={"metrics_port": int(env["NBA_METRICS_PORT"]), "prometheus_scrape_interval_s": 1.0}
+    )
+    stack.up(observer, ["prometheus"])
+    worker = _start(env, tmp_path / "w.log")
+    try:
+        _wait_ready(tmp_path / "w.log")
+        events = generate_events(world, days=1.0)
+        producer = kafka_clients.producer(settings)
+        replay_events(events, producer, env["NBA_TOPIC_EVENTS"], rate=5_000, limit=1_000)
+        first = _wait_for(observer, "sum(nba_events_total)", lambda v: v > 0)
+        replay_events(events, producer, env["NBA_TOPIC_EVENTS"], rate=5_000, limit=2_000)
+        _wait_for(observer, "sum(nba_events_total)", lambda v: v > first)
+        for series in (
+            "sum(nba_decisions_total)",
+            "nba_budget_spent_dollars",
+            "sum(nba_decision_latency_seconds_count)",
+            'sum(nba_step_seconds_count{step="score"})',
+            "nba_consumer_lag_messages",
+        ):
+            _wait_for(observer, series, lambda v: v >= 0)
+        assert _wait_for(observer, "sum(nba_decisions_total)", lambda v: v > 0) > 0
+        info = _query(observer, "nba_engine_info")
+        assert info and info[0]["metric"]["model_version"] == "w1"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+        stack.down(observer, ["prometheus"])
+
+
+def _query(settings: Settings, expression: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{settings.prometheus_port}/api/v1/query?query={urllib.parse.quote(expression)}"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # loopback Prometheus
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def _wait_for(
+    settings: Settings, expression: str, ok: Callable[[float], bool], timeout_s: float = 60.0
+) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = _query(settings, expression)
+        if result and ok(float(result[0]["value"][1])):
+            return float(result[0]["value"][1])
+        time.sleep(0.5)
+    raise AssertionError(
+        f"Prometheus never saw {expression} as expected: {_query(settings, expression)}"
+    )

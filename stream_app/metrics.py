@@ -1,0 +1,95 @@
+"""Every Prometheus metric the engine exports, in one place (names prefixed `nba_`, ending in
+their unit). Latency buckets are in seconds but chosen for milliseconds, where decisions live.
+Pass a ``CollectorRegistry`` to keep tests and several engines in one process apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+__all__ = ["LATENCY_BUCKETS", "EngineMetrics"]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
+
+
+@dataclass(frozen=True)
+class EngineMetrics:
+    events: Counter
+    invalid: Counter
+    decisions: Counter
+    decision_latency: Histogram
+    step_seconds: Histogram
+    batch_size: Histogram
+    budget_spent: Gauge
+    budget_remaining: Gauge
+    capacity_left: Gauge
+    consumer_lag: Gauge
+    versions: Info
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> EngineMetrics:
+        return cls(
+            events=Counter(
+                "nba_events_total",
+                "Valid engagement events consumed, by type.",
+                ["event_type"],
+                registry=registry,
+            ),
+            invalid=Counter(
+                "nba_events_invalid_total",
+                "Events sent to the DLQ, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            decisions=Counter(
+                "nba_decisions_total",
+                "Decisions published.",
+                ["action", "arm", "segment"],
+                registry=registry,
+            ),
+            decision_latency=Histogram(
+                "nba_decision_latency_seconds",
+                "From the event's Kafka timestamp to the decision's publish.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            step_seconds=Histogram(
+                "nba_step_seconds",
+                "Time per micro-batch step.",
+                ["step"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            batch_size=Histogram(
+                "nba_batch_size_events",
+                "Events per micro-batch.",
+                buckets=BATCH_BUCKETS,
+                registry=registry,
+            ),
+            budget_spent=Gauge(
+                "nba_budget_spent_dollars",
+                "Reserved spend in the current period.",
+                registry=registry,
+            ),
+            budget_remaining=Gauge(
+                "nba_budget_remaining_dollars",
+                "Budget left in the current period.",
+                registry=registry,
+            ),
+            capacity_left=Gauge(
+                "nba_capacity_left_actions",
+                "Capacity left per capped action.",
+                ["action"],
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "nba_consumer_lag_messages",
+                "Messages not yet consumed on the assigned partitions.",
+                registry=registry,
+            ),
+            versions=Info(
+                "nba_engine", "Model and policy versions this worker serves.", registry=registry
+            ),
+        )
