@@ -160,6 +160,7 @@ class DecisionLoop:
         spent = self.ledger.spent()
         self._metrics.budget_spent.set(spent)
         self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
+        self._metrics.budget_target.set(self.pacing.target_spend(time.monotonic() - self._started))
         counts = self.ledger.counts()
         for index, name in enumerate(self.policy.catalog.names):
             if np.isfinite(self._capacity[index]):
@@ -226,7 +227,7 @@ class DecisionLoop:
         event_ids = [e.event_id for _, e in fresh]
         elapsed = time.monotonic() - self._started
         allowance = self.pacer.allowance(self.pacing, self.ledger.spent(), elapsed)
-        with self._timed("score"):
+        with self._timed("score"), self._counting_errors("feature_store_or_model"):
             scores = self._scores(customers, event_ids)
         with self._timed("policy"):
             decisions = decide_stream(
@@ -292,6 +293,17 @@ class DecisionLoop:
             stats.latencies_ms.append(latency_ms)
             if self._metrics is not None:
                 self._metrics.decision_latency.observe(latency_ms / 1000.0)
+
+    @contextmanager
+    def _counting_errors(self, component: str) -> Iterator[None]:
+        """Count a dependency's failure for the alert rules, then let it stop the batch: its
+        offsets stay uncommitted, so the events are decided again once the dependency is back."""
+        try:
+            yield
+        except Exception:
+            if self._metrics is not None:
+                self._metrics.errors.labels(component=component).inc()
+            raise
 
     @contextmanager
     def _timed(self, step: str) -> Iterator[None]:

@@ -24,6 +24,8 @@ class EngineMetrics:
     batch_size: Histogram
     budget_spent: Gauge
     budget_remaining: Gauge
+    budget_target: Gauge
+    errors: Counter
     capacity_left: Gauge
     consumer_lag: Gauge
     versions: Info
@@ -76,6 +78,17 @@ class EngineMetrics:
             budget_remaining=Gauge(
                 "nba_budget_remaining_dollars",
                 "Budget left in the current period.",
+                registry=registry,
+            ),
+            budget_target=Gauge(
+                "nba_budget_target_dollars",
+                "Spend the pacing curve asks for by now.",
+                registry=registry,
+            ),
+            errors=Counter(
+                "nba_errors_total",
+                "Failures talking to a dependency, by component.",
+                ["component"],
                 registry=registry,
             ),
             capacity_left=Gauge(

@@ -58,9 +58,29 @@ def test_prometheus_configs_pass_promtool(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool comes with Debian's prometheus package (make bootstrap)"
     local = tmp_path / "local.yml"
-    local.write_text(prometheus_config(metrics_port=39100, rule_files=[]))
+    local.write_text(
+        prometheus_config(
+            metrics_port=39100, rule_files=[str(ROOT / "deploy/prometheus/alerts.yml")]
+        )
+    )
     for config in (ROOT / "deploy/prometheus/prometheus.yml", local):
         result = subprocess.run(
             [promtool, "check", "config", str(config)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_are_valid_and_their_unit_tests_pass() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package (make bootstrap)"
+    folder = ROOT / "deploy/prometheus"
+    checked = subprocess.run(
+        [promtool, "check", "rules", "alerts.yml"], cwd=folder, capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and "8 rules found" in checked.stdout, (
+        checked.stdout + checked.stderr
+    )
+    tested = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"], cwd=folder, capture_output=True, text=True
+    )
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr

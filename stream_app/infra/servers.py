@@ -14,6 +14,8 @@ from stream_app.infra.process import ManagedProcess
 
 __all__ = ["prometheus_process", "prometheus_ready", "redis_answers", "redis_process"]
 
+_ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+
 
 def _require_binary(name: str, package: str) -> str:
     path = shutil.which(name)
@@ -98,7 +100,9 @@ def prometheus_process(
     _ensure_dir(data_dir, "prometheus")
     config_file = data_dir / "prometheus.yml"
     config_file.write_text(
-        prometheus_config(metrics_port=metrics_port, rule_files=[], interval_s=interval_s)
+        prometheus_config(
+            metrics_port=metrics_port, rule_files=[str(_ALERTS)], interval_s=interval_s
+        )
     )
     return ManagedProcess(
         name="prometheus",
