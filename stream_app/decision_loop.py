@@ -178,6 +178,18 @@ class DecisionLoop:
                 lag += max(high - position.offset, 0)
         return lag
 
+    def dependencies_answer(self) -> dict[str, bool]:
+        """For /readyz: does the broker answer a metadata request, does Redis answer PING?"""
+        try:
+            broker = bool(self._consumer.list_topics(timeout=2.0).brokers)
+        except Exception:  # any failure means "not answering"
+            broker = False
+        try:
+            cache = bool(self._redis.ping())
+        except redis.RedisError:
+            cache = False
+        return {"kafka": broker, "redis": cache}
+
     def close(self) -> None:
         """Flush what is pending and leave the consumer group cleanly (offsets are committed)."""
         self._producer.flush(30)

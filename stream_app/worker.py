@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import redis
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from model_export.manifest import Registry
 from policies.arms import ArmConfig
@@ -24,6 +24,7 @@ from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
 from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
 from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
 from stream_app.scorer import BundleScorer, FeatureScoreSource
@@ -99,33 +100,45 @@ def run_worker(
     on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Decide batch after batch until ``stop`` is set; returns the number of events consumed.
-    Metrics are served at http://NBA_METRICS_HOST:NBA_METRICS_PORT/metrics meanwhile."""
+    Meanwhile http://NBA_METRICS_HOST:NBA_METRICS_PORT serves /metrics, /healthz and /readyz."""
     registry = CollectorRegistry()
+    holder: dict[str, DecisionLoop] = {}
     try:
-        server, _ = start_http_server(
-            settings.metrics_port, addr=settings.metrics_host, registry=registry
+        server = serve(
+            settings.metrics_host, settings.metrics_port, registry, lambda: _readiness(holder)
         )
     except OSError as exc:
         raise ConfigError(
-            f"metrics port {settings.metrics_host}:{settings.metrics_port} unavailable "
-            f"({exc.strerror}); "
-            "set NBA_METRICS_PORT"
+            f"metrics port {settings.metrics_host}:{settings.metrics_port} is unavailable "
+            f"({exc.strerror}); set NBA_METRICS_PORT"
         ) from None
     try:
-        return _decide_until(settings, stop, EngineMetrics.create(registry), on_batch, on_ready)
+        return _decide_until(
+            settings, stop, EngineMetrics.create(registry), holder, on_batch, on_ready
+        )
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _readiness(holder: dict[str, DecisionLoop]) -> dict[str, bool]:
+    """Ready when the model is loaded and the broker and Redis answer."""
+    loop = holder.get("loop")
+    if loop is None:
+        return {"model_loaded": False}
+    return {"model_loaded": True, **loop.dependencies_answer()}
 
 
 def _decide_until(
     settings: Settings,
     stop: threading.Event,
     metrics: EngineMetrics,
+    holder: dict[str, DecisionLoop],
     on_batch: Callable[[BatchStats], None] | None,
     on_ready: Callable[[], None] | None,
 ) -> int:
     loop = build_worker(settings, metrics=metrics)
+    holder["loop"] = loop
     if on_ready is not None:
         on_ready()
     consumed = 0

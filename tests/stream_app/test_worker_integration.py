@@ -149,10 +149,14 @@ def test_sigterm_loses_nothing_and_a_restart_carries_on(
     assert spent <= 5_000 + 1e-6
 
 
+SECRET = "s3cr3t-never-logged-Zq9"  # noqa: S105  # a test value, the point of the test
+
+
 def test_prometheus_scrapes_the_worker_and_the_series_move(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
     env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
+    env["NBA_KAFKA_SASL_PASSWORD"] = SECRET  # set, never to be seen in logs or metrics
     observer = own_infra_settings(tmp_path / "prometheus")
     observer = observer.model_copy(
         update={"metrics_port": int(env["NBA_METRICS_PORT"]), "prometheus_scrape_interval_s": 1.0}
@@ -178,10 +182,24 @@ def test_prometheus_scrapes_the_worker_and_the_series_move(
         assert _wait_for(observer, "sum(nba_decisions_total)", lambda v: v > 0) > 0
         info = _query(observer, "nba_engine_info")
         assert info and info[0]["metric"]["model_version"] == "w1"
+        base = f"http://127.0.0.1:{env['NBA_METRICS_PORT']}"
+        assert json.loads(_get(f"{base}/healthz")) == {"status": "ok"}
+        ready = json.loads(_get(f"{base}/readyz"))
+        assert ready == {
+            "ready": True,
+            "checks": {"model_loaded": True, "kafka": True, "redis": True},
+        }
+        assert SECRET not in _get(f"{base}/metrics")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
         stack.down(observer, ["prometheus"])
+    assert SECRET not in (tmp_path / "w.log").read_text()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # loopback worker
+        return str(response.read().decode())
 
 
 def _query(settings: Settings, expression: str) -> list[dict[str, Any]]:
