@@ -46,6 +46,9 @@ schemas_app = _group("schemas", "JSON Schemas of the topic messages (schemas/)."
 features_app = _group(
     "features", "The Feast feature repository: batch jobs, apply, materialize, push, read."
 )
+dlq_app = _group(
+    "dlq", "The dead-letter queue: what landed there and why; send it back once fixed."
+)
 models_app = _group("models", "The model registry: list versions, promote the one served.")
 
 _ALL = ",".join(stack.ALL_SERVICES)
@@ -256,6 +259,34 @@ def features_push_test(
     )
     if not same:
         raise typer.Exit(1)
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    samples: Annotated[int, typer.Option(help="How many records to show.")] = 5,
+) -> None:
+    """Count the DLQ's records by reason and show a few (nothing is consumed for good)."""
+    from stream_app.commands.dlq import inspect_dlq
+
+    summary = inspect_dlq(load_settings(), samples)
+    typer.echo(f"{summary.total:,} records; by reason: {dict(summary.by_reason.most_common())}")
+    for record in summary.samples:
+        typer.echo(
+            f"  {record.error_code}: {record.error_message} "
+            f"({record.source_topic}[{record.source_partition}]@{record.source_offset})"
+        )
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[str, typer.Option(help="Replay records with this error code.")],
+) -> None:
+    """Send the originals of one reason's records back to NBA_TOPIC_EVENTS, once."""
+    from stream_app.commands.dlq import replay_dlq
+
+    settings = load_settings()
+    sent = replay_dlq(settings, reason)
+    typer.echo(f"replayed {sent:,} records with reason {reason} to {settings.topic_events}")
 
 
 @app.command("worker")

@@ -1,0 +1,110 @@
+"""`nba dlq inspect | replay`: what landed in the dead-letter queue, and sending it back.
+
+``inspect`` reads the whole DLQ without committing anything and counts records by reason.
+``replay`` re-sends the original bytes of the records with one reason (after the producer bug
+is fixed, or with a header the producer forgot) to the events topic, once: its consumer group
+commits what it replayed, so a second run sends only newer records.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer
+
+from stream_app import kafka_clients
+from stream_app.messages import DlqRecord
+from stream_app.replay import EVENT_SCHEMA_VERSION
+from stream_app.settings import Settings
+
+__all__ = ["DlqSummary", "inspect_dlq", "replay_dlq"]
+
+
+@dataclass
+class DlqSummary:
+    total: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    samples: list[DlqRecord] = field(default_factory=list)
+
+
+def _records(consumer: Consumer, timeout_s: float = 30.0) -> list[DlqRecord]:
+    """Every record up to the end of the topic as it is now (after joining the group)."""
+    deadline = time.monotonic() + timeout_s
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2)  # joins the group; a message seen here would be lost, so rewind below
+    assigned = consumer.assignment()
+    if not assigned:
+        return []
+    committed = consumer.committed(assigned, timeout=10)
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assigned}
+    for tp in committed:  # resume at the committed offset, or the start
+        tp.offset = (
+            tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=10)[0]
+        )
+        consumer.seek(tp)
+    found: list[DlqRecord] = []
+    done = {tp.partition for tp in committed if tp.offset >= ends[tp.partition]}
+    while len(done) < len(assigned) and time.monotonic() < deadline:
+        for msg in consumer.consume(500, 0.5):
+            value = msg.value()
+            if msg.error() is not None or not isinstance(value, bytes):
+                continue
+            found.append(DlqRecord.model_validate_json(value))
+            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                done.add(msg.partition() or 0)
+    return found
+
+
+def inspect_dlq(settings: Settings, samples: int = 5) -> DlqSummary:
+    consumer = kafka_clients.consumer(settings, f"nba-dlq-inspect-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([settings.topic_dlq])
+    try:
+        records = _records(consumer)
+    finally:
+        consumer.close()
+    summary = DlqSummary(total=len(records))
+    for record in records:
+        summary.by_reason[record.error_code] += 1
+        if len(summary.samples) < samples:
+            summary.samples.append(record)
+    return summary
+
+
+def replay_dlq(settings: Settings, reason: str, group: str = "nba-dlq-replay") -> int:
+    """Re-send the originals of records with this reason to the events topic; returns how many."""
+    consumer = kafka_clients.consumer(settings, group)
+    consumer.subscribe([settings.topic_dlq])
+    producer = kafka_clients.producer(settings)
+    sent = 0
+    try:
+        records = _records(consumer)
+        for record in records:
+            if record.error_code != reason:
+                continue
+            original = base64.b64decode(record.original_base64)
+            producer.produce(
+                settings.topic_events,
+                key=_customer_key(original),
+                value=original,
+                headers=[("schema-version", EVENT_SCHEMA_VERSION)],
+            )
+            sent += 1
+        producer.flush(30)
+        if records:  # nothing read, nothing to commit
+            consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return sent
+
+
+def _customer_key(original: bytes) -> bytes | None:
+    try:
+        customer = json.loads(original).get("customer_id")
+    except (ValueError, AttributeError):
+        return None
+    return customer.encode() if isinstance(customer, str) else None
