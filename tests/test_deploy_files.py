@@ -84,3 +84,35 @@ def test_alert_rules_are_valid_and_their_unit_tests_pass() -> None:
         [promtool, "test", "rules", "alerts_test.yml"], cwd=folder, capture_output=True, text=True
     )
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+
+
+def test_kubernetes_manifests_match_what_the_worker_serves() -> None:
+    import yaml
+
+    from stream_app.settings import Settings
+
+    docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/worker.yaml").read_text()))
+    assert all(
+        {"apiVersion", "kind", "metadata"} <= set(doc) and doc["metadata"].get("name")
+        for doc in docs
+    )
+    kinds = {doc["kind"]: doc for doc in docs}
+    assert {"ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget"} <= set(kinds)
+    known = {f"NBA_{name.upper()}" for name in Settings.model_fields}
+    for source in ("ConfigMap", "Secret"):
+        data = kinds[source].get("data") or kinds[source].get("stringData")
+        assert set(data) <= known, (source, set(data) - known)
+    assert not {"NBA_KAFKA_SASL_PASSWORD", "NBA_REDIS_URL"} & set(kinds["ConfigMap"]["data"]), (
+        "secrets only in the Secret"
+    )
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["worker"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    port = container["ports"][0]["containerPort"]
+    assert (
+        port
+        == int(kinds["ConfigMap"]["data"]["NBA_METRICS_PORT"])
+        == Settings.model_fields["metrics_port"].default
+    )
+    assert container["resources"]["requests"] and kinds["Deployment"]["spec"]["replicas"] >= 2
