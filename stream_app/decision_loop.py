@@ -37,6 +37,7 @@ ScoreSource = Callable[[Sequence[str], Sequence[str]], Scores]
 ContactSource = Callable[[Sequence[str]], ContactState]
 _DECISION_TTL_S = 14 * 86_400
 _LAST_TRIGGER_KEY = "nba:last-trigger"
+_DEPENDENCY_CHECK_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class DecisionLoop:
         self._started = time.monotonic()
         self._capacity = policy.catalog.capacities()
         self._metrics = metrics
+        self._checked_at = float("-inf")
         if metrics is not None:
             metrics.versions.info(
                 {"model_version": settings.model_version, "policy_version": policy.version}
@@ -168,6 +170,12 @@ class DecisionLoop:
                     self._capacity[index] - counts.get(name, 0)
                 )
         self._metrics.consumer_lag.set(self._lag())
+        if time.monotonic() - self._checked_at >= _DEPENDENCY_CHECK_S:
+            self._checked_at = time.monotonic()
+            for dependency, answered in self.dependencies_answer().items():
+                self._metrics.dependency_up.labels(dependency=dependency).set(
+                    1.0 if answered else 0.0
+                )
 
     def _lag(self) -> int:
         lag = 0

@@ -26,6 +26,7 @@ class EngineMetrics:
     budget_remaining: Gauge
     budget_target: Gauge
     errors: Counter
+    dependency_up: Gauge
     capacity_left: Gauge
     consumer_lag: Gauge
     versions: Info
@@ -89,6 +90,12 @@ class EngineMetrics:
                 "nba_errors_total",
                 "Failures talking to a dependency, by component.",
                 ["component"],
+                registry=registry,
+            ),
+            dependency_up=Gauge(
+                "nba_dependency_up",
+                "1 when the dependency answered the last check (every 10 s), else 0.",
+                ["dependency"],
                 registry=registry,
             ),
             capacity_left=Gauge(

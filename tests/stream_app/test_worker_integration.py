@@ -177,9 +177,11 @@ def test_prometheus_scrapes_the_worker_and_the_series_move(
             "sum(nba_decision_latency_seconds_count)",
             'sum(nba_step_seconds_count{step="score"})',
             "nba_consumer_lag_messages",
+            'min(nba_dependency_up{dependency="redis"})',
         ):
             _wait_for(observer, series, lambda v: v >= 0)
         assert _wait_for(observer, "sum(nba_decisions_total)", lambda v: v > 0) > 0
+        assert _wait_for(observer, "min(nba_dependency_up)", lambda v: v == 1) == 1
         info = _query(observer, "nba_engine_info")
         assert info and info[0]["metric"]["model_version"] == "w1"
         base = f"http://127.0.0.1:{env['NBA_METRICS_PORT']}"
