@@ -49,6 +49,7 @@ features_app = _group(
 dlq_app = _group(
     "dlq", "The dead-letter queue: what landed there and why; send it back once fixed."
 )
+experiment_app = _group("experiment", "A/B experiments: plan their size (readout: issue 9).")
 models_app = _group("models", "The model registry: list versions, promote the one served.")
 
 _ALL = ",".join(stack.ALL_SERVICES)
@@ -287,6 +288,22 @@ def dlq_replay(
     settings = load_settings()
     sent = replay_dlq(settings, reason)
     typer.echo(f"replayed {sent:,} records with reason {reason} to {settings.topic_events}")
+
+
+@experiment_app.command("plan")
+def experiment_plan(
+    baseline: Annotated[float, typer.Option(help="Baseline rate, e.g. the retention rate 0.82.")],
+    mde: Annotated[float, typer.Option(help="Minimum detectable absolute change, e.g. 0.02.")],
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power wanted, e.g. 0.8 or 0.9.")] = 0.8,
+) -> None:
+    """Customers needed per arm (treatment and holdout) to detect the change."""
+    from model_export.experiments import sample_size_per_arm
+
+    n = sample_size_per_arm(baseline, mde, alpha, power)
+    typer.echo(
+        f"{n:,} customers per arm (alpha {alpha}, power {power}, {baseline} -> {baseline + mde})"
+    )
 
 
 @app.command("worker")

@@ -1,0 +1,103 @@
+"""A/B design and readout for the holdout experiment (seed 000/003/004's randomized comparison).
+
+Power and sample sizes come from statsmodels (``NormalIndPower``, ``proportion_effectsize``), the
+tests and intervals from statsmodels too (``proportions_ztest``, Wilson ``proportion_confint``,
+``confint_proportions_2indep``); nothing here re-derives a formula.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportion_effectsize,
+    proportions_ztest,
+)
+
+from policies.errors import ConfigError, SchemaError
+
+__all__ = ["readout", "sample_size_per_arm"]
+
+
+def sample_size_per_arm(
+    baseline_rate: float, min_detectable_effect: float, alpha: float = 0.05, power: float = 0.8
+) -> int:
+    """Customers per arm to detect an absolute change of the rate (two-sided test)."""
+    target = baseline_rate + min_detectable_effect
+    if not 0 < baseline_rate < 1 or not 0 < target < 1:
+        raise ConfigError(
+            "baseline rate and baseline + effect must both lie strictly between 0 and 1"
+        )
+    if min_detectable_effect == 0:
+        raise ConfigError("the minimum detectable effect must not be 0")
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ConfigError("alpha and power must lie strictly between 0 and 1")
+    effect = abs(proportion_effectsize(target, baseline_rate))
+    n = NormalIndPower().solve_power(
+        effect_size=effect, alpha=alpha, power=power, ratio=1.0, alternative="two-sided"
+    )
+    return int(math.ceil(float(n)))
+
+
+def readout(frame: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
+    """Treatment vs holdout: retention per arm with Wilson CIs, absolute and relative lift with a
+    CI, p-value, achieved power, spend, cost per save and ROI. ``frame`` has one row per decided
+    customer: ``arm`` (treatment / holdout), ``retained`` (bool), ``cost`` and ``value``."""
+    missing = [c for c in ("arm", "retained", "cost", "value") if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"the readout needs column(s) {missing}")
+    arms = {arm: frame[frame["arm"] == arm] for arm in ("treatment", "holdout")}
+    empty = [arm for arm, rows in arms.items() if rows.empty]
+    if empty:
+        return {"status": "no data", "arms_without_data": empty}
+    counts = np.array(
+        [int(arms["treatment"]["retained"].sum()), int(arms["holdout"]["retained"].sum())]
+    )
+    sizes = np.array([len(arms["treatment"]), len(arms["holdout"])])
+    rates = counts / sizes
+    _, p_value = proportions_ztest(counts, sizes)
+    low, high = confint_proportions_2indep(
+        counts[0], sizes[0], counts[1], sizes[1], method="wald", alpha=alpha
+    )
+    effect = abs(proportion_effectsize(rates[0], rates[1])) if 0 < rates[1] < 1 else 0.0
+    achieved = (
+        float(
+            NormalIndPower().power(
+                effect_size=effect, nobs1=sizes[0], alpha=alpha, ratio=sizes[1] / sizes[0]
+            )
+        )
+        if effect > 0
+        else 0.0
+    )
+    spend = float(arms["treatment"]["cost"].sum())
+    saves = (rates[0] - rates[1]) * sizes[0]
+    value_per_customer = float(arms["treatment"]["value"].mean())
+    return {
+        "status": "ok" if achieved >= 0.8 else "underpowered",
+        "customers": {"treatment": int(sizes[0]), "holdout": int(sizes[1])},
+        "retention": {
+            arm: {
+                "rate": float(rates[k]),
+                "ci": [
+                    float(v)
+                    for v in proportion_confint(counts[k], sizes[k], alpha=alpha, method="wilson")
+                ],
+            }
+            for k, arm in enumerate(("treatment", "holdout"))
+        },
+        "lift_abs": float(rates[0] - rates[1]),
+        "lift_abs_ci": [float(low), float(high)],
+        "lift_rel": float(rates[0] / rates[1] - 1.0) if rates[1] > 0 else None,
+        "p_value": float(p_value),
+        "achieved_power": achieved,
+        "spend": spend,
+        "incremental_saves": float(saves),
+        "cost_per_save": spend / saves if saves > 0 else None,
+        "roi": (saves * value_per_customer - spend) / spend if spend > 0 else None,
+    }
