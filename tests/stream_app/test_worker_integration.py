@@ -225,3 +225,61 @@ def _wait_for(
     raise AssertionError(
         f"Prometheus never saw {expression} as expected: {_query(settings, expression)}"
     )
+
+
+def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
+    env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
+    workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
+    for name in ("a", "b"):
+        _wait_ready(tmp_path / f"{name}.log")
+    events = generate_events(world, days=0.5)
+    total = min(4_000, len(events))
+    sender = threading.Thread(
+        target=replay_events,
+        args=(events, kafka_clients.producer(settings), env["NBA_TOPIC_EVENTS"], 800.0, total),
+    )
+    sender.start()
+    time.sleep(2.0)
+    workers[0].kill()  # SIGKILL mid-stream: no graceful anything
+    workers[0].wait(timeout=30)
+    sender.join()
+    workers[0] = _start(env, tmp_path / "a2.log")  # restarted, same group
+    _wait_ready(tmp_path / "a2.log")
+
+    triggers = {
+        "login",
+        "support_ticket",
+        "billing_failed",
+        "nps_response",
+        "seat_removed",
+        "export_data",
+    }
+    expected = {
+        json.loads(payload)["customer_id"]
+        for _, payload in events.json_lines(0, total)
+        if json.loads(payload)["event_type"] in triggers
+    }  # the window is shorter than the 24 h trigger interval: one decision per such customer
+    reader = kafka_clients.consumer(load_settings(kafka_bootstrap=kafka_bootstrap), f"reader-{run}")
+    reader.subscribe([env["NBA_TOPIC_ACTIONS"]])
+    seen: dict[str, set[bytes]] = {}
+    deadline = time.monotonic() + 120
+    while (
+        time.monotonic() < deadline
+        and {json.loads(next(iter(v)))["customer_id"] for v in seen.values()} != expected
+    ):
+        for msg in drain(reader, 100_000, timeout_s=3):
+            seen.setdefault(json.loads(msg.value())["action_id"], set()).add(msg.value())
+    reader.close()
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+    decided = {json.loads(next(iter(v)))["customer_id"] for v in seen.values()}
+    assert decided == expected, f"{len(expected - decided)} customers never decided"
+    assert all(len(v) == 1 for v in seen.values()), "an action_id was published with two contents"
+    per_customer = [json.loads(next(iter(v)))["customer_id"] for v in seen.values()]
+    assert len(per_customer) == len(set(per_customer)), "a customer got two different decisions"
+    assert sum(json.loads(next(iter(v)))["cost"] for v in seen.values()) <= 5_000 + 1e-6
