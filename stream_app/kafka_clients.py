@@ -48,6 +48,8 @@ def consumer(settings: Settings, group_id: str, **overrides: str | int) -> Consu
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
     }
     config.update(overrides)
     return Consumer(config)

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
 
     # The worker (`nba worker`): consumer group, triggers, the period's budget and arms.
     consumer_group: str = Field(default="nba-engine", min_length=1)
+    # librdkafka's defaults (45 s session) notice a killed worker late; 10 s / 3 s hand its
+    # partitions to the others within about 10 s (shared/STACK_NOTES.md).
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=500, le=60_000)
     trigger_event_types: frozenset[str] = frozenset(
         {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
     )
