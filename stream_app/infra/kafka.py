@@ -69,6 +69,15 @@ def fetch_jars(cache_dir: Path, version: str) -> Path:
     return jar_dir
 
 
+def _cluster_id() -> str:
+    """A random KRaft cluster id. Like Kafka's own Uuid.randomUuid, never one that starts with
+    '-': the storage tool's argument parser would read it as an option and refuse to format."""
+    while True:
+        candidate = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when the broker answers a metadata request."""
     # The "logger" key is documented by confluent-kafka; its type stubs only allow scalars.
@@ -138,7 +147,7 @@ class KafkaBroker:
             ) from None
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         result = subprocess.run(  # noqa: S603  # fixed argv, no shell
             [
                 self.process.argv[0],

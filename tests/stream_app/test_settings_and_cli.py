@@ -61,3 +61,12 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert result.returncode == 2, result
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
+    # About 1 in 64 random ids would, and the storage tool then refuses to format (seen in CI).
+    from stream_app.infra.kafka import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5_000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
