@@ -36,7 +36,8 @@ __all__ = ["BatchStats", "DecisionLoop", "LoopSettings"]
 ScoreSource = Callable[[Sequence[str], Sequence[str]], Scores]
 ContactSource = Callable[[Sequence[str]], ContactState]
 _DECISION_TTL_S = 14 * 86_400
-_LAST_TRIGGER_KEY = "nba:last-trigger"
+# Per events topic: engines (or tests) reading other topics never share trigger state.
+_LAST_TRIGGER_KEY = "nba:last-trigger:{topic}"
 _DEPENDENCY_CHECK_S = 10.0
 
 
@@ -108,6 +109,7 @@ class DecisionLoop:
         self._capacity = policy.catalog.capacities()
         self._metrics = metrics
         self._checked_at = float("-inf")
+        self._trigger_key = _LAST_TRIGGER_KEY.format(topic=settings.events_topic)
         if metrics is not None:
             metrics.versions.info(
                 {"model_version": settings.model_version, "policy_version": policy.version}
@@ -208,7 +210,7 @@ class DecisionLoop:
         if not customers:
             return {}
         ordered = sorted(customers)
-        found: list[bytes | None] = self._redis.hmget(_LAST_TRIGGER_KEY, ordered)  # type: ignore[assignment]  # sync client
+        found: list[bytes | None] = self._redis.hmget(self._trigger_key, ordered)  # type: ignore[assignment]  # sync client
         last = {}
         for customer, value in zip(ordered, found, strict=True):
             if value is not None:
@@ -218,7 +220,7 @@ class DecisionLoop:
 
     def _remember_triggers(self, triggers: list[tuple[RawMessage, EngagementEvent]]) -> None:
         mapping = {e.customer_id: f"{e.occurred_at.timestamp()}|{e.event_id}" for _, e in triggers}
-        self._redis.hset(_LAST_TRIGGER_KEY, mapping=mapping)
+        self._redis.hset(self._trigger_key, mapping=mapping)
 
     def _reprice(self) -> None:
         elapsed = time.monotonic() - self._started
