@@ -34,7 +34,7 @@ from policies.errors import SchemaError
 from policies.rules import ContactState
 from simulator.truth import realized_gain_from_frame
 
-__all__ = ["Trained", "predict_scores", "train_models"]
+__all__ = ["Trained", "predict_scores", "train_models", "true_uplift"]
 
 _REQUIRED = (
     "customer_id",
@@ -75,7 +75,7 @@ def _check(frame: pd.DataFrame, actions: tuple[str, ...]) -> None:
         raise SchemaError("the outcome 'retained' has a single value; nothing to learn")
 
 
-def _true_uplift(
+def true_uplift(
     truth: pd.DataFrame, customer_ids: pd.Series, actions: tuple[str, ...]
 ) -> NDArray[np.float64]:
     rows = truth.set_index("customer_id").loc[customer_ids.to_numpy()]
@@ -114,7 +114,7 @@ def train_models(
     )
 
     uplift = retention.predict_uplift(xt)
-    true = _true_uplift(truth, test["customer_id"], actions) if truth is not None else None
+    true = true_uplift(truth, test["customer_id"], actions) if truth is not None else None
     p_churn = churn.predict_proba(xt)
     metrics: dict[str, Any] = {
         "rows": {"train": len(train), "test": len(test)},

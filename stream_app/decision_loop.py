@@ -142,8 +142,7 @@ class DecisionLoop:
         if self._producer.flush(30) != 0:
             raise RuntimeError("kafka: publishing decisions timed out; offsets stay uncommitted")
         self._consumer.commit(asynchronous=False)
-        self._reprice()
-        self._report_state()
+        self._report_state(self._reprice())
         return stats
 
     def _count_events(
@@ -157,11 +156,10 @@ class DecisionLoop:
         for record in rejected:
             self._metrics.invalid.labels(reason=record.error_code).inc()
 
-    def _report_state(self) -> None:
+    def _report_state(self, spent: float) -> None:
         """Budget, capacity and consumer lag gauges, after each batch."""
         if self._metrics is None:
             return
-        spent = self.ledger.spent()
         self._metrics.budget_spent.set(spent)
         self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
         self._metrics.budget_target.set(self.pacing.target_spend(time.monotonic() - self._started))
@@ -222,9 +220,12 @@ class DecisionLoop:
         mapping = {e.customer_id: f"{e.occurred_at.timestamp()}|{e.event_id}" for _, e in triggers}
         self._redis.hset(self._trigger_key, mapping=mapping)
 
-    def _reprice(self) -> None:
+    def _reprice(self) -> float:
+        """Move the pacing price after a batch; returns the ledger's spend it read."""
         elapsed = time.monotonic() - self._started
-        self.pacer = self.pacer.updated(self.pacing, self.ledger.spent(), elapsed, step_s=1.0)
+        spent = self.ledger.spent()
+        self.pacer = self.pacer.updated(self.pacing, spent, elapsed, step_s=1.0)
+        return spent
 
     def _decide(
         self, triggers: list[tuple[RawMessage, EngagementEvent]], stats: BatchStats

@@ -34,9 +34,8 @@ from model_export.manifest import Registry
 from model_export.report import render_report
 from model_export.runs import export_run, save_run
 from model_export.training import train_models
-from policies.arms import ArmConfig
 from policies.catalog import default_catalog
-from policies.decide import PolicyConfig, opportunities
+from policies.decide import opportunities
 from policies.pacing import Pacer, initial_price
 from simulator.config import validated
 from simulator.datasets import randomized_experiment
@@ -53,7 +52,7 @@ from stream_app.ledger import BudgetLedger
 from stream_app.replay import ReplayStats, replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
-from stream_app.worker import build_worker
+from stream_app.worker import build_worker, policy_config
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -98,13 +97,7 @@ def _initial_pacer(
     source = FeatureScoreSource(features.read_batch, scorer, world.customers)
     everyone = world.customers["customer_id"].astype(str).tolist()
     yesterday = source.scores(everyone, [f"yesterday:{c}" for c in everyone])
-    policy = PolicyConfig(
-        arms=ArmConfig(
-            experiment=settings.experiment,
-            holdout_share=settings.holdout_share,
-            explore_share=settings.explore_share,
-        )
-    )
+    policy = policy_config(settings)
     triggered_share = 0.6  # about this share of the base triggers a decision during a demo
     return initial_price(
         *opportunities(yesterday, source.contacts(everyone), policy),

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from model_export.manifest import Registry
 from policies.arms import ArmConfig
-from policies.catalog import default_catalog
+from policies.catalog import Catalog, default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
@@ -30,7 +30,7 @@ from stream_app.metrics import EngineMetrics
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
 
-__all__ = ["build_worker", "run_worker"]
+__all__ = ["build_worker", "policy_config", "run_worker"]
 
 
 def _base(settings: Settings) -> pd.DataFrame:
@@ -43,6 +43,18 @@ def _base(settings: Settings) -> pd.DataFrame:
             f"no feature sources in {settings.feature_data} (NBA_FEATURE_DATA): nba features build"
         ) from None
     return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
+
+
+def policy_config(settings: Settings, catalog: Catalog | None = None) -> PolicyConfig:
+    """The policy the settings describe (catalog, experiment, holdout and exploration shares)."""
+    return PolicyConfig(
+        catalog=catalog or default_catalog(),
+        arms=ArmConfig(
+            experiment=settings.experiment,
+            holdout_share=settings.holdout_share,
+            explore_share=settings.explore_share,
+        ),
+    )
 
 
 def build_worker(
@@ -59,14 +71,7 @@ def build_worker(
     client = redis.Redis.from_url(settings.effective_redis_url())
     consumer = kafka_clients.consumer(settings, settings.consumer_group)
     consumer.subscribe([settings.topic_events])
-    policy = PolicyConfig(
-        catalog=catalog,
-        arms=ArmConfig(
-            experiment=settings.experiment,
-            holdout_share=settings.holdout_share,
-            explore_share=settings.explore_share,
-        ),
-    )
+    policy = policy_config(settings, catalog)
     return DecisionLoop(
         settings=LoopSettings(
             events_topic=settings.topic_events,

@@ -20,7 +20,7 @@ from model_export.features import FEATURES, feature_matrix, training_frame
 from model_export.manifest import Manifest, Registry
 from model_export.report import render_report
 from model_export.runs import export_run, save_run
-from model_export.training import train_models
+from model_export.training import train_models, true_uplift
 from policies.catalog import default_catalog
 
 __all__ = ["evaluate_version", "run_export", "run_training"]
@@ -74,11 +74,7 @@ def evaluate_version(registry: Registry, version: str, data_dir: Path) -> dict[s
     )
     _, uplift, _ = session.run(list(OUTPUTS), {"features": feature_matrix(frame)})
     truth = _optional(data_dir, "truth")
-    true = None
-    if truth is not None:
-        rows = truth.set_index("customer_id").loc[frame["customer_id"].to_numpy()]
-        p = rows[[f"p_retain__{a}" for a in manifest.actions]].to_numpy(np.float64)
-        true = p - p[:, :1]
+    true = true_uplift(truth, frame["customer_id"], manifest.actions) if truth is not None else None
     return uplift_report(
         frame["retained"].to_numpy(np.float64),
         frame["treatment_index"].to_numpy(np.int64),
