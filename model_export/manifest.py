@@ -110,7 +110,14 @@ class Registry:
             where, message, _ = first_problem(exc, "manifest")
             raise ModelManifestError(f"{path}: {where}: {message}") from None
 
-    def write(self, manifest: Manifest, bundle: bytes, report_html: str | None = None) -> Path:
+    def write(
+        self,
+        manifest: Manifest,
+        bundle: bytes,
+        report_html: str | None = None,
+        extras: dict[str, str] | None = None,
+    ) -> Path:
+        """A new version's folder; ``extras`` are more files to keep next to the bundle."""
         folder = self.root / manifest.version
         if folder.exists():
             raise ModelManifestError(
@@ -121,7 +128,12 @@ class Registry:
         (folder / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         if report_html is not None:
             (folder / "report.html").write_text(report_html)
+        for name, text in (extras or {}).items():
+            (folder / name).write_text(text)
         return folder
+
+    def folder(self, version: str) -> Path:
+        return self.root / version
 
     def promote(self, version: str) -> Manifest:
         manifest = self.verified(version)

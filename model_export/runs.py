@@ -24,6 +24,7 @@ from xgboost import XGBClassifier, XGBRegressor
 
 from model_export.bundle import OPSET, OUTPUTS, build_bundle
 from model_export.churn import ChurnModel
+from model_export.drift import REFERENCE_FILE, build_reference
 from model_export.features import FEATURES
 from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
 from model_export.manifest import Feature, Manifest, Parity, Registry
@@ -162,5 +163,18 @@ def export_run(
         parity=Parity(rows=len(holdout), max_abs_diff=diff, tolerance=tolerance, passed=True),
     )
     report = folder / "report.html"
-    registry.write(manifest, bundle, report.read_text() if report.exists() else None)
+    reference = build_reference(
+        holdout,
+        spec["features"],
+        {
+            "p_churn": churn.predict_proba(holdout),
+            "best_uplift": retention.predict_uplift(holdout).max(axis=1),
+        },
+    )
+    registry.write(
+        manifest,
+        bundle,
+        report.read_text() if report.exists() else None,
+        extras={REFERENCE_FILE: reference.model_dump_json()},
+    )
     return manifest

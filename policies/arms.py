@@ -7,8 +7,10 @@ trigger explores the same way.
 
 Logged propensity: among non-holdout customers the logging policy is the mixture
 ``t/(t+e) x policy + e/(t+e) x uniform(eligible)`` (t = treatment share, e = exploration
-share), so P(chosen action | customer) = t/(t+e) x [chosen == policy's pick] + e/(t+e) / k.
-Holdout decisions log propensity 1 for do_nothing.
+share), so P(chosen action | customer) = t/(t+e) x [chosen == policy's pick] + e/(t+e) / k,
+where for an exploration customer "policy's pick" is what the treatment policy would have chosen
+at the same price (policies.decide logs it). Holdout decisions log propensity 1 for do_nothing;
+off-policy evaluation uses the treatment and exploration arms (model_export.ope).
 """
 
 from __future__ import annotations

@@ -119,6 +119,9 @@ class Decisions:
     customer_value: Floats
     blocked: NDArray[np.int8]  # Block code per [customer, action]
     ev_all: Floats  # EV per [customer, action]
+    # What the treatment policy picks (or would pick, for holdout and exploration customers):
+    # the counterfactual that per-action readouts and logged propensities need.
+    policy_pick: NDArray[np.int64]
 
     def action_name(self, i: int) -> str:
         return self.catalog.names[int(self.action[i])]
@@ -133,6 +136,8 @@ class Decisions:
         chosen_ev = self.expected_value[i]
         for a in np.flatnonzero((self.blocked[i] != Block.NONE) & (self.ev_all[i] > chosen_ev)):
             codes.append(f"blocked:{self.catalog.names[a]}:{Block(self.blocked[i, a]).code}")
+        if self.arm[i] != Arm.TREATMENT:
+            codes.append(f"policy_pick:{self.catalog.names[int(self.policy_pick[i])]}")
         return codes
 
     def explanation(self, i: int) -> str:
@@ -218,9 +223,11 @@ def _finish(
     config: PolicyConfig,
     chosen: NDArray[np.int64],
     priced_pick: NDArray[np.int64],
+    counterfactual: NDArray[np.int64],
 ) -> Decisions:
+    """``counterfactual``: the treatment policy's pick for customers outside the treatment arm."""
     idx = np.arange(chosen.size)
-    best_pick, best_ev = choose_at_price(p.ev, p.cost, p.eligible, 0.0)
+    _, best_ev = choose_at_price(p.ev, p.cost, p.eligible, 0.0)
     outcome = np.select(
         [
             p.arm == Arm.HOLDOUT,
@@ -238,7 +245,7 @@ def _finish(
         ],
         default=Outcome.LIMIT_REACHED,
     ).astype(np.int8)
-    policy_pick = np.where(p.arm == Arm.EXPLORE, best_pick, chosen)
+    policy_pick = np.where(p.arm == Arm.TREATMENT, chosen, counterfactual)
     return Decisions(
         catalog=config.catalog,
         policy_version=config.version,
@@ -255,6 +262,7 @@ def _finish(
         customer_value=scores.customer_value,
         blocked=p.blocked,
         ev_all=p.ev,
+        policy_pick=policy_pick,
     )
 
 
@@ -280,7 +288,10 @@ def decide_batch(
     treatable = p.eligible & (p.arm == Arm.TREATMENT)[:, None]
     allocated = allocate_dual(p.ev, p.cost, treatable, budget - spent, np.maximum(caps - used, 0.0))
     chosen = np.where(p.arm == Arm.EXPLORE, explored, allocated)
-    return _finish(p, scores, config, chosen, priced_pick=allocated)
+    # The allocation's price for the rest of the base is not exposed: outside the treatment arm
+    # the counterfactual is the best positive-EV action (exact when the budget does not bind).
+    best_pick, _ = choose_at_price(p.ev, p.cost, p.eligible, 0.0)
+    return _finish(p, scores, config, chosen, priced_pick=allocated, counterfactual=best_pick)
 
 
 def decide_stream(
@@ -300,4 +311,5 @@ def decide_stream(
     idx = np.arange(wanted.size)
     score = np.where(p.arm == Arm.EXPLORE, p.ev[idx, explored], priced_score)
     chosen = enforce_limits(wanted, score, p.cost, allowance, capacity_left)
-    return _finish(p, scores, config, chosen, priced_pick=priced)
+    counterfactual, _ = choose_at_price(p.ev, p.cost, p.eligible, pacer.price)
+    return _finish(p, scores, config, chosen, priced_pick=priced, counterfactual=counterfactual)

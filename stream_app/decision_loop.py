@@ -94,8 +94,13 @@ class DecisionLoop:
         pacing: PacingConfig,
         pacer: Pacer,
         metrics: EngineMetrics | None = None,
+        model_version: Callable[[], str] | None = None,
     ) -> None:
+        """``model_version``: the version serving right now (it changes on a hot reload);
+        defaults to the settings' fixed version."""
         self.settings = settings
+        self._model_version = model_version or (lambda: settings.model_version)
+        self._announced = ""
         self.policy = policy
         self._scores = scores
         self._contacts = contacts
@@ -110,10 +115,16 @@ class DecisionLoop:
         self._metrics = metrics
         self._checked_at = float("-inf")
         self._trigger_key = _LAST_TRIGGER_KEY.format(topic=settings.events_topic)
-        if metrics is not None:
-            metrics.versions.info(
-                {"model_version": settings.model_version, "policy_version": policy.version}
+        self._announce_versions()
+
+    def _announce_versions(self) -> str:
+        version = self._model_version()
+        if self._metrics is not None and version != self._announced:
+            self._metrics.versions.info(
+                {"model_version": version, "policy_version": self.policy.version}
             )
+        self._announced = version
+        return version
 
     def run_once(self) -> BatchStats:
         stats = BatchStats()
@@ -265,7 +276,7 @@ class DecisionLoop:
             decisions,
             fresh,
             self.policy.catalog,
-            self.settings.model_version,
+            self._announce_versions(),  # the version that scored this batch
             self.settings.budget_period,
             datetime.now(UTC),
         )

@@ -30,6 +30,9 @@ class EngineMetrics:
     capacity_left: Gauge
     consumer_lag: Gauge
     versions: Info
+    feature_psi: Gauge
+    score_psi: Gauge
+    model_reloads: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EngineMetrics:
@@ -111,5 +114,23 @@ class EngineMetrics:
             ),
             versions=Info(
                 "nba_engine", "Model and policy versions this worker serves.", registry=registry
+            ),
+            feature_psi=Gauge(
+                "nba_feature_psi",
+                "Population stability index of a feature, recent traffic vs training data.",
+                ["feature"],
+                registry=registry,
+            ),
+            score_psi=Gauge(
+                "nba_score_psi",
+                "Population stability index of a model score, recent traffic vs training data.",
+                ["score"],
+                registry=registry,
+            ),
+            model_reloads=Counter(
+                "nba_model_reloads_total",
+                "Changes of the promoted model picked up without a restart, by result.",
+                ["result"],
+                registry=registry,
             ),
         )

@@ -7,7 +7,10 @@ serves a model that reads its inputs in another order.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from model_export.bundle import OUTPUTS
+from model_export.drift import DriftReference, DriftTracker
 from model_export.features import (
     FEATURES,
     engagement_score,
@@ -28,8 +32,18 @@ from policies.decide import Scores
 from policies.errors import ModelManifestError
 from policies.rules import ContactState
 from stream_app.feature_store import fill_cold_start
+from stream_app.metrics import EngineMetrics
 
-__all__ = ["BundleScorer", "FeatureScoreSource", "feature_defaults", "snapshot_reader"]
+__all__ = [
+    "BundleScorer",
+    "FeatureScoreSource",
+    "ServedModel",
+    "feature_defaults",
+    "snapshot_reader",
+]
+
+_LOG = logging.getLogger("nba.scorer")
+Predictions = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
 
 class BundleScorer:
@@ -55,9 +69,7 @@ class BundleScorer:
     def version(self) -> str:
         return self.manifest.version
 
-    def predict(
-        self, features: NDArray[np.float32]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    def predict(self, features: NDArray[np.float32]) -> Predictions:
         """(p_churn [n], uplift [n, actions], expansion share [n, actions]) in one call."""
         p_churn, uplift, expansion = self._session.run(list(OUTPUTS), {"features": features})
         return (
@@ -67,6 +79,91 @@ class BundleScorer:
         )
 
 
+class Scorer(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    def predict(self, features: NDArray[np.float32]) -> Predictions: ...
+
+
+class ServedModel:
+    """The promoted bundle as a long-running worker serves it.
+
+    Hot reload: at most every ``reload_s`` seconds it reads the registry's champion; when another
+    version was promoted it loads and verifies it, then serves it from the next batch on (the
+    version that scored a batch is the one its actions carry). A version that fails to load is
+    counted and logged, and the old one keeps serving. Drift: every scored batch is binned
+    against the served version's training reference; the PSI gauges follow recent traffic.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        catalog: Catalog,
+        reload_s: float = 10.0,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self._registry = registry
+        self._catalog = catalog
+        self._reload_s = reload_s
+        self._metrics = metrics
+        self._checked = time.monotonic()
+        self._load(registry.champion())
+
+    def _load(self, version: str | None) -> None:
+        self._scorer = BundleScorer(self._registry, self._catalog, version)
+        reference = DriftReference.read(self._registry.folder(self._scorer.version))
+        self.drift = DriftTracker(reference) if reference is not None else None
+
+    @property
+    def version(self) -> str:
+        return self._scorer.version
+
+    def refresh(self) -> bool:
+        """Serve a newly promoted version, if any; True when the served version changed."""
+        if time.monotonic() - self._checked < self._reload_s:
+            return False
+        self._checked = time.monotonic()
+        champion = self._registry.champion()
+        if champion is None or champion == self.version:
+            return False
+        try:
+            self._load(champion)
+        except ModelManifestError as exc:
+            _LOG.error(
+                "keeping model %s: the promoted %s cannot be served: %s",
+                self.version,
+                champion,
+                exc,
+            )
+            self._count_reload("refused")
+            return False
+        _LOG.warning("now serving model %s", champion)
+        self._count_reload("loaded")
+        return True
+
+    def _count_reload(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.model_reloads.labels(result=result).inc()
+
+    def predict(self, features: NDArray[np.float32]) -> Predictions:
+        self.refresh()
+        p_churn, uplift, expansion = self._scorer.predict(features)
+        if self.drift is not None:
+            scores = {"p_churn": p_churn, "best_uplift": uplift.max(axis=1)}
+            self.drift.observe(features, FEATURES, scores)
+            self._export_drift()
+        return p_churn, uplift, expansion
+
+    def _export_drift(self) -> None:
+        if self._metrics is None or self.drift is None:
+            return
+        for name, value in self.drift.feature_psi().items():
+            self._metrics.feature_psi.labels(feature=name).set(value)
+        for name, value in self.drift.score_psi().items():
+            self._metrics.score_psi.labels(score=name).set(value)
+
+
 FeatureReader = Callable[[list[str]], pd.DataFrame]
 
 
@@ -74,9 +171,9 @@ class FeatureScoreSource:
     """Scores for a batch of customers: read their features (the Feast online store, or a
     snapshot frame), give cold starts the defaults, one bundle call."""
 
-    def __init__(self, read: FeatureReader, scorer: BundleScorer, base: pd.DataFrame) -> None:
+    def __init__(self, read: FeatureReader, scorer: Scorer, base: pd.DataFrame) -> None:
         self._read = read
-        self._scorer = scorer
+        self.scorer = scorer
         self._defaults = feature_defaults(base)
         self._engagement_reference = np.sort(logins_per_seat(base))
         self._consent: dict[str, NDArray[np.bool_]] = {}
@@ -85,7 +182,7 @@ class FeatureScoreSource:
         frame = fill_cold_start(self._read(list(customers)), self._defaults)
         consent = frame[[f"consent_{c}" for c in CHANNELS]].astype(bool).to_numpy()
         self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
-        p_churn, uplift, expansion_share = self._scorer.predict(feature_matrix(frame))
+        p_churn, uplift, expansion_share = self.scorer.predict(feature_matrix(frame))
         return policy_scores(
             frame, list(event_ids), p_churn, uplift, expansion_share, engagement_score(frame)
         )

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
     model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")
+    model_reload_s: float = Field(
+        default=10.0, ge=0, description="how often the worker looks for a newly promoted model"
+    )
 
     # The local infrastructure that `nba infra up` starts.
     state_dir: Path = Field(default=_DEFAULT_STATE_DIR, description="PID files, logs and data")

@@ -27,7 +27,7 @@ from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
-from stream_app.scorer import BundleScorer, FeatureScoreSource
+from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
 __all__ = ["build_worker", "policy_config", "run_worker"]
@@ -63,7 +63,9 @@ def build_worker(
     """The decision loop for these settings; ``pacer`` overrides the configured initial price
     (the demo derives it from yesterday's traffic)."""
     catalog = default_catalog()
-    scorer = BundleScorer(Registry(settings.model_registry), catalog)
+    scorer = ServedModel(
+        Registry(settings.model_registry), catalog, settings.model_reload_s, metrics
+    )
     features = FeatureStoreAdapter(
         settings, settings.feature_repo, settings.feature_data, project=settings.feature_project
     )
@@ -95,6 +97,7 @@ def build_worker(
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
         pacer=pacer or Pacer(settings.pacing_initial_price),
         metrics=metrics,
+        model_version=lambda: scorer.version,
     )
 
 

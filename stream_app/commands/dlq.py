@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from stream_app import kafka_clients
 from stream_app.messages import DlqRecord
 from stream_app.replay import EVENT_SCHEMA_VERSION
 from stream_app.settings import Settings
+from stream_app.topic_reader import read_to_end
 
 __all__ = ["DlqSummary", "inspect_dlq", "replay_dlq"]
 
@@ -32,32 +32,8 @@ class DlqSummary:
     samples: list[DlqRecord] = field(default_factory=list)
 
 
-def _records(consumer: Consumer, timeout_s: float = 30.0) -> list[DlqRecord]:
-    """Every record up to the end of the topic as it is now (after joining the group)."""
-    deadline = time.monotonic() + timeout_s
-    while not consumer.assignment() and time.monotonic() < deadline:
-        consumer.poll(0.2)  # joins the group; a message seen here would be lost, so rewind below
-    assigned = consumer.assignment()
-    if not assigned:
-        return []
-    committed = consumer.committed(assigned, timeout=10)
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assigned}
-    for tp in committed:  # resume at the committed offset, or the start
-        tp.offset = (
-            tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=10)[0]
-        )
-        consumer.seek(tp)
-    found: list[DlqRecord] = []
-    done = {tp.partition for tp in committed if tp.offset >= ends[tp.partition]}
-    while len(done) < len(assigned) and time.monotonic() < deadline:
-        for msg in consumer.consume(500, 0.5):
-            value = msg.value()
-            if msg.error() is not None or not isinstance(value, bytes):
-                continue
-            found.append(DlqRecord.model_validate_json(value))
-            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
-                done.add(msg.partition() or 0)
-    return found
+def _records(consumer: Consumer) -> list[DlqRecord]:
+    return [DlqRecord.model_validate_json(value) for value in read_to_end(consumer, 30.0)]
 
 
 def inspect_dlq(settings: Settings, samples: int = 5) -> DlqSummary:

@@ -1,0 +1,62 @@
+"""Read a topic from where a consumer group stands (or its start) up to its end as it is now.
+
+Used by the operator commands that look at a whole topic (`nba dlq`, `nba experiment report`,
+`nba ope`, `nba retrain`, `nba report`): they read without committing, except `dlq replay`,
+which commits what it re-sent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer
+
+from policies.errors import ConfigError
+from stream_app import kafka_clients
+from stream_app.settings import Settings
+
+__all__ = ["read_to_end", "read_topic"]
+
+
+def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
+    """Every value up to the end of the subscribed topic (after joining the group), resuming at
+    the group's committed offsets or the start."""
+    deadline = time.monotonic() + timeout_s
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2)  # joins the group; a message seen here would be lost, so rewind below
+    assigned = consumer.assignment()
+    if not assigned:
+        return []
+    committed = consumer.committed(assigned, timeout=10)
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assigned}
+    for tp in committed:
+        tp.offset = (
+            tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=10)[0]
+        )
+        consumer.seek(tp)
+    found: list[bytes] = []
+    done = {tp.partition for tp in committed if tp.offset >= ends[tp.partition]}
+    while len(done) < len(assigned) and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            value = msg.value()
+            if msg.error() is not None:
+                continue
+            if isinstance(value, bytes):
+                found.append(value)
+            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
+                done.add(msg.partition() or 0)
+    return found
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[bytes]:
+    """The whole topic, read by a throw-away group that commits nothing."""
+    consumer = kafka_clients.consumer(settings, f"nba-reader-{uuid.uuid4().hex[:8]}")
+    try:
+        listed = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if listed is None or listed.error is not None:
+            raise ConfigError(f"topic {topic!r} does not exist on the broker")
+        consumer.subscribe([topic])
+        return read_to_end(consumer, timeout_s)
+    finally:
+        consumer.close()
