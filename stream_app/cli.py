@@ -49,7 +49,9 @@ features_app = _group(
 dlq_app = _group(
     "dlq", "The dead-letter queue: what landed there and why; send it back once fixed."
 )
-experiment_app = _group("experiment", "A/B experiments: plan their size (readout: issue 9).")
+experiment_app = _group(
+    "experiment", "A/B experiments: plan their size, read out the holdout test from the topics."
+)
 models_app = _group("models", "The model registry: list versions, promote the one served.")
 
 _ALL = ",".join(stack.ALL_SERVICES)
@@ -304,6 +306,113 @@ def experiment_plan(
     typer.echo(
         f"{n:,} customers per arm (alpha {alpha}, power {power}, {baseline} -> {baseline + mde})"
     )
+
+
+@experiment_app.command("report")
+def experiment_report(
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the full report as JSON here.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of tests and CIs.")] = 0.05,
+) -> None:
+    """Treatment vs holdout from NBA_TOPIC_ACTIONS joined to NBA_TOPIC_OUTCOMES: retention per
+    arm with CIs, lift, p-value, power, cost per save, ROI; per segment and per action;
+    guardrails (complaints, opt-outs); what the join had to leave out."""
+    from stream_app.commands.feedback import load_feedback, render_report
+
+    _check_alpha(alpha)
+    report = load_feedback(load_settings()).report(alpha)
+    typer.echo(render_report(report))
+    if out is not None:
+        _write_json(out, report)
+
+
+@app.command("ope")
+def ope(
+    data: Annotated[
+        Path, typer.Option(help="Folder with customers.parquet: the logged customers' features.")
+    ] = Path("data/world"),
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A registered model version to evaluate (repeatable; default: the champion)."
+        ),
+    ] = None,
+    budget_factor: Annotated[
+        float, typer.Option(help="The candidates' budget as a multiple of the logged spend.")
+    ] = 1.0,
+    alpha: Annotated[float, typer.Option(help="1 - confidence of the intervals.")] = 0.05,
+) -> None:
+    """Off-policy evaluation: what each candidate's policy would earn per decision (IPS, SNIPS,
+    doubly robust, with CIs), from the logged decisions, their propensities and outcomes."""
+    from model_export.manifest import Registry
+    from policies.catalog import default_catalog
+    from stream_app.commands.feedback import (
+        evaluate_candidates,
+        load_feedback,
+        logging_model,
+        off_policy_log,
+        read_snapshot,
+        render_estimates,
+    )
+
+    _check_alpha(alpha)
+    settings = load_settings()
+    registry = Registry(settings.model_registry)
+    catalog = default_catalog()
+    snapshot = read_snapshot(data / "customers.parquet")
+    served = logging_model(registry, catalog)
+    versions = candidate or [served.version]
+    log = off_policy_log(load_feedback(settings).joined, snapshot, served, catalog)
+    found = evaluate_candidates(
+        log, registry, catalog, {v: v for v in versions}, budget_factor, alpha
+    )
+    typer.echo(render_estimates(found))
+
+
+@app.command("retrain")
+def retrain(
+    data: Annotated[
+        Path, typer.Option(help="Folder with the newest experiment.parquet and customers.parquet.")
+    ] = Path("data/world"),
+    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    margin: Annotated[
+        float, typer.Option(help="Dollars per decision the challenger must win by (DR).")
+    ] = 0.0,
+) -> None:
+    """Train a challenger, evaluate it off-policy against the champion on the logged decisions,
+    and promote it only if it wins by the margin with its CI above zero. Running workers pick
+    up a promoted model within NBA_MODEL_RELOAD_S seconds, without a restart."""
+    from rich.console import Console
+
+    from stream_app.commands.feedback import retrain as run_retrain
+
+    result = run_retrain(load_settings(), data, learner, seed, margin, Console(stderr=True))
+    verdict = "PROMOTED" if result.promoted else "not promoted"
+    typer.echo(
+        f"challenger {result.challenger}: {verdict}. DR per decision "
+        f"{result.challenger_value:,.2f} vs champion {result.champion} "
+        f"{result.champion_value:,.2f}; difference "
+        f"{result.difference:+,.2f} [{result.difference_ci[0]:+,.2f}, "
+        f"{result.difference_ci[1]:+,.2f}]; {result.reason}"
+    )
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ConfigError("--alpha must lie strictly between 0 and 1")
+
+
+def _write_json(path: Path, payload: object) -> None:
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, default=str))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    typer.echo(f"wrote {path}")
 
 
 @app.command("worker")

@@ -1,0 +1,326 @@
+"""`nba experiment report`, `nba ope`, `nba retrain`: the loop closed from the engine's topics.
+
+The decisions come from `nba-actions`, the outcomes from `outcomes` (both read to their end);
+messages that do not parse are counted, not fatal. Off-policy evaluation needs each logged
+customer's features: a snapshot parquet (``customers.parquet``, as `nba simulate world` writes
+and as a feature export would), read at evaluation time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from model_export.features import feature_matrix
+from model_export.feedback import JoinQuality, experiment_report, join_feedback
+from model_export.manifest import Registry
+from model_export.ope import Estimate, OffPolicyLog, compare, evaluate_policy
+from model_export.runs import export_run
+from policies.arms import ArmConfig
+from policies.catalog import Catalog, default_catalog
+from policies.decide import Decisions, PolicyConfig
+from policies.errors import ConfigError, ModelManifestError
+from policies.value import expected_value
+from stream_app.commands.models import run_training
+from stream_app.commands.score import score_all
+from stream_app.messages import NbaAction, Outcome
+from stream_app.scorer import BundleScorer
+from stream_app.settings import Settings
+from stream_app.topic_reader import read_topic
+
+__all__ = [
+    "Feedback",
+    "Promotion",
+    "evaluate_candidates",
+    "load_feedback",
+    "logging_model",
+    "off_policy_log",
+    "promote_if_better",
+    "render_estimates",
+    "render_report",
+    "retrain",
+]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The joined log, what the join left out, and messages that did not parse."""
+
+    joined: pd.DataFrame
+    quality: JoinQuality
+    unreadable: dict[str, int] = field(default_factory=dict)
+
+    def report(self, alpha: float = 0.05) -> dict[str, Any]:
+        report = experiment_report(self.joined, self.quality, alpha)
+        report["data_quality"]["unreadable_messages"] = self.unreadable
+        return report
+
+
+def _parse(values: Iterable[bytes], model: type[BaseModel]) -> tuple[list[dict[str, Any]], int]:
+    rows, bad = [], 0
+    for value in values:
+        try:
+            rows.append(model.model_validate_json(value).model_dump(mode="json"))
+        except ValidationError:
+            bad += 1
+    return rows, bad
+
+
+def _frame(rows: list[dict[str, Any]], columns: Iterable[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
+
+
+def feedback_from_messages(actions: Iterable[bytes], outcomes: Iterable[bytes]) -> Feedback:
+    action_rows, bad_actions = _parse(actions, NbaAction)
+    outcome_rows, bad_outcomes = _parse(outcomes, Outcome)
+    joined, quality = join_feedback(
+        _frame(action_rows, NbaAction.model_fields),
+        _frame(outcome_rows, Outcome.model_fields),
+    )
+    return Feedback(joined, quality, {"nba-actions": bad_actions, "outcomes": bad_outcomes})
+
+
+def load_feedback(settings: Settings) -> Feedback:
+    """Both topics, read to their end now."""
+    return feedback_from_messages(
+        read_topic(settings, settings.topic_actions), read_topic(settings, settings.topic_outcomes)
+    )
+
+
+@dataclass(frozen=True)
+class OffPolicyData:
+    """The treatment and exploration decisions with features, aligned row by row."""
+
+    log: OffPolicyLog
+    snapshot: pd.DataFrame  # the logged customers' features, one row per decision
+    spend: float
+
+
+def off_policy_log(
+    joined: pd.DataFrame, snapshot: pd.DataFrame, logging_model: BundleScorer, catalog: Catalog
+) -> OffPolicyData:
+    """Rewards (retained contract value + expansion revenue - cost) of the logged decisions,
+    and a reward model from the logging model's scores: value x (1 - p_churn) + EV(action)."""
+    logged = joined[joined["arm"].isin(["treatment", "explore"])]
+    features = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
+    known = features.drop_duplicates("customer_id").set_index("customer_id", drop=False)
+    rows = logged[logged["customer_id"].astype(str).isin(known.index)].reset_index(drop=True)
+    if rows.empty:
+        raise ConfigError(
+            "no treatment or exploration decision with outcomes has features in the snapshot"
+        )
+    frame = known.loc[rows["customer_id"].astype(str).tolist()].reset_index(drop=True)
+    names = list(catalog.names)
+    action = np.asarray(rows["action"].map(names.index), dtype=np.int64)
+    reward = (
+        rows["retained"].to_numpy(float) * rows["value"].to_numpy(float)
+        + rows["expansion"].to_numpy(float)
+        - rows["cost"].to_numpy(float)
+    )
+    log = OffPolicyLog(
+        action,
+        rows["propensity"].to_numpy(float),
+        reward,
+        _reward_model(frame, logging_model, catalog),
+    )
+    return OffPolicyData(log, frame, float(rows["cost"].sum()))
+
+
+def _reward_model(
+    frame: pd.DataFrame, scorer: BundleScorer, catalog: Catalog
+) -> NDArray[np.float64]:
+    """Expected reward per [customer, action]: value x (1 - p_churn) + EV(action)."""
+    p_churn, uplift, expansion_share = scorer.predict(feature_matrix(frame))
+    value = frame["contract_value"].to_numpy(np.float64)
+    ev = expected_value(
+        np.clip(uplift, -1.0, 1.0),
+        expansion_share * value[:, None],
+        value,
+        catalog.cost_matrix(value),
+    )
+    return (value * (1.0 - p_churn))[:, None] + ev
+
+
+def _decide(
+    frame: pd.DataFrame, scorer: BundleScorer, catalog: Catalog, budget: float
+) -> Decisions:
+    """The treatment policy alone (no holdout, no exploration) over the logged customers."""
+    policy = PolicyConfig(catalog=catalog, arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
+    return score_all(frame, scorer, policy, budget)
+
+
+def evaluate_candidates(
+    data: OffPolicyData,
+    registry: Registry,
+    catalog: Catalog,
+    versions: dict[str, str],
+    budget_factor: float = 1.0,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, Estimate]]:
+    """Each named model version's treatment policy at the logged spend x ``budget_factor``."""
+    if budget_factor <= 0:
+        raise ConfigError("--budget-factor must be > 0")
+    found = {}
+    for name, version in versions.items():
+        scorer = BundleScorer(registry, catalog, version, threads=0)
+        target = _decide(data.snapshot, scorer, catalog, data.spend * budget_factor).action
+        found[name] = evaluate_policy(data.log, target, alpha)
+    return found
+
+
+class Promotion(BaseModel):
+    champion: str
+    challenger: str
+    champion_value: float
+    challenger_value: float
+    difference: float
+    difference_ci: tuple[float, float]
+    margin: float
+    promoted: bool
+    reason: str
+
+
+def promote_if_better(
+    registry: Registry,
+    catalog: Catalog,
+    data: OffPolicyData,
+    challenger: str,
+    margin: float,
+    alpha: float = 0.05,
+) -> Promotion:
+    """Promote ``challenger`` only if its DR value per decision beats the champion's by more
+    than ``margin`` dollars and the paired difference's CI lies above zero."""
+    champion = registry.champion()
+    if champion is None:
+        raise ModelManifestError("no champion to compare with; promote one first")
+    found = evaluate_candidates(
+        data, registry, catalog, {"champion": champion, "challenger": challenger}, alpha=alpha
+    )
+    difference = compare(found["challenger"]["dr"], found["champion"]["dr"], alpha)
+    wins = difference.value > margin and difference.ci_low > 0
+    if wins:
+        registry.promote(challenger)
+    reason = (
+        "won: DR difference above the margin with its CI above zero"
+        if wins
+        else f"kept the champion: DR difference {difference.value:+,.2f} "
+        f"(CI {difference.ci_low:+,.2f} .. {difference.ci_high:+,.2f}) vs margin {margin:,.2f}"
+    )
+    return Promotion(
+        champion=champion,
+        challenger=challenger,
+        champion_value=found["champion"]["dr"].value,
+        challenger_value=found["challenger"]["dr"].value,
+        difference=difference.value,
+        difference_ci=(difference.ci_low, difference.ci_high),
+        margin=margin,
+        promoted=wins,
+        reason=reason,
+    )
+
+
+def read_snapshot(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"cannot read the feature snapshot {path} (customers.parquet of `nba simulate world`)"
+        ) from None
+
+
+def _line(name: str, result: dict[str, Any]) -> str:
+    if result.get("status") == "no data":
+        return f"{name:<28} no data ({', '.join(result.get('arms_without_data', []))} empty)"
+    low, high = result["lift_abs_ci"]
+    rates = result["retention"]
+    flag = "" if result["status"] == "ok" else "  [UNDERPOWERED]"
+    sizes = result["customers"]
+    return (
+        f"{name:<28} n {sizes['treatment']:>6,} / {sizes['holdout']:>5,}"
+        f"  retention {rates['treatment']['rate']:.3f} vs {rates['holdout']['rate']:.3f}"
+        f"  lift {100 * result['lift_abs']:+.2f} pts [{100 * low:+.2f}, {100 * high:+.2f}]"
+        f"  p {result['p_value']:.3g}  power {result['achieved_power']:.2f}{flag}"
+    )
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The experiment report as text: overall, per segment, per action, guardrails, quality."""
+    overall = report["overall"]
+    lines = ["treatment vs holdout (n treatment / holdout)", _line("overall", overall)]
+    if overall.get("status") != "no data":
+        lines.append(
+            f"{'':<28} spend ${overall['spend']:,.0f}, incremental saves "
+            f"{overall['incremental_saves']:,.1f}, cost per save "
+            + (f"${overall['cost_per_save']:,.0f}" if overall["cost_per_save"] else "n/a")
+            + ", ROI "
+            + (f"{overall['roi']:.2f}" if overall["roi"] is not None else "n/a")
+        )
+    lines.append("by segment")
+    lines += [_line(f"  {k}", v) for k, v in report["by_segment"].items()]
+    lines.append("by action (what the policy chose, or would have chosen for the holdout)")
+    lines += [_line(f"  {k}", v) for k, v in report["by_action"].items()]
+    lines.append("guardrails")
+    for rail in report["guardrails"]:
+        if rail["status"] == "no data":
+            lines.append(f"  {rail['outcome_type']:<26} no data")
+            continue
+        lines.append(
+            f"  {rail['outcome_type']:<26} {rail['treatment_rate']:.4f} vs "
+            f"{rail['holdout_rate']:.4f} (allowed +{rail['max_increase']:.4f}): "
+            f"{rail['status'].upper()}"
+        )
+    arms = ", ".join(f"{k} {v:,}" for k, v in report["arms"].items())
+    lines.append(
+        f"arms with outcomes: {arms}; model versions: {', '.join(report['model_versions'])}"
+    )
+    quality = {k: v for k, v in report["data_quality"].items() if v}
+    lines.append("data quality: " + ", ".join(f"{k} {v}" for k, v in quality.items()))
+    return "\n".join(lines)
+
+
+def render_estimates(found: dict[str, dict[str, Estimate]]) -> str:
+    lines = [f"{'policy':<20} {'estimator':<7} {'value/decision':>15}  95% CI"]
+    for name, estimates in found.items():
+        for estimate in estimates.values():
+            lines.append(
+                f"{name:<20} {estimate.estimator:<7} {estimate.value:>15,.2f}  "
+                f"[{estimate.ci_low:,.2f}, {estimate.ci_high:,.2f}]  (n {estimate.n:,})"
+            )
+    return "\n".join(lines)
+
+
+def logging_model(registry: Registry, catalog: Catalog) -> BundleScorer:
+    """The champion: the model whose decisions are in the log (its reward model for DR)."""
+    if registry.champion() is None:
+        raise ModelManifestError(
+            f"no promoted model in {registry.root}: nba export, then nba models promote"
+        )
+    return BundleScorer(registry, catalog, threads=0)
+
+
+def retrain(
+    settings: Settings, data_dir: Path, learner: str, seed: int, margin: float, console: Console
+) -> Promotion:
+    """Train a challenger on the newest experiment data, register it, evaluate it off-policy
+    against the champion on the engine's own logged decisions, promote it only if it wins."""
+    registry = Registry(settings.model_registry)
+    catalog = default_catalog()
+    served = logging_model(registry, catalog)
+    feedback = load_feedback(settings)
+    snapshot = read_snapshot(data_dir / "customers.parquet")
+    data = off_policy_log(feedback.joined, snapshot, served, catalog)
+    version = f"retrain-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    folder = run_training(
+        data_dir, learner, seed, settings.model_registry.parent / "runs" / version, console
+    )
+    export_run(folder, registry, version)
+    return promote_if_better(registry, catalog, data, version, margin)
