@@ -10,7 +10,7 @@ come from stable hashes of the customer and of the decision key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
@@ -302,8 +302,16 @@ def decide_stream(
     allowance: float,
     capacity_left: Capacity = None,
 ) -> Decisions:
-    """Decide one micro-batch at the pacer's price, spending at most ``allowance``."""
+    """Decide one micro-batch at the pacer's price, spending at most ``allowance``.
+
+    An action whose ``capacity_left`` is used up is ineligible for everyone, exploration
+    included, so the logged propensities describe what could really be chosen."""
     p = _prepare(scores, state, config)
+    if capacity_left is not None:
+        left = capacity_vector(p.ev.shape[1], capacity_left)
+        exhausted = left <= 0
+        exhausted[DO_NOTHING] = False
+        p = replace(p, eligible=p.eligible & ~exhausted[None, :])
     treatable = p.eligible & (p.arm == Arm.TREATMENT)[:, None]
     priced, priced_score = choose_at_price(p.ev, p.cost, treatable, pacer.price)
     explored = _explore_choices(p, scores, config)

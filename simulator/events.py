@@ -297,16 +297,21 @@ def outcome_events(
     customer_index: NDArray[np.int64],
     action_index: NDArray[np.int64],
     action_ids: list[str | None] | None = None,
+    as_of: datetime | None = None,
 ) -> list[dict[str, object]]:
     """The `outcomes` messages for customers who got these actions, at their renewal date.
 
     Renewal: ``renewed`` or ``churned`` with the contract value; expansion: ``upgraded`` with
     the expansion revenue (only when it happened). Values are the world's potential outcomes.
+    ``as_of``: the moment the world's snapshot date (AS_OF) stands for, e.g. when a live engine
+    decided; outcome dates move with it, so they fall after the decisions.
     """
     if customer_index.shape != action_index.shape:
         raise ConfigError("customer_index and action_index must have the same length")
     c = world.customers
     renewal = pd.DatetimeIndex(c["renewal_date"].to_numpy()[customer_index])
+    if as_of is not None:
+        renewal = renewal + (pd.Timestamp(as_of) - pd.Timestamp(AS_OF))
     renewed_at = renewal.strftime("%Y-%m-%dT%H:%M:%S+00:00")
     upgraded_at = (renewal + pd.Timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     ids = c["customer_id"].to_numpy(dtype=str)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+from numpy.typing import NDArray
 import redis
 from confluent_kafka import Consumer, Message, Producer
 
@@ -270,7 +271,7 @@ class DecisionLoop:
                 self.policy,
                 self.pacer,
                 allowance,
-                self._capacity,
+                self._capacity_left(),
             )
         actions = build_actions(
             decisions,
@@ -295,6 +296,13 @@ class DecisionLoop:
                     self._metrics.decisions.labels(
                         action=final.action, arm=final.arm, segment=final.segment
                     ).inc()
+
+    def _capacity_left(self) -> NDArray[np.float64]:
+        """Capacity per action minus what the ledger counted this period (every worker's)."""
+        counts = self.ledger.counts()
+        used = np.array([counts.get(name, 0) for name in self.policy.catalog.names], float)
+        left: NDArray[np.float64] = np.maximum(self._capacity - used, 0.0)
+        return left
 
     def _reserve(self, action: NbaAction, index: int, cost: float) -> NbaAction:
         if index == DO_NOTHING:
