@@ -11,6 +11,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,8 @@ def redis_url(env_settings: Settings, session_infra: Settings) -> Iterator[str]:
 TopicFactory = Callable[..., str]
 
 
-@pytest.fixture
-def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+@contextmanager
+def topic_factory(kafka_bootstrap: str) -> Iterator[TopicFactory]:
     """Create topics unique to this test run; they are deleted afterwards."""
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     created: list[str] = []
@@ -91,6 +92,12 @@ def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
     if created:
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+    with topic_factory(kafka_bootstrap) as create:
+        yield create
 
 
 def drain(consumer: Consumer, expected: int, timeout_s: float = 60.0) -> list[Message]:
