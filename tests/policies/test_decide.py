@@ -158,3 +158,46 @@ def test_bad_scores_are_refused_before_any_decision(
     values = {**scores.__dict__, field: bad}
     with pytest.raises(SchemaError, match=needle):
         decide_batch(Scores(**values), state, PolicyConfig(), 100.0)
+
+
+def test_an_action_without_capacity_left_is_chosen_by_nobody_exploration_included() -> None:
+    scores, state = make_scores(3_000, 21)
+    config = PolicyConfig(arms=ArmConfig(experiment="cap", holdout_share=0.1, explore_share=0.5))
+    left = np.full(A, np.inf)
+    left[2] = 0.0
+    d = decide_stream(scores, state, config, Pacer(0.0), np.inf, left)
+    assert not np.any(d.action == 2)
+    explored = d.arm == Arm.EXPLORE
+    assert len(set(d.action[explored].tolist())) >= 3, "exploration still spreads over the rest"
+    unlimited = decide_stream(scores, state, config, Pacer(0.0), np.inf, None)
+    assert np.any(unlimited.action == 2), "without the limit the action is chosen"
+
+
+def test_the_logged_propensity_matches_how_often_exploration_draws_the_action() -> None:
+    """Among exploration customers with the same eligible set, the share of each action chosen
+    equals its logged propensity times (t + e) / e: the log is usable for IPS."""
+    scores, state = make_scores(6_000, 22)
+    state = ContactState.fresh(6_000, np.ones((6_000, 3), dtype=bool))
+    arms = ArmConfig(experiment="prop", holdout_share=0.0, explore_share=0.5)
+    d = decide_stream(scores, state, PolicyConfig(arms=arms), Pacer(0.2), np.inf)
+    explored = d.arm == Arm.EXPLORE
+    treated = d.arm == Arm.TREATMENT
+    # Treatment: the policy's own pick, with the mixture's propensity t/(t+e) + e/(t+e)/k.
+    assert np.all(d.action[treated] == d.policy_pick[treated])
+    assert np.all(d.propensity[treated] > 0.5)
+    # Exploration: an action other than the policy's pick has propensity e/(t+e)/k.
+    others = explored & (d.action != d.policy_pick)
+    k = 1.0 / (2.0 * d.propensity[others])
+    assert np.allclose(k, np.round(k)) and np.all(k >= 2)
+
+
+def test_holdout_and_explore_decisions_name_the_policys_pick_in_their_reasons() -> None:
+    scores, state = make_scores(500, 23)
+    config = PolicyConfig(arms=ArmConfig(experiment="why", holdout_share=0.3, explore_share=0.3))
+    d = decide_stream(scores, state, config, Pacer(0.0), np.inf)
+    for i in range(500):
+        picks = [r for r in d.reasons(i) if r.startswith("policy_pick:")]
+        if d.arm[i] == Arm.TREATMENT:
+            assert picks == []
+        else:
+            assert picks == [f"policy_pick:{CATALOG.names[int(d.policy_pick[i])]}"]
