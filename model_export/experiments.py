@@ -61,7 +61,9 @@ def readout(frame: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
     )
     sizes = np.array([len(arms["treatment"]), len(arms["holdout"])])
     rates = counts / sizes
-    _, p_value = proportions_ztest(counts, sizes)
+    # Everyone retained (or nobody) in both arms: no difference to test, and no variance.
+    degenerate = counts.sum() in (0, sizes.sum())
+    p_value = 1.0 if degenerate else float(proportions_ztest(counts, sizes)[1])
     low, high = confint_proportions_2indep(
         counts[0], sizes[0], counts[1], sizes[1], method="wald", alpha=alpha
     )

@@ -20,10 +20,10 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from model_export.evaluation import qini_points  # noqa: E402
 from model_export.training import Trained  # noqa: E402
 
-__all__ = ["render_report"]
+__all__ = ["STYLE", "figure_html", "png", "render_report"]
 
 
-def _png(figure: Any) -> str:
+def png(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -49,7 +49,7 @@ def _qini_figure(trained: Trained) -> str:
         axis.legend(fontsize=7)
     axes_list = np.atleast_1d(axes)
     axes_list[0].set_ylabel("incremental retained (Qini)")
-    return _png(figure)
+    return png(figure)
 
 
 def _calibration_figure(trained: Trained) -> str:
@@ -65,7 +65,7 @@ def _calibration_figure(trained: Trained) -> str:
     axis.set_xlabel("predicted churn probability")
     axis.set_ylabel("observed churn rate")
     axis.legend(fontsize=7)
-    return _png(figure)
+    return png(figure)
 
 
 def _importance_figure(trained: Trained) -> str:
@@ -73,15 +73,15 @@ def _importance_figure(trained: Trained) -> str:
     figure, axis = plt.subplots(figsize=(5, 4))
     axis.barh([k for k, _ in reversed(importance)], [v for _, v in reversed(importance)])
     axis.set_xlabel("share of total gain (churn model)")
-    return _png(figure)
+    return png(figure)
 
 
-_STYLE = (
+STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1400px} pre{background:#f4f4f4;padding:1em}"
 )
 
 
-def _figure_html(caption: str, png_base64: str) -> str:
+def figure_html(caption: str, png_base64: str) -> str:
     alt = html.escape(caption)
     return f'<h2>{alt}</h2>\n<img src="data:image/png;base64,{png_base64}" alt="{alt}">'
 
@@ -93,10 +93,10 @@ def render_report(trained: Trained, title: str) -> str:
         ("Churn calibration (control rows)", _calibration_figure(trained)),
         ("Feature importance", _importance_figure(trained)),
     ]
-    sections = "\n".join(_figure_html(caption, data) for caption, data in images)
+    sections = "\n".join(figure_html(caption, data) for caption, data in images)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_STYLE}</style>
+<style>{STYLE}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
 <p>Learner: <b>{html.escape(trained.learner.upper())}</b>;

@@ -357,6 +357,8 @@ def ope(
     )
 
     _check_alpha(alpha)
+    if budget_factor <= 0:
+        raise ConfigError("--budget-factor must be > 0")
     settings = load_settings()
     registry = Registry(settings.model_registry)
     catalog = default_catalog()
@@ -397,6 +399,24 @@ def retrain(
         f"{result.difference:+,.2f} [{result.difference_ci[0]:+,.2f}, "
         f"{result.difference_ci[1]:+,.2f}]; {result.reason}"
     )
+
+
+@app.command("report")
+def report(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML page.")] = Path(
+        "nba-report.html"
+    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder with customers.parquet: adds the Qini curve and drift."),
+    ] = None,
+) -> None:
+    """The decision report, one self-contained HTML file: lift by arm with CIs, Qini curve,
+    spend vs budget over time, decisions by segment, drift, guardrails."""
+    from stream_app.commands.feedback import decision_report
+
+    path = decision_report(load_settings(), data, out)
+    typer.echo(f"wrote {path}; open it in a browser")
 
 
 def _check_alpha(alpha: float) -> None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from numpy.typing import NDArray
 import redis
 from confluent_kafka import Consumer, Message, Producer
+from numpy.typing import NDArray
 
 from policies.allocation import DO_NOTHING
 from policies.decide import PolicyConfig, Scores, decide_stream

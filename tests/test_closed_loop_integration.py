@@ -14,6 +14,8 @@ declared (model_export/README.md), and the promotion test would only ever say "n
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -306,3 +308,37 @@ def test_better_challenger_promoted_worse_kept_out_then_served_without_restart(
     assert sample("nba_engine_info", {"model_version": "good", "policy_version": "policy-1"})
     assert (sample("nba_feature_psi", {"feature": "logins_30d"}) or 0.0) > 0.25
     assert (sample("nba_feature_psi", {"feature": "seats"}) or 1.0) < 0.1
+
+
+def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> None:
+    """`nba experiment report`, `nba ope` and `nba report` as an operator runs them."""
+    run.world.customers.to_parquet(tmp_path / "customers.parquet")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "NBA_KAFKA_BOOTSTRAP": run.settings.effective_kafka_bootstrap(),
+        "NBA_TOPIC_ACTIONS": run.settings.topic_actions,
+        "NBA_TOPIC_OUTCOMES": run.settings.topic_outcomes,
+        "NBA_MODEL_REGISTRY": str(run.registry.root),
+    }
+
+    def nba(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "stream_app", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    text = nba("experiment", "report", "--out", str(tmp_path / "report.json"))
+    assert "overall" in text and "guardrails" in text and "duplicate_outcomes" in text
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["data_quality"]["outcomes_for_unknown_actions"] == UNKNOWN
+    estimates = nba("ope", "--data", str(tmp_path), "--candidate", "good")
+    assert {"ips", "snips", "dr"} <= set(estimates.split())
+    nba("report", "--data", str(tmp_path), "--out", str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<img") == 5, "lift, Qini, spend, segments, drift"

@@ -20,7 +20,9 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from model_export.features import feature_matrix
+from model_export.decision_report import QiniInput, render_decision_report
+from model_export.drift import DriftReference, DriftTracker
+from model_export.features import FEATURES, feature_matrix
 from model_export.feedback import JoinQuality, experiment_report, join_feedback
 from model_export.manifest import Registry
 from model_export.ope import Estimate, OffPolicyLog, compare, evaluate_policy
@@ -39,6 +41,7 @@ from stream_app.topic_reader import read_topic
 
 __all__ = [
     "Feedback",
+    "decision_report",
     "Promotion",
     "evaluate_candidates",
     "load_feedback",
@@ -324,3 +327,56 @@ def retrain(
     )
     export_run(folder, registry, version)
     return promote_if_better(registry, catalog, data, version, margin)
+
+
+def decision_report(settings: Settings, data_dir: Path | None, out: Path) -> Path:
+    """The HTML decision report from the topics; with ``data_dir`` (customers.parquet) and a
+    promoted model it adds the Qini curve and the feature drift of the decided customers."""
+    feedback = load_feedback(settings)
+    report = feedback.report()
+    qini, drift = None, None
+    registry = Registry(settings.model_registry)
+    if data_dir is not None and registry.champion() is not None:
+        snapshot = read_snapshot(data_dir / "customers.parquet")
+        qini, drift = _model_views(feedback.joined, snapshot, registry)
+    page = render_decision_report(
+        report, feedback.joined, "NBA decision report", settings.budget, qini, drift
+    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+    return out
+
+
+def _model_views(
+    joined: pd.DataFrame, snapshot: pd.DataFrame, registry: Registry
+) -> tuple[QiniInput | None, dict[str, float] | None]:
+    """Qini input (retained, predicted uplift of the policy's pick, treated) over the A/B rows
+    whose pick is an action, and each feature's PSI over the decided customers."""
+    catalog = default_catalog()
+    scorer = BundleScorer(registry, catalog, threads=0)
+    known = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
+    known = known.drop_duplicates("customer_id").set_index("customer_id", drop=False)
+    rows = joined[joined["customer_id"].astype(str).isin(known.index)].reset_index(drop=True)
+    if rows.empty:
+        return None, None
+    features = feature_matrix(known.loc[rows["customer_id"].astype(str).tolist()])
+    _, uplift, _ = scorer.predict(features)
+    reference = DriftReference.read(registry.folder(scorer.version))
+    drift = None
+    if reference is not None:
+        tracker = DriftTracker(reference, half_life_rows=float("inf"))
+        tracker.observe(features, FEATURES, {})
+        drift = tracker.feature_psi()
+    names = list(catalog.names)
+    pick = rows["policy_pick"].map(lambda a: names.index(a) if a in names else 0).to_numpy()
+    ab = rows["arm"].isin(["treatment", "holdout"]).to_numpy() & (pick > 0)
+    score = uplift[np.arange(len(rows)), pick]
+    qini = (
+        rows["retained"].to_numpy(float)[ab],
+        score[ab],
+        (rows["arm"] == "treatment").to_numpy(int)[ab],
+    )
+    return qini, drift

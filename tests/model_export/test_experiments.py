@@ -76,3 +76,16 @@ def test_bad_input_is_named() -> None:
         sample_size_per_arm(0.2, 0.0)
     with pytest.raises(SchemaError, match="retained"):
         readout(pd.DataFrame({"arm": ["treatment"], "cost": [1.0], "value": [1.0]}))
+
+
+def test_readout_of_arms_where_everyone_stayed_has_no_difference_and_no_warning() -> None:
+    import warnings
+
+    frame = pd.DataFrame(
+        {"arm": ["treatment"] * 30 + ["holdout"] * 20, "retained": True, "cost": 1.0, "value": 9.0}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = readout(frame)
+    assert result["p_value"] == 1.0 and result["lift_abs"] == 0.0
+    assert result["status"] == "underpowered"

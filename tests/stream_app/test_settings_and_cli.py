@@ -46,6 +46,14 @@ def test_unknown_service_is_a_clear_error() -> None:
         (["infra", "status"], {"NBA_REDIS_PORT": "99"}, "NBA_REDIS_PORT"),
         (["infra", "status", "--only", "zookeeper"], {}, "unknown service"),
         (["infra", "status"], {"NBA_TRIGGER_EVENT_TYPES": "login"}, "NBA_TRIGGER_EVENT_TYPES"),
+        (["experiment", "report", "--alpha", "2"], {}, "--alpha"),
+        (["ope", "--budget-factor", "0"], {}, "--budget-factor"),
+        (["ope", "--data", "/nonexistent"], {}, "customers.parquet"),
+        (
+            ["retrain", "--data", "/nonexistent"],
+            {"NBA_MODEL_REGISTRY": "/nonexistent/registry"},
+            "no promoted model",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(
