@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
@@ -22,7 +23,9 @@ from statsmodels.stats.proportion import (
 
 from policies.errors import ConfigError, SchemaError
 
-__all__ = ["readout", "sample_size_per_arm"]
+__all__ = ["readout", "sample_size_per_arm", "stratified_assignment"]
+
+STRATA = ("risk", "value", "tenure")
 
 
 def sample_size_per_arm(
@@ -103,3 +106,46 @@ def readout(frame: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
         "cost_per_save": spend / saves if saves > 0 else None,
         "roi": (saves * value_per_customer - spend) / spend if spend > 0 else None,
     }
+
+
+def stratified_assignment(
+    customer_ids: pd.Series,
+    risk: pd.Series,
+    value: pd.Series,
+    tenure: pd.Series,
+    holdout_share: float = 0.5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Treatment / holdout within each risk x value x tenure stratum (terciles of each), so the
+    arms are balanced on what drives retention (seed 004). The split is scikit-learn's
+    stratified ``train_test_split``; strata too small to split join their neighbours."""
+    if not 0 < holdout_share < 1:
+        raise ConfigError("the holdout share must lie strictly between 0 and 1")
+    if len(customer_ids) < 4:
+        raise ConfigError("a stratified assignment needs at least 4 customers")
+    bins = {
+        name: pd.qcut(column.rank(method="first"), 3, labels=["low", "mid", "high"])
+        for name, column in zip(STRATA, (risk, value, tenure), strict=True)
+    }
+    stratum = (
+        bins["risk"].astype(str)
+        + " risk|"
+        + bins["value"].astype(str)
+        + " value|"
+        + bins["tenure"].astype(str)
+        + " tenure"
+    )
+    # A stratum needs one customer per arm at least; smaller ones are pooled.
+    counts = stratum.map(stratum.value_counts())
+    label = stratum.where(counts >= 2, "pooled small strata")
+    if (label == "pooled small strata").sum() == 1:
+        label = label.replace("pooled small strata", label.mode().iloc[0])
+    rows = np.arange(len(customer_ids))
+    _, held = train_test_split(
+        rows, test_size=holdout_share, random_state=seed, stratify=label.to_numpy()
+    )
+    arm = np.full(len(rows), "treatment", dtype=object)
+    arm[held] = "holdout"
+    return pd.DataFrame(
+        {"customer_id": customer_ids.to_numpy(), "stratum": stratum.to_numpy(), "arm": arm}
+    )

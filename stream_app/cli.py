@@ -298,14 +298,37 @@ def experiment_plan(
     mde: Annotated[float, typer.Option(help="Minimum detectable absolute change, e.g. 0.02.")],
     alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
     power: Annotated[float, typer.Option(help="Power wanted, e.g. 0.8 or 0.9.")] = 0.8,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="customers.parquet to assign: treatment/holdout per risk x value x tenure."
+        ),
+    ] = None,
+    holdout_share: Annotated[float, typer.Option(help="Share of each stratum held out.")] = 0.5,
+    out: Annotated[Path, typer.Option(help="Where to write the assignment (parquet).")] = Path(
+        "data/assignment.parquet"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed of the assignment.")] = 0,
 ) -> None:
-    """Customers needed per arm (treatment and holdout) to detect the change."""
+    """Customers needed per arm (treatment and holdout) to detect the change; with --base, a
+    stratified assignment of that base (churn risk from the promoted model)."""
     from model_export.experiments import sample_size_per_arm
 
     n = sample_size_per_arm(baseline, mde, alpha, power)
     typer.echo(
         f"{n:,} customers per arm (alpha {alpha}, power {power}, {baseline} -> {baseline + mde})"
     )
+    if base is not None:
+        from stream_app.commands.feedback import assign_base
+
+        assignment = assign_base(load_settings(), base, holdout_share, seed, out)
+        arms = assignment["arm"].value_counts()
+        smallest = int(arms.min())
+        typer.echo(
+            f"wrote {out}: {arms.get('treatment', 0):,} treatment, {arms.get('holdout', 0):,} "
+            f"holdout over {assignment['stratum'].nunique()} strata; "
+            + ("enough for the test" if smallest >= n else f"UNDERPOWERED: {smallest:,} < {n:,}")
+        )
 
 
 @experiment_app.command("report")

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from model_export.decision_report import QiniInput, render_decision_report
 from model_export.drift import DriftReference, DriftTracker
+from model_export.experiments import stratified_assignment
 from model_export.features import FEATURES, feature_matrix
 from model_export.feedback import JoinQuality, experiment_report, join_feedback
 from model_export.manifest import Registry
@@ -41,6 +42,7 @@ from stream_app.topic_reader import read_topic
 
 __all__ = [
     "Feedback",
+    "assign_base",
     "decision_report",
     "Promotion",
     "evaluate_candidates",
@@ -380,3 +382,26 @@ def _model_views(
         (rows["arm"] == "treatment").to_numpy(int)[ab],
     )
     return qini, drift
+
+
+def assign_base(
+    settings: Settings, base: Path, holdout_share: float, seed: int, out: Path
+) -> pd.DataFrame:
+    """Stratified treatment/holdout assignment of a base, churn risk from the promoted model."""
+    snapshot = read_snapshot(base)
+    scorer = logging_model(Registry(settings.model_registry), default_catalog())
+    p_churn, _, _ = scorer.predict(feature_matrix(snapshot))
+    assignment = stratified_assignment(
+        snapshot["customer_id"].astype(str),
+        pd.Series(p_churn),
+        snapshot["contract_value"].reset_index(drop=True),
+        snapshot["tenure_months"].reset_index(drop=True),
+        holdout_share,
+        seed,
+    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        assignment.to_parquet(out, index=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+    return assignment

@@ -89,3 +89,30 @@ def test_readout_of_arms_where_everyone_stayed_has_no_difference_and_no_warning(
         result = readout(frame)
     assert result["p_value"] == 1.0 and result["lift_abs"] == 0.0
     assert result["status"] == "underpowered"
+
+
+def test_stratified_assignment_balances_every_risk_value_tenure_stratum() -> None:
+    from model_export.experiments import stratified_assignment
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    columns = (
+        pd.Series([f"C{i}" for i in range(n)]),
+        pd.Series(rng.random(n)),
+        pd.Series(rng.lognormal(8, 1, n)),
+        pd.Series(rng.integers(1, 60, n)),
+    )
+    frame = stratified_assignment(*columns, holdout_share=0.3, seed=1)
+    assert frame.equals(stratified_assignment(*columns, holdout_share=0.3, seed=1))
+    assert frame["stratum"].nunique() == 27
+    held = frame.groupby("stratum")["arm"].apply(lambda a: (a == "holdout").sum())
+    sizes = frame.groupby("stratum").size()
+    assert np.all(np.abs(held - 0.3 * sizes) <= 1.0), "each stratum split at the share"
+    with pytest.raises(ConfigError, match="holdout share"):
+        stratified_assignment(
+            frame["customer_id"],
+            pd.Series(np.ones(n)),
+            pd.Series(np.ones(n)),
+            pd.Series(np.ones(n)),
+            1.0,
+        )
