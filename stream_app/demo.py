@@ -20,7 +20,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from simulator.truth import oracle_policy, score_policy
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
 from stream_app.commands.features import build_sources
+from stream_app.commands.feedback import Feedback, decision_report, load_feedback
 from stream_app.commands.simulate import truth_frame
 from stream_app.decision_loop import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
@@ -76,6 +78,7 @@ def _demo_settings(
             "topic_events": topics["events"],
             "topic_actions": topics["actions"],
             "topic_dlq": topics["dlq"],
+            "topic_outcomes": topics["outcomes"],
             "consumer_group": f"nba-demo-{run}",
             "budget": options.budget,
             "budget_period": f"demo-{run}",
@@ -242,6 +245,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         choice[decided_rows],
         [a["action_id"] for a in actions],
     )
+    feedback, report_path = _close_the_loop(engine, world)
     return _summary(
         console,
         world,
@@ -253,7 +257,18 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         totals,
         latencies,
         replayed[0] if replayed else None,
+        feedback,
+        report_path,
     )
+
+
+def _close_the_loop(engine: Settings, world: World) -> tuple[Feedback, Path]:
+    """The experiment readout and the decision report, from the demo's own topics."""
+    feedback = load_feedback(engine)
+    snapshot_dir = engine.model_registry.parent
+    world.customers.to_parquet(snapshot_dir / "customers.parquet")
+    path = decision_report(engine, snapshot_dir, snapshot_dir / "report.html")
+    return feedback, path
 
 
 POISON: tuple[tuple[bytes, list[tuple[str, str | bytes | None]]], ...] = (
@@ -302,11 +317,36 @@ def _emit_outcomes(
     action_ids: list[object],
 ) -> None:
     producer = kafka_clients.producer(settings)
-    for message in outcome_events(world, rows, chosen, [str(a) for a in action_ids]):
+    # Outcomes happen after the decisions: the world's renewal dates are moved to start now.
+    dated = outcome_events(
+        world, rows, chosen, [str(a) for a in action_ids], as_of=datetime.now(UTC)
+    )
+    for message in dated:
         producer.produce(
             topic, key=str(message["customer_id"]).encode(), value=json.dumps(message).encode()
         )
     producer.flush(30)
+
+
+def _readout_line(feedback: Feedback) -> str:
+    overall = feedback.report()["overall"]
+    if overall.get("status") == "no data":
+        return "no data yet"
+    low, high = overall["lift_abs_ci"]
+    label = " (underpowered)" if overall["status"] == "underpowered" else ""
+    return f"{100 * overall['lift_abs']:+.2f} pts [{100 * low:+.2f}, {100 * high:+.2f}]{label}"
+
+
+def _true_lift(world: World, feedback: Feedback) -> float:
+    """Retention under the served actions minus under do_nothing, for the treatment arm."""
+    treated = feedback.joined[feedback.joined["arm"] == "treatment"]
+    index = {c: i for i, c in enumerate(world.customers["customer_id"].astype(str))}
+    rows = treated["customer_id"].astype(str).map(index).to_numpy(np.int64)
+    names = list(world.actions)
+    chosen = treated["action"].map(names.index).to_numpy(np.int64)
+    if rows.size == 0:
+        return 0.0
+    return float((world.retained[rows, chosen].astype(float) - world.retained[rows, 0]).mean())
 
 
 def _summary(
@@ -320,6 +360,8 @@ def _summary(
     totals: Counter[str],
     latencies: list[float],
     replay: ReplayStats | None,
+    feedback: Feedback,
+    report_path: Path,
 ) -> dict[str, object]:
     engine = score_policy(world, choice)
     eligible = np.zeros((world.n, len(world.actions)), dtype=bool)
@@ -357,6 +399,12 @@ def _summary(
             "engine / oracle",
             f"{engine.net_value / oracle.net_value:.0%}" if oracle.net_value > 0 else "n/a",
         ),
+        ("A/B readout from the topics (treatment vs holdout)", _readout_line(feedback)),
+        (
+            "true retention lift of the served policy",
+            f"{100 * _true_lift(world, feedback):+.2f} pts",
+        ),
+        ("decision report", str(report_path)),
     ]
     for name, value in rows:
         table.add_row(name, value)
