@@ -30,7 +30,8 @@ QiniInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # (retained, uplift score
 def _lift_figure(report: dict[str, Any]) -> str:
     groups = {"overall": report["overall"], **report["by_segment"]}
     shown = {k: v for k, v in groups.items() if v.get("status") != "no data"}
-    figure, (rates, lifts) = plt.subplots(1, 2, figsize=(11, 3.6))
+    figure, (rates, lifts) = plt.subplots(1, 2, figsize=(12, 3.6))
+    figure.subplots_adjust(wspace=0.45)  # room for the segment names between the panels
     overall = report["overall"]
     if overall.get("status") != "no data":
         for k, arm in enumerate(("treatment", "holdout")):
