@@ -24,9 +24,10 @@ from confluent_kafka import Producer
 from numpy.typing import NDArray
 
 from policies.allocation import DO_NOTHING
-from policies.decide import PolicyConfig, Scores, decide_stream
+from policies.decide import Decisions, PolicyConfig, Scores, decide_stream
 from policies.pacing import Pacer, PacingConfig
 from policies.rules import ContactState
+from stream_app.contacts import ContactLog
 from stream_app.ledger import BudgetLedger
 from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
 from stream_app.metrics import EngineMetrics
@@ -80,11 +81,13 @@ class DecisionEngine:
         pacer: Pacer,
         metrics: EngineMetrics | None = None,
         model_version: Callable[[], str] | None = None,
+        contact_log: ContactLog | None = None,
     ) -> None:
         """``model_version``: the version serving right now (it changes on a hot reload);
         defaults to the settings' fixed version."""
         self.settings = settings
         self._model_version = model_version or (lambda: settings.model_version)
+        self._contact_log = contact_log
         self._announced = ""
         self.policy = policy
         self._scores = scores
@@ -237,7 +240,7 @@ class DecisionEngine:
         with self._timed("policy"):
             decisions = decide_stream(
                 scores,
-                self._contacts(customers),
+                self._contact_state(fresh),
                 self.policy,
                 self.pacer,
                 allowance,
@@ -252,20 +255,48 @@ class DecisionEngine:
             datetime.now(UTC),
         )
         with self._timed("ledger_and_publish"):
-            for (raw, _), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
-                final = self._reserve(
-                    action, int(decisions.action[index]), float(decisions.cost[index])
-                )
-                payload = final.model_dump_json().encode()
-                self._redis.set(
-                    f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True
-                )
-                self._publish(raw, payload, stats)
-                stats.decided += 1
-                if self._metrics is not None:
-                    self._metrics.decisions.labels(
-                        action=final.action, arm=final.arm, segment=final.segment
-                    ).inc()
+            published = self._reserve_and_publish(fresh, actions, decisions, stats)
+        if self._contact_log is not None:
+            self._contact_log.record(
+                [
+                    (a.customer_id, a.channel, e.occurred_at.timestamp())
+                    for a, (_, e) in zip(published, fresh, strict=True)
+                    if a.channel != "none"
+                ]
+            )
+
+    def _contact_state(self, fresh: list[tuple[RawMessage, EngagementEvent]]) -> ContactState:
+        """Consent from the features; contact history (as of each trigger) from the log."""
+        customers = [e.customer_id for _, e in fresh]
+        state = self._contacts(customers)
+        if self._contact_log is None:
+            return state
+        return self._contact_log.apply(
+            state, customers, [e.occurred_at.timestamp() for _, e in fresh]
+        )
+
+    def _reserve_and_publish(
+        self,
+        fresh: list[tuple[RawMessage, EngagementEvent]],
+        actions: list[NbaAction],
+        decisions: Decisions,
+        stats: BatchStats,
+    ) -> list[NbaAction]:
+        published = []
+        for (raw, _), action, index in zip(fresh, actions, range(len(fresh)), strict=True):
+            final = self._reserve(
+                action, int(decisions.action[index]), float(decisions.cost[index])
+            )
+            payload = final.model_dump_json().encode()
+            self._redis.set(f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True)
+            self._publish(raw, payload, stats)
+            published.append(final)
+            stats.decided += 1
+            if self._metrics is not None:
+                self._metrics.decisions.labels(
+                    action=final.action, arm=final.arm, segment=final.segment
+                ).inc()
+        return published
 
     def _capacity_left(self) -> NDArray[np.float64]:
         """Capacity per action minus what the ledger counted this period (every worker's)."""

@@ -188,8 +188,8 @@ class FeatureScoreSource:
         )
 
     def contacts(self, customers: Sequence[str]) -> ContactState:
-        """Consent of customers scored just before (the read above carried it); no contact
-        history yet: the engine does not persist contacts (issue 8)."""
+        """Consent of customers scored just before (the read above carried it); the contact
+        history is added by the engine from stream_app.contacts."""
         consent = np.array([self._consent[c] for c in customers], dtype=bool).reshape(
             -1, len(CHANNELS)
         )

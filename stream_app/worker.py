@@ -22,6 +22,7 @@ from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
+from stream_app.contacts import ContactLog
 from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
@@ -98,6 +99,7 @@ def build_worker(
         pacer=pacer or Pacer(settings.pacing_initial_price),
         metrics=metrics,
         model_version=lambda: scorer.version,
+        contact_log=ContactLog(client, policy.contact),
     )
 
 

@@ -1,0 +1,76 @@
+"""Each customer's contact history, kept in Redis so that every worker and every restart sees it.
+
+One hash (``nba:contacts``): field = customer id, value = JSON list of ``[channel, epoch s]``
+of the contacts within the longest horizon the rules look at (their window, or a channel's
+cooldown if longer); older ones are dropped when a customer is contacted again. A customer's
+events go to one partition, so one worker at a time writes that customer's field.
+
+Time is event time (the trigger's ``occurred_at``), like the trigger interval: a replay of old
+events sees the history as it was, not as of the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import redis
+
+from policies.catalog import CHANNELS
+from policies.rules import ContactRules, ContactState
+
+__all__ = ["ContactLog"]
+
+_DAY_S = 86_400.0
+
+
+class ContactLog:
+    def __init__(self, client: redis.Redis, rules: ContactRules, key: str = "nba:contacts") -> None:
+        self._client = client
+        self._rules = rules
+        self._key = key
+        longest = max([rules.window_days, *rules.cooldown_days.values()])
+        self._horizon_s = longest * _DAY_S
+
+    def _history(self, customers: Sequence[str]) -> list[list[tuple[str, float]]]:
+        if not customers:
+            return []
+        raw: list[bytes | None] = self._client.hmget(self._key, list(customers))  # type: ignore[assignment]  # sync client
+        return [[(c, float(t)) for c, t in json.loads(r)] if r else [] for r in raw]
+
+    def apply(
+        self, state: ContactState, customers: Sequence[str], now_s: Sequence[float]
+    ) -> ContactState:
+        """``state`` (consent, do-not-disturb) with the days since each channel's last contact
+        and the contacts within the rules' window, as of each customer's ``now_s``."""
+        days = np.full((len(customers), len(CHANNELS)), np.inf)
+        in_window = np.zeros(len(customers), dtype=np.int64)
+        window_s = self._rules.window_days * _DAY_S
+        for i, (history, now) in enumerate(zip(self._history(customers), now_s, strict=True)):
+            for channel, at in history:
+                age = max(now - at, 0.0)
+                j = CHANNELS.index(channel)
+                days[i, j] = min(days[i, j], age / _DAY_S)
+                in_window[i] += age <= window_s
+        return ContactState(
+            consent=state.consent,
+            days_since_contact=days,
+            contacts_in_window=in_window,
+            do_not_disturb=state.do_not_disturb,
+        )
+
+    def record(self, contacts: Sequence[tuple[str, str, float]]) -> None:
+        """Add (customer, channel, epoch s) contacts, dropping those past the horizon."""
+        if not contacts:
+            return
+        customers = sorted({c for c, _, _ in contacts})
+        merged = dict(zip(customers, self._history(customers), strict=True))
+        for customer, channel, at in contacts:
+            merged[customer].append((channel, at))
+        mapping = {}
+        for customer, history in merged.items():
+            latest = max(t for _, t in history)
+            kept = [[c, t] for c, t in history if latest - t <= self._horizon_s]
+            mapping[customer] = json.dumps(kept, separators=(",", ":"))
+        self._client.hset(self._key, mapping=mapping)

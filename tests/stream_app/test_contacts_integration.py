@@ -1,0 +1,124 @@
+"""Contact history in Redis: cooldowns and the contact limit hold across decisions and workers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import redis
+
+from policies.decide import PolicyConfig
+from policies.pacing import Pacer, PacingConfig
+from policies.rules import ContactRules, ContactState
+from simulator.config import WorldConfig
+from simulator.sources import WorldScoreSource
+from simulator.truth import noisy_scores
+from simulator.world import build_world
+from stream_app import kafka_clients
+from stream_app.contacts import ContactLog
+from stream_app.decision_loop import DecisionLoop, LoopSettings
+from stream_app.ledger import BudgetLedger
+from stream_app.replay import EVENT_SCHEMA_VERSION
+from stream_app.settings import load_settings
+from tests.conftest import TopicFactory, drain
+
+pytestmark = pytest.mark.integration
+DAY = 86_400.0
+
+
+def test_history_gives_days_since_contact_and_contacts_in_the_window(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    log = ContactLog(client, ContactRules(), key=f"contacts-{uuid.uuid4().hex}")
+    now = 100 * DAY
+    log.record(
+        [("a", "email", now - 2 * DAY), ("a", "phone", now - 20 * DAY), ("b", "in_app", now)]
+    )
+    state = log.apply(ContactState.fresh(3), ["a", "b", "never"], [now, now, now])
+    assert state.days_since_contact[0].tolist() == [20.0, 2.0, np.inf]  # phone, email, in_app
+    assert state.contacts_in_window.tolist() == [2, 1, 0]
+    assert np.isinf(state.days_since_contact[2]).all()
+    # A contact 15 days later drops what is past the rules' longest horizon (30 d): the call.
+    log.record([("a", "email", now + 15 * DAY)])
+    state = log.apply(ContactState.fresh(1), ["a"], [now + 15 * DAY])
+    assert state.days_since_contact[0].tolist() == [np.inf, 0.0, np.inf]
+    assert state.contacts_in_window.tolist() == [2]
+    log.record([("a", "in_app", now + 60 * DAY)])
+    later = log.apply(ContactState.fresh(1), ["a"], [now + 60 * DAY])
+    assert later.days_since_contact[0].tolist() == [np.inf, np.inf, 0.0]
+    client.close()
+
+
+def test_a_customer_is_never_contacted_twice_on_a_channel_within_its_cooldown(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name) for name in ("events", "actions", "dlq")}
+    world = build_world(WorldConfig(n_customers=600, seed=5))
+    customers = world.customers["customer_id"].astype(str).tolist()
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    producer = kafka_clients.producer(settings)
+    for hours in (0, 1, 2, 3, 4):  # five triggers per customer, an hour apart
+        for customer in customers:
+            event = {
+                "event_id": f"{customer}-{hours}",
+                "customer_id": customer,
+                "event_type": "login",
+                "occurred_at": (start + timedelta(hours=hours)).isoformat(),
+            }
+            producer.produce(
+                topics["events"],
+                key=customer.encode(),
+                value=json.dumps(event).encode(),
+                headers=[("schema-version", EVENT_SCHEMA_VERSION)],
+            )
+    assert producer.flush(30) == 0
+    client = redis.Redis.from_url(redis_url)
+    run = uuid.uuid4().hex
+    source = WorldScoreSource(world, noisy_scores(world, 0.2, 3), ContactState.fresh(world.n))
+    consumer = kafka_clients.consumer(settings, f"g-{run}")
+    consumer.subscribe([topics["events"]])
+    rules = ContactRules()
+    loop = DecisionLoop(
+        consumer=consumer,
+        settings=LoopSettings(
+            events_topic=topics["events"],
+            actions_topic=topics["actions"],
+            dlq_topic=topics["dlq"],
+            trigger_types=frozenset({"login"}),
+            min_interval_s=0.0,  # every event triggers: only the contact rules hold back
+            max_message_bytes=64_000,
+        ),
+        policy=PolicyConfig(contact=rules),
+        scores=source.scores,
+        contacts=source.contacts,
+        producer=kafka_clients.producer(settings),
+        redis_client=client,
+        ledger=BudgetLedger(client, f"contacts-{run}", budget=1e9),
+        pacing=PacingConfig(budget=1e9, period_s=1.0),
+        pacer=Pacer(0.0),
+        contact_log=ContactLog(client, rules, key=f"contacts-{run}"),
+    )
+    consumed = decided = 0
+    while consumed < 5 * len(customers):
+        stats = loop.run_once()
+        consumed, decided = consumed + stats.consumed, decided + stats.decided
+    loop.close()
+    reader = kafka_clients.consumer(settings, f"r-{run}")
+    reader.subscribe([topics["actions"]])
+    actions = [json.loads(m.value()) for m in drain(reader, decided)]
+    reader.close()
+    client.close()
+    channels: dict[str, list[str]] = defaultdict(list)
+    for action in actions:
+        if action["channel"] != "none":
+            channels[action["customer_id"]].append(action["channel"])
+    assert sum(len(c) for c in channels.values()) > 300, "the policy wants to contact a lot"
+    for customer, used in channels.items():
+        assert len(used) == len(set(used)), f"{customer}: a channel twice within 4 h: {used}"
+        assert len(used) <= rules.max_contacts
+    cooldown_blocks = sum("cooldown" in r for a in actions for r in a["reasons"])
+    assert cooldown_blocks > 0, "later triggers name the cooldown as the reason"
