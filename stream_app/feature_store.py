@@ -8,6 +8,7 @@ as cold starts; a push with a missing or mistyped column is refused naming the c
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,32 @@ class FeatureStoreAdapter:
                 )
         if not pd.api.types.is_datetime64_any_dtype(frame[TIMESTAMP]):
             raise SchemaError(f"push refused: column {TIMESTAMP!r} must hold timestamps")
+
+    def write_windows(self, rows: Sequence[tuple[str, datetime, Mapping[str, int]]]) -> None:
+        """Write some `engagement_stream` features of (customer, as of, {feature: value}) rows
+        with Feast's own online-store write, which updates only the features given and skips
+        rows older than what the store holds: the stream's short windows, without touching
+        the batch job's 30/90-day counts (a push would need every feature of the view)."""
+        if not rows:
+            return
+        unknown = {f for _, _, values in rows for f in values} - set(ENGAGEMENT_FIELDS)
+        if unknown:
+            raise SchemaError(f"engagement_stream has no feature(s) {sorted(unknown)}")
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]] = [
+            (
+                EntityKeyProto(
+                    join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
+                ),
+                {name: ValueProto(int64_val=int(v)) for name, v in values.items()},
+                at,
+                None,
+            )
+            for customer, at, values in rows
+        ]
+        online = self.store._get_provider().online_store
+        online.online_write_batch(
+            self.store.config, self.definitions.views["engagement_stream"], data, None
+        )
 
     def read(self, customer_ids: list[str]) -> pd.DataFrame:
         """The `nba_scoring` features of these customers (Feast SDK path), with ``cold_start``."""

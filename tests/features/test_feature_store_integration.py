@@ -179,3 +179,21 @@ def test_the_fast_read_path_returns_what_the_sdk_returns(
         assert all(
             (pd.isna(a) and pd.isna(b)) or a == b for a, b in zip(left, right, strict=True)
         ), column
+
+
+def test_stream_windows_update_only_their_features_and_never_go_back_in_time(
+    store: FeatureStoreAdapter, world: World
+) -> None:
+    customer = str(world.customers["customer_id"].iloc[11])
+    before = store.read_batch([customer]).iloc[0]
+    now = datetime.now(UTC)
+    windows = {"events_1h": 3, "events_24h": 9, "events_7d": 40, "distinct_features_7d": 5}
+    store.write_windows([(customer, now, windows)])
+    after = store.read_batch([customer]).iloc[0]
+    assert {k: int(after[k]) for k in windows} == windows
+    assert int(after["logins_30d"]) == int(before["logins_30d"]), "batch counts untouched"
+    stale = {"events_1h": 0, "events_24h": 0, "events_7d": 0, "distinct_features_7d": 0}
+    store.write_windows([(customer, now - timedelta(hours=1), stale)])
+    assert int(store.read_batch([customer]).iloc[0]["events_7d"]) == 40, "older write skipped"
+    with pytest.raises(SchemaError, match="no feature"):
+        store.write_windows([(customer, now, {"events_1y": 1})])

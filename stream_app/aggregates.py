@@ -1,0 +1,54 @@
+"""Per-customer streaming aggregates: what the engine's changelogged table holds.
+
+A customer's state is a small JSON-able dict: the epoch seconds of their events in the last
+7 days (newest last, at most ``MAX_EVENTS``) and, per product feature used, when it was last
+used. From it come the `engagement_stream` view's short windows (events in the last 1 h / 24 h
+/ 7 d, distinct features used in 7 d), computed as of the customer's newest event, exactly as
+`features.jobs.activity_windows` computes them offline. The 30- and 90-day counts of the same
+view stay the nightly batch job's (`nba features materialize`): the stream refreshes only the
+short windows, through Feast's online-store write (stream_app.feature_store.write_windows).
+
+At least once: after a crash a batch may be applied twice to the table, counting its events
+twice until they leave the 7-day window; the decision itself stays idempotent (action_id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from stream_app.messages import EngagementEvent
+
+__all__ = ["MAX_EVENTS", "WINDOW_FIELDS", "updated", "windows"]
+
+_WEEK_S = 7 * 86_400.0
+MAX_EVENTS = 5_000  # a runaway producer must not grow one customer's state without bound
+WINDOW_FIELDS = {"events_1h": 3_600.0, "events_24h": 86_400.0, "events_7d": _WEEK_S}
+Activity = dict[str, Any]
+
+
+def updated(state: Activity | None, events: Iterable[EngagementEvent]) -> Activity:
+    """The customer's state after these events (in any order), pruned to the last 7 days."""
+    times = list(state["times"]) if state else []
+    features = dict(state["features"]) if state else {}
+    for event in events:
+        at = event.occurred_at.timestamp()
+        times.append(at)
+        feature = event.properties.get("feature") if event.event_type == "feature_used" else None
+        if isinstance(feature, str):
+            features[feature] = max(at, features.get(feature, at))
+    times.sort()
+    newest = times[-1] if times else 0.0
+    return {
+        "times": [t for t in times if newest - t <= _WEEK_S][-MAX_EVENTS:],
+        "features": {f: t for f, t in features.items() if newest - t <= _WEEK_S},
+    }
+
+
+def windows(state: Activity) -> dict[str, int]:
+    """Event counts in the windows ending at the newest event, and distinct features in 7 d."""
+    times: list[float] = state["times"]
+    newest = times[-1] if times else 0.0
+    counts = {name: sum(newest - t <= span for t in times) for name, span in WINDOW_FIELDS.items()}
+    counts["distinct_features_7d"] = sum(newest - t <= _WEEK_S for t in state["features"].values())
+    return counts

@@ -1,0 +1,59 @@
+"""Streaming aggregates: short windows as of the newest event, order-independent, bounded."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from stream_app.aggregates import MAX_EVENTS, updated, windows
+from stream_app.messages import EngagementEvent
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _event(k: int, minutes: float, kind: str = "login", feature: str | None = None):  # type: ignore[no-untyped-def]
+    return EngagementEvent(
+        event_id=f"e{k}",
+        customer_id="C1",
+        event_type=kind,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        properties={"feature": feature} if feature else {},
+    )
+
+
+def test_windows_count_what_happened_before_the_newest_event() -> None:
+    events = [
+        _event(1, -8 * 24 * 60),  # 8 days before: pruned
+        _event(2, -3 * 24 * 60, "feature_used", "reports"),
+        _event(3, -5 * 60, "feature_used", "exports"),
+        _event(4, -30, "feature_used", "reports"),
+        _event(5, 0),
+    ]
+    state = updated(None, events)
+    assert windows(state) == {
+        "events_1h": 2,
+        "events_24h": 3,
+        "events_7d": 4,
+        "distinct_features_7d": 2,
+    }
+    assert len(state["times"]) == 4
+
+
+def test_chunks_in_any_order_give_the_same_state() -> None:
+    events = [
+        _event(k, random.Random(k).uniform(-9000, 0), "feature_used", f"f{k % 7}")
+        for k in range(300)
+    ]
+    whole = updated(None, events)
+    shuffled = events[:]
+    random.Random(1).shuffle(shuffled)
+    state = None
+    for start in range(0, 300, 37):
+        state = updated(state, shuffled[start : start + 37])
+    assert state == whole
+
+
+def test_a_runaway_producer_cannot_grow_the_state_without_bound() -> None:
+    state = updated(None, [_event(k, k / 100) for k in range(MAX_EVENTS + 500)])
+    assert len(state["times"]) == MAX_EVENTS
+    assert windows(state)["events_1h"] == MAX_EVENTS
