@@ -35,10 +35,13 @@ def raw_message(msg: Message) -> RawMessage:
 
 
 class DecisionLoop:
-    """``consumer`` (subscribed) feeds a DecisionEngine built from the other arguments."""
+    """``consumer`` (subscribed) feeds ``engine``, or a DecisionEngine built from the other
+    keyword arguments."""
 
-    def __init__(self, *, consumer: Consumer, **engine: Any) -> None:
-        self.engine = DecisionEngine(**engine)
+    def __init__(
+        self, *, consumer: Consumer, engine: DecisionEngine | None = None, **parts: Any
+    ) -> None:
+        self.engine = engine if engine is not None else DecisionEngine(**parts)
         self._consumer = consumer
 
     @property

@@ -54,7 +54,7 @@ from stream_app.ledger import BudgetLedger
 from stream_app.replay import ReplayStats, replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
-from stream_app.worker import build_worker, policy_config
+from stream_app.worker import build_loop, policy_config
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -184,7 +184,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     wanted = int(options.rate * options.seconds)
     events = generate_events(world, days=days_holding(world, wanted))
     # The same worker `nba worker` runs, with a pacing price learnt from yesterday's traffic.
-    loop = build_worker(engine, pacer=_initial_pacer(engine, world, features, scorer))
+    loop = build_loop(engine, pacer=_initial_pacer(engine, world, features, scorer))
     ledger = loop.ledger
     console.print(
         f"[bold]5/7[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."

@@ -82,12 +82,16 @@ class DecisionEngine:
         metrics: EngineMetrics | None = None,
         model_version: Callable[[], str] | None = None,
         contact_log: ContactLog | None = None,
+        aggregates: Callable[[list[EngagementEvent]], None] | None = None,
     ) -> None:
         """``model_version``: the version serving right now (it changes on a hot reload);
-        defaults to the settings' fixed version."""
+        defaults to the settings' fixed version. ``contact_log``: the persisted contact history
+        (none: customers are taken as never contacted). ``aggregates``: called with each batch's
+        valid events before any decision (the Faust worker's table and online-store write)."""
         self.settings = settings
         self._model_version = model_version or (lambda: settings.model_version)
         self._contact_log = contact_log
+        self._aggregates = aggregates
         self._announced = ""
         self.policy = policy
         self._scores = scores
@@ -121,6 +125,9 @@ class DecisionEngine:
             self._producer.produce(self.settings.dlq_topic, value=record.model_dump_json().encode())
         stats.invalid = len(rejected)
         self._count_events(valid, rejected)
+        if self._aggregates is not None and valid:
+            with self._timed("aggregates"), self._counting_errors("feature_store_or_model"):
+                self._aggregates([e for _, e in valid])
         last = self._last_triggers({e.customer_id for _, e in valid})
         triggers = select_triggers(
             valid, last, self.settings.trigger_types, self.settings.min_interval_s

@@ -23,15 +23,17 @@ from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
-from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
+from stream_app.decision_loop import BatchStats, DecisionLoop
+from stream_app.engine import DecisionEngine, LoopSettings
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
+from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
-__all__ = ["build_worker", "policy_config", "run_worker"]
+__all__ = ["build_engine", "build_loop", "feature_store", "policy_config", "run_worker"]
 
 
 def _base(settings: Settings) -> pd.DataFrame:
@@ -58,24 +60,26 @@ def policy_config(settings: Settings, catalog: Catalog | None = None) -> PolicyC
     )
 
 
-def build_worker(
-    settings: Settings, pacer: Pacer | None = None, metrics: EngineMetrics | None = None
-) -> DecisionLoop:
-    """The decision loop for these settings; ``pacer`` overrides the configured initial price
-    (the demo derives it from yesterday's traffic)."""
+def build_engine(
+    settings: Settings,
+    features: FeatureStoreAdapter | None = None,
+    pacer: Pacer | None = None,
+    metrics: EngineMetrics | None = None,
+    aggregates: Callable[[list[EngagementEvent]], None] | None = None,
+) -> DecisionEngine:
+    """The decision engine for these settings: the promoted bundle (hot-reloaded), features
+    from the Feast online store, the Redis ledger, trigger state and contact history.
+    ``pacer`` overrides the configured initial price (the demo derives it from yesterday's
+    traffic); ``aggregates`` is the Faust worker's streaming-aggregate step."""
     catalog = default_catalog()
     scorer = ServedModel(
         Registry(settings.model_registry), catalog, settings.model_reload_s, metrics
     )
-    features = FeatureStoreAdapter(
-        settings, settings.feature_repo, settings.feature_data, project=settings.feature_project
-    )
-    source = FeatureScoreSource(features.read_batch, scorer, _base(settings))
+    store = features or feature_store(settings)
+    source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
     client = redis.Redis.from_url(settings.effective_redis_url())
-    consumer = kafka_clients.consumer(settings, settings.consumer_group)
-    consumer.subscribe([settings.topic_events])
     policy = policy_config(settings, catalog)
-    return DecisionLoop(
+    return DecisionEngine(
         settings=LoopSettings(
             events_topic=settings.topic_events,
             actions_topic=settings.topic_actions,
@@ -91,7 +95,6 @@ def build_worker(
         policy=policy,
         scores=source.scores,
         contacts=source.contacts,
-        consumer=consumer,
         producer=kafka_clients.producer(settings),
         redis_client=client,
         ledger=BudgetLedger(client, settings.budget_period, settings.budget),
@@ -100,6 +103,24 @@ def build_worker(
         metrics=metrics,
         model_version=lambda: scorer.version,
         contact_log=ContactLog(client, policy.contact),
+        aggregates=aggregates,
+    )
+
+
+def feature_store(settings: Settings) -> FeatureStoreAdapter:
+    return FeatureStoreAdapter(
+        settings, settings.feature_repo, settings.feature_data, project=settings.feature_project
+    )
+
+
+def build_loop(
+    settings: Settings, pacer: Pacer | None = None, metrics: EngineMetrics | None = None
+) -> DecisionLoop:
+    """The engine driven in-process by a confluent-kafka consumer of NBA_CONSUMER_GROUP."""
+    consumer = kafka_clients.consumer(settings, settings.consumer_group)
+    consumer.subscribe([settings.topic_events])
+    return DecisionLoop(
+        consumer=consumer, engine=build_engine(settings, pacer=pacer, metrics=metrics)
     )
 
 
@@ -147,7 +168,7 @@ def _decide_until(
     on_batch: Callable[[BatchStats], None] | None,
     on_ready: Callable[[], None] | None,
 ) -> int:
-    loop = build_worker(settings, metrics=metrics)
+    loop = build_loop(settings, metrics=metrics)
     holder["loop"] = loop
     if on_ready is not None:
         on_ready()
