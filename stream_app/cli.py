@@ -460,22 +460,15 @@ def _write_json(path: Path, payload: object) -> None:
 
 @app.command("worker")
 def worker() -> None:
-    """Run the decision worker until SIGTERM or Ctrl-C: events in, decisions out."""
-    import signal
-    import threading
-
-    stop = threading.Event()
-    # Installed before the heavy imports: a stop asked for during start-up is honoured too.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    """Run the decision worker (a Faust app) until SIGTERM or Ctrl-C: events in, decisions out.
+    Start more with the same NBA_CONSUMER_GROUP to share the partitions."""
     from stream_app.worker import run_worker
 
     settings = load_settings()
     consumed = run_worker(
         settings,
-        stop,
         on_ready=lambda: typer.echo(
-            f"worker: consuming {settings.topic_events} as {settings.consumer_group}; Ctrl-C stops"
+            f"worker: consuming {settings.topic_events} as {settings.consumer_group}; Ctrl-C stops",
         ),
     )
     typer.echo(f"worker: stopped after {consumed:,} events; offsets committed")

@@ -33,6 +33,7 @@ class EngineMetrics:
     feature_psi: Gauge
     score_psi: Gauge
     model_reloads: Counter
+    outcomes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EngineMetrics:
@@ -131,6 +132,12 @@ class EngineMetrics:
                 "nba_model_reloads_total",
                 "Changes of the promoted model picked up without a restart, by result.",
                 ["result"],
+                registry=registry,
+            ),
+            outcomes=Counter(
+                "nba_outcomes_total",
+                "Realized outcomes joined to their decision (arm 'unmatched': unknown action).",
+                ["arm", "action", "outcome_type"],
                 registry=registry,
             ),
         )

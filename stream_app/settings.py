@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     topic_outcomes: str = "outcomes"
     topic_dlq: str = "nba-dlq"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=10, description="of the topics the worker creates (its changelogs)"
+    )
 
     # The worker (`nba worker`): consumer group, triggers, the period's budget and arms.
     consumer_group: str = Field(default="nba-engine", min_length=1)

@@ -8,7 +8,6 @@ nothing. Any number of workers share the consumer group, the ledger and the trig
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pandas as pd
@@ -23,7 +22,7 @@ from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
-from stream_app.decision_loop import BatchStats, DecisionLoop
+from stream_app.decision_loop import DecisionLoop
 from stream_app.engine import DecisionEngine, LoopSettings
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
@@ -124,16 +123,13 @@ def build_loop(
     )
 
 
-def run_worker(
-    settings: Settings,
-    stop: threading.Event,
-    on_batch: Callable[[BatchStats], None] | None = None,
-    on_ready: Callable[[], None] | None = None,
-) -> int:
-    """Decide batch after batch until ``stop`` is set; returns the number of events consumed.
+def run_worker(settings: Settings, on_ready: Callable[[], None] | None = None) -> int:
+    """Run the Faust worker until SIGTERM or SIGINT; returns the number of events consumed.
     Meanwhile http://NBA_METRICS_HOST:NBA_METRICS_PORT serves /metrics, /healthz and /readyz."""
+    from stream_app.faust_app import create_app
+
     registry = CollectorRegistry()
-    holder: dict[str, DecisionLoop] = {}
+    holder: dict[str, DecisionEngine] = {}
     try:
         server = serve(
             settings.metrics_host, settings.metrics_port, registry, lambda: _readiness(holder)
@@ -144,41 +140,20 @@ def run_worker(
             f"({exc.strerror}); set NBA_METRICS_PORT"
         ) from None
     try:
-        return _decide_until(
-            settings, stop, EngineMetrics.create(registry), holder, on_batch, on_ready
-        )
+        app = create_app(settings, EngineMetrics.create(registry))
+        holder["engine"] = app.engine
+        if on_ready is not None:
+            on_ready()
+        app.run()
+        return app.consumed
     finally:
         server.shutdown()
         server.server_close()
 
 
-def _readiness(holder: dict[str, DecisionLoop]) -> dict[str, bool]:
+def _readiness(holder: dict[str, DecisionEngine]) -> dict[str, bool]:
     """Ready when the model is loaded and the broker and Redis answer."""
-    loop = holder.get("loop")
-    if loop is None:
+    engine = holder.get("engine")
+    if engine is None:
         return {"model_loaded": False}
-    return {"model_loaded": True, **loop.dependencies_answer()}
-
-
-def _decide_until(
-    settings: Settings,
-    stop: threading.Event,
-    metrics: EngineMetrics,
-    holder: dict[str, DecisionLoop],
-    on_batch: Callable[[BatchStats], None] | None,
-    on_ready: Callable[[], None] | None,
-) -> int:
-    loop = build_loop(settings, metrics=metrics)
-    holder["loop"] = loop
-    if on_ready is not None:
-        on_ready()
-    consumed = 0
-    try:
-        while not stop.is_set():
-            stats = loop.run_once()  # finishes, publishes and commits before returning
-            consumed += stats.consumed
-            if on_batch is not None:
-                on_batch(stats)
-    finally:
-        loop.close()
-    return consumed
+    return {"model_loaded": True, **engine.dependencies_answer()}

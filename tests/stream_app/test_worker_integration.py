@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
@@ -85,6 +86,8 @@ def _prepare(
         "NBA_TOPIC_EVENTS": make_topic("events", partitions=3),
         "NBA_TOPIC_ACTIONS": make_topic("actions", partitions=3),
         "NBA_TOPIC_DLQ": make_topic("dlq", partitions=1),
+        "NBA_TOPIC_OUTCOMES": make_topic("outcomes", partitions=3),
+        "NBA_STATE_DIR": str(tmp_path / "state"),
         "NBA_CONSUMER_GROUP": f"worker-{run}",
         "NBA_BUDGET_PERIOD": f"test-{run}",
         "NBA_BUDGET": "5000",
@@ -283,3 +286,86 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
     per_customer = [json.loads(next(iter(v)))["customer_id"] for v in seen.values()]
     assert len(per_customer) == len(set(per_customer)), "a customer got two different decisions"
     assert sum(json.loads(next(iter(v)))["cost"] for v in seen.values()) <= 5_000 + 1e-6
+
+
+def _windows_of(settings: Settings, customer: str) -> dict[str, int]:
+    row = FeatureStoreAdapter(settings, settings.feature_repo, settings.feature_data).read_batch(
+        [customer]
+    )
+    return {k: int(row.iloc[0][k]) for k in ("events_1h", "events_24h", "events_7d")}
+
+
+def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_counted(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """The changelogged table: windows written to the online store, a restarted worker goes on
+    from the recovered state; the outcome agent counts each outcome once per arm and action."""
+    from stream_app.aggregates import updated, windows
+    from stream_app.messages import EngagementEvent
+    from stream_app.outcome_feed import OutcomeFeed
+
+    env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
+    events = generate_events(world, days=1.0)
+    lines = list(events.json_lines(0, 1_500))
+    producer = kafka_clients.producer(settings)
+    replay_events(events, producer, env["NBA_TOPIC_EVENTS"], rate=20_000, limit=1_500)
+    worker = _start(env, tmp_path / "w1.log")
+    _wait_ready(tmp_path / "w1.log")
+    busiest = max({c for c, _ in lines}, key=lambda c: sum(1 for k, _ in lines if k == c))
+    mine = [EngagementEvent.model_validate_json(v) for c, v in lines if c == busiest]
+    expected = windows(updated(None, mine))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and _windows_of(settings, busiest) != {
+        k: expected[k] for k in ("events_1h", "events_24h", "events_7d")
+    }:
+        time.sleep(0.5)
+    assert _windows_of(settings, busiest)["events_7d"] == expected["events_7d"] > 1
+
+    reader = kafka_clients.consumer(load_settings(kafka_bootstrap=kafka_bootstrap), f"r-{run}")
+    reader.subscribe([env["NBA_TOPIC_ACTIONS"]])
+    actions = [json.loads(m.value()) for m in drain(reader, 100_000, timeout_s=10)]
+    reader.close()
+    feed = OutcomeFeed(redis.Redis.from_url(redis_url), env["NBA_TOPIC_OUTCOMES"])
+    outcome = {
+        "customer_id": actions[0]["customer_id"],
+        "outcome_type": "renewed",
+        "value": 100.0,
+        "occurred_at": "2027-01-01T00:00:00+00:00",
+        "action_id": actions[0]["action_id"],
+    }
+    for value in (json.dumps(outcome), json.dumps(outcome), "{broken"):  # a duplicate, a bad one
+        producer.produce(env["NBA_TOPIC_OUTCOMES"], key=b"k", value=value.encode())
+    producer.flush(30)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+
+    # One more event for the busiest customer, one hour after their last: the restarted worker
+    # must count it on top of the state it recovers from the changelog.
+    later = mine[-1].model_copy(
+        update={
+            "event_id": "after-restart",
+            "occurred_at": max(e.occurred_at for e in mine) + timedelta(hours=1),
+        }
+    )
+    producer.produce(
+        env["NBA_TOPIC_EVENTS"],
+        key=busiest.encode(),
+        value=later.model_dump_json().encode(),
+        headers=[("schema-version", b"1")],
+    )
+    producer.flush(30)
+    second = _start(env, tmp_path / "w2.log")
+    _wait_ready(tmp_path / "w2.log")
+    want = windows(updated(None, [*mine, later]))["events_7d"]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (
+        _windows_of(settings, busiest)["events_7d"] != want or not feed.counts()
+    ):
+        time.sleep(0.5)
+    time.sleep(2.0)  # a redelivered duplicate would be counted by now
+    counts = feed.counts()
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=60) == 0
+    assert _windows_of(settings, busiest)["events_7d"] == want == expected["events_7d"] + 1
+    key = f"{actions[0]['arm']}|{actions[0]['action']}|renewed"
+    assert counts == {key: 1}, "the duplicate is not counted again, the broken one not at all"

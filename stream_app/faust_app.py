@@ -1,0 +1,264 @@
+"""`nba worker`: the Faust app. One consumer group (NBA_CONSUMER_GROUP), any number of workers.
+
+Agents:
+
+- ``decide`` reads the events topic as raw bytes in micro-batches (``take_events``: up to
+  NBA_BATCH_SIZE events or NBA_BATCH_WAIT_S seconds) and hands each batch to the decision
+  engine (stream_app.engine): validation with DLQ, the customers' streaming aggregates in the
+  changelogged table ``customer-activity`` and their write to the Feast online store, triggers,
+  one bundle call, the policy, the ledger, publish. The batch's events are acknowledged (and
+  their offsets committed by Faust) only after the engine has flushed its output: at least once.
+- ``outcomes`` reads the outcomes topic and counts realized outcomes per arm and action, joined
+  to the decision by action_id (stream_app.outcome_feed).
+
+Why the engine's own confluent-kafka producer inside the agent: it is idempotent, partitions
+with murmur2 like Faust (STACK_NOTES), and ``flush`` gives the per-batch "everything is on the
+broker" point the engine already relies on. Its flush blocks the event loop for the few
+milliseconds a batch takes to deliver, well inside the consumer's session timeout.
+The table is keyed by customer_id with ``use_partitioner``: its changelog partition is the
+murmur2 partition of the key, the same as the customer's events, so a batch can update many
+customers at once and each update lands in the partition the worker owns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import faust
+from faust.streams import Stream
+from faust.types import EventT, StreamT
+
+from policies.errors import ConfigError
+from stream_app.aggregates import updated, windows
+from stream_app.engine import BatchStats, DecisionEngine
+from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.messages import EngagementEvent
+from stream_app.metrics import EngineMetrics
+from stream_app.outcome_feed import OutcomeFeed
+from stream_app.pipeline import RawMessage
+from stream_app.settings import Settings
+
+__all__ = ["EngineApp", "create_app"]
+
+_OUTCOME_BATCH = 500
+_LOG = logging.getLogger("nba.worker")
+
+
+def _broker_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "broker": [f"kafka://{h.strip()}" for h in settings.effective_kafka_bootstrap().split(",")],
+        "broker_session_timeout": settings.kafka_session_timeout_ms / 1000,
+        "broker_heartbeat_interval": settings.kafka_heartbeat_interval_ms / 1000,
+    }
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "",
+            password=password.get_secret_value() if password else "",
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=_ssl_context(settings),
+        )
+    elif settings.kafka_security_protocol.upper() == "SSL":
+        options["broker_credentials"] = faust.SSLCredentials(_ssl_context(settings))
+    return options
+
+
+def _ssl_context(settings: Settings) -> Any:
+    if not settings.kafka_security_protocol.upper().endswith("SSL"):
+        return None
+    import ssl
+
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def _raw(event: EventT[bytes]) -> RawMessage:
+    message = event.message
+    listed = message.headers
+    pairs = list(listed.items()) if isinstance(listed, Mapping) else list(listed or [])
+    return RawMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key if isinstance(message.key, bytes) else None,
+        value=message.value if isinstance(message.value, bytes) else None,
+        headers={str(k): v for k, v in pairs if isinstance(v, bytes)},
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else 0,
+    )
+
+
+def _batches(
+    stream: StreamT[bytes], size: int, within: float
+) -> AsyncIterator[Sequence[EventT[bytes]]]:
+    """``take_events``: Faust acknowledges a batch's events only when the next is asked for."""
+    if not isinstance(stream, Stream):
+        raise TypeError(f"a Faust Stream is needed, got {type(stream).__name__}")
+    return stream.take_events(size, within=within)
+
+
+def _die(agent: str) -> NoReturn:
+    """A batch that cannot be processed (a dependency is down) ends the process at once.
+
+    Faust acknowledges a batch's events when its iterator is closed, whatever happened to them,
+    so leaving the loop by an exception would commit events that were never decided. Exiting
+    without running any clean-up leaves their offsets uncommitted: the restarted worker (or
+    another one of the group) decides them again, with the same action_ids."""
+    _LOG.exception("agent %s: the batch failed; exiting without committing it", agent)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(70)  # EX_SOFTWARE
+
+
+class EngineApp:
+    """The Faust app with its agents and table, around one decision engine."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        partitions: int,
+        build_engine: Callable[[Callable[[list[EngagementEvent]], None]], DecisionEngine],
+        features: FeatureStoreAdapter,
+        outcome_feed: OutcomeFeed,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        datadir = settings.state_dir / "faust" / settings.consumer_group
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            settings.consumer_group,
+            **_broker_options(settings),
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication_factor,
+            store="memory://",  # the table lives in memory, rebuilt from its changelog topic
+            datadir=str(datadir),
+            consumer_auto_offset_reset="earliest",
+            processing_guarantee="at_least_once",
+            web_enabled=False,
+            autodiscover=False,
+        )
+        self.activity = self.app.Table(
+            "customer-activity",
+            default=None,
+            partitions=partitions,  # the events topic's: each customer's state stays with them
+            key_type=bytes,  # raw keys: the same bytes, so the same partition, as the events
+            use_partitioner=True,
+        )
+        self._features = features
+        self.engine = build_engine(self._aggregate)
+        self._outcomes = outcome_feed
+        self._on_batch = on_batch
+        self._next_offsets: dict[Any, int] = {}
+        self.consumed = 0
+        events = self.app.topic(settings.topic_events)
+        outcomes = self.app.topic(settings.topic_outcomes)
+        self.app.agent(events, name="decide")(self._decide)
+        self.app.agent(outcomes, name="outcomes")(self._count_outcomes)
+
+    def _aggregate(self, events: list[EngagementEvent]) -> None:
+        """Update each customer's activity in the table, then write the short windows to the
+        online store before anything is scored."""
+        by_customer: dict[str, list[EngagementEvent]] = defaultdict(list)
+        for event in events:
+            by_customer[event.customer_id].append(event)
+        rows = []
+        for customer, mine in by_customer.items():
+            key = customer.encode()
+            state = updated(self.activity.get(key), mine)
+            self.activity[key] = state
+            as_of = datetime.fromtimestamp(state["times"][-1], UTC)
+            rows.append((customer, as_of, windows(state)))
+        self._features.write_windows(rows)
+
+    async def _decide(self, stream: StreamT[bytes]) -> None:
+        settings = self.settings
+        batches = _batches(stream, settings.batch_size, settings.batch_wait_s)
+        async for batch in batches:
+            try:
+                stats = self._process(batch)
+            except Exception:
+                _die("decide")
+            self.consumed += stats.consumed
+            if self._on_batch is not None:
+                self._on_batch(stats)
+
+    def _process(self, batch: Sequence[EventT[bytes]]) -> BatchStats:
+        stats = self.engine.process([_raw(event) for event in batch])
+        self.engine.flush()
+        for event in batch:
+            self._next_offsets[event.message.tp] = event.message.offset + 1
+        self.engine.after_batch(self._lag())
+        return stats
+
+    def _lag(self) -> int:
+        """Events not yet decided on the partitions this worker holds now."""
+        consumer = self.app.consumer
+        assigned = consumer.assignment()
+        for tp in [tp for tp in self._next_offsets if tp not in assigned]:
+            del self._next_offsets[tp]  # moved to another worker in a rebalance
+        return sum(
+            max(consumer.highwater(tp) - offset, 0) for tp, offset in self._next_offsets.items()
+        )
+
+    async def _count_outcomes(self, stream: StreamT[bytes]) -> None:
+        async for batch in _batches(stream, _OUTCOME_BATCH, 1.0):
+            try:
+                self._outcomes.count([e.message.value for e in batch])
+            except Exception:
+                _die("outcomes")
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT (Faust's worker handles both and stops cleanly)."""
+        worker = faust.Worker(self.app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+        worker.spinner = None  # its terminal escapes would land in log files
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise RuntimeError(f"the Faust worker stopped with exit code {exc.code}") from None
+        finally:
+            self.engine.close()
+
+
+def _partitions(settings: Settings, topic: str) -> int:
+    """How many partitions the topic has on the broker (a missing topic is a setup error)."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream_app.kafka_clients import client_config
+
+    listed = AdminClient(client_config(settings)).list_topics(topic, timeout=15).topics.get(topic)
+    if listed is None or listed.error is not None or not listed.partitions:
+        raise ConfigError(
+            f"events topic {topic!r} does not exist on the broker (NBA_TOPIC_EVENTS); create it "
+            "with as many partitions as workers you may run"
+        )
+    return len(listed.partitions)
+
+
+def create_app(
+    settings: Settings,
+    metrics: EngineMetrics | None = None,
+    on_batch: Callable[[BatchStats], None] | None = None,
+) -> EngineApp:
+    """The worker's Faust app for these settings (the engine as `nba worker` serves it)."""
+    import redis
+
+    from stream_app.worker import build_engine, feature_store
+
+    features = feature_store(settings)
+    client = redis.Redis.from_url(settings.effective_redis_url())
+    return EngineApp(
+        settings,
+        _partitions(settings, settings.topic_events),
+        lambda aggregates: build_engine(settings, features, metrics=metrics, aggregates=aggregates),
+        features,
+        OutcomeFeed(client, settings.topic_outcomes, metrics),
+        on_batch,
+    )
