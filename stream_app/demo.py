@@ -2,12 +2,13 @@
 
 Bring up the project's own Kafka broker and Redis, simulate a customer world, train the churn
 and uplift models on a randomized experiment of that world and serve them as an ONNX bundle,
-replay the world's engagement events into Kafka at a set rate, decide in micro-batches
-(validation, triggers, one bundle call, policy, pacing, Redis budget ledger), publish to
-`nba-actions`, read them back as a CRM would, emit the outcomes the simulator knows, and print
-what happened, including the true incremental value against the oracle. Tears down what it
-started. Features are read from the Feast online store (Redis), loaded from the feature jobs'
-parquet sources by `materialize`.
+start `nba worker` (the Faust app, as its own process), replay the world's engagement events
+into Kafka at a set rate while it decides in micro-batches (validation, streaming aggregates
+into the Feast online store, triggers, one bundle call, policy, pacing, Redis budget ledger),
+read `nba-actions` back as a CRM would, emit the outcomes the simulator knows, and print what
+happened, including the true incremental value against the oracle and the A/B readout from the
+topics. Tears down what it started. Features are read from the Feast online store (Redis),
+loaded from the feature jobs' parquet sources by `materialize`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
@@ -47,14 +54,16 @@ from stream_app import kafka_clients
 from stream_app.commands.features import build_sources
 from stream_app.commands.feedback import Feedback, decision_report, load_feedback
 from stream_app.commands.simulate import truth_frame
-from stream_app.decision_loop import latency_percentiles
+from stream_app.engine import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
+from stream_app.observe import action_latencies, events_processed, wait_for_events
 from stream_app.replay import ReplayStats, replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
-from stream_app.worker import build_loop, policy_config
+from stream_app.topic_reader import read_topic
+from stream_app.worker import policy_config
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -134,6 +143,36 @@ def _serve_features(settings: Settings, world: World) -> FeatureStoreAdapter:
     return store
 
 
+@contextlib.contextmanager
+def _worker_process(engine: Settings, price: float) -> Iterator[subprocess.Popen[bytes]]:
+    """`nba worker` as its own process on the demo's settings; SIGTERM and wait at the end."""
+    env = {**os.environ, **engine.environment(), "NBA_PACING_INITIAL_PRICE": f"{price:.6g}"}
+    log_path = engine.model_registry.parent / "worker.log"
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        worker = subprocess.Popen(  # noqa: S603  # our own CLI, with our settings
+            [sys.executable, "-m", "stream_app", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield worker
+    except BaseException:
+        tail = log_path.read_text(errors="replace").splitlines()[-15:]
+        sys.stderr.write("\n".join(["worker log (last lines):", *tail]) + "\n")
+        raise
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+
+def _processed_or_none(engine: Settings) -> float | None:
+    try:
+        return events_processed(engine)
+    except OSError:
+        return None
+
+
 def _create_topics(settings: Settings, names: list[str]) -> None:
     admin = AdminClient(kafka_clients.client_config(settings))
     futures = admin.create_topics(
@@ -183,59 +222,54 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     features = _serve_features(engine, world)
     wanted = int(options.rate * options.seconds)
     events = generate_events(world, days=days_holding(world, wanted))
-    # The same worker `nba worker` runs, with a pacing price learnt from yesterday's traffic.
-    loop = build_loop(engine, pacer=_initial_pacer(engine, world, features, scorer))
-    ledger = loop.ledger
+    price = _initial_pacer(engine, world, features, scorer).price
     console.print(
-        f"[bold]5/7[/] replaying {wanted:,} events at {options.rate:,.0f}/s and deciding ..."
+        f"[bold]5/7[/] starting `nba worker`, replaying {wanted:,} events at "
+        f"{options.rate:,.0f}/s and deciding ..."
     )
     replayed: list[ReplayStats] = []
-    totals = Counter[str]()
-    latencies: list[float] = []
-    with Progress(console=console, transient=False) as progress:
-        sent_bar = progress.add_task("events sent", total=wanted)
-        seen_bar = progress.add_task("events processed", total=wanted + len(POISON))
-        sender = threading.Thread(
-            target=lambda: replayed.append(
-                replay_events(
-                    events,
-                    kafka_clients.producer(settings),
-                    topics["events"],
-                    options.rate,
-                    limit=wanted,
-                    on_progress=lambda k: progress.advance(sent_bar, k),
-                )
-            ),
-            daemon=True,
-        )
-        sender.start()
-        _send_poison(settings, topics["events"])
-        idle_since = time.monotonic()
-        while True:
-            stats = loop.run_once()
-            totals.update(
-                consumed=stats.consumed,
-                invalid=stats.invalid,
-                decided=stats.decided,
-                republished=stats.republished,
+    with _worker_process(engine, price) as worker:
+        _send_poison(settings, topics["events"])  # the worker is consuming once it saw them
+        wait_for_events(engine, len(POISON), 120, alive=lambda: worker.poll() is None)
+        since_ms = time.time() * 1000
+        with Progress(console=console, transient=False) as progress:
+            sent_bar = progress.add_task("events sent", total=wanted)
+            seen_bar = progress.add_task("events processed", total=wanted + len(POISON))
+            sender = threading.Thread(
+                target=lambda: replayed.append(
+                    replay_events(
+                        events,
+                        kafka_clients.producer(settings),
+                        topics["events"],
+                        options.rate,
+                        limit=wanted,
+                        on_progress=lambda k: progress.advance(sent_bar, k),
+                    )
+                ),
+                daemon=True,
             )
-            latencies.extend(stats.latencies_ms)
-            progress.advance(seen_bar, stats.consumed)
-            if stats.consumed:
-                idle_since = time.monotonic()
-            done = totals["consumed"] >= wanted + len(POISON)
-            if not sender.is_alive() and (done or time.monotonic() - idle_since > 10):
-                break
-    loop.close()
+            sender.start()
+            while sender.is_alive() or progress.tasks[1].completed < wanted + len(POISON):
+                seen = _processed_or_none(engine)
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker stopped (exit code {worker.returncode})")
+                if seen is not None:
+                    progress.update(seen_bar, completed=seen)
+                time.sleep(0.2)
+        consumed = int(_processed_or_none(engine) or 0)
+    totals = Counter(consumed=consumed, invalid=len(read_topic(engine, engine.topic_dlq)))
+    latencies = action_latencies(engine, since_ms)
+    ledger = BudgetLedger(
+        redis.Redis.from_url(engine.effective_redis_url()), engine.budget_period, engine.budget
+    )
 
     console.print("[bold]6/7[/] reading nba-actions as the CRM would, and emitting outcomes ...")
-    actions = _read_actions(
-        settings, topics["actions"], totals["decided"] + totals["republished"], run
-    )
+    actions = [json.loads(v) for v in read_topic(engine, topics["actions"])]
+    actions = list({a["action_id"]: a for a in actions}.values())  # the CRM dedupes on action_id
     choice = np.zeros(world.n, dtype=np.int64)
     index = {c: i for i, c in enumerate(world.customers["customer_id"].astype(str))}
     decided_rows = np.array([index[str(a["customer_id"])] for a in actions], dtype=np.int64)
-    names = list(loop.policy.catalog.names)
+    names = list(default_catalog().names)
     choice[decided_rows] = [names.index(a["action"]) for a in actions]
     _emit_outcomes(
         settings,
@@ -290,22 +324,6 @@ def _send_poison(settings: Settings, topic: str) -> None:
     for value, headers in POISON:
         producer.produce(topic, key=b"C00000001", value=value, headers=headers)
     producer.flush(30)
-
-
-def _read_actions(settings: Settings, topic: str, expected: int, run: str) -> list[dict[str, Any]]:
-    crm = kafka_clients.consumer(settings, f"crm-{run}")
-    crm.subscribe([topic])
-    actions: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + 60
-    seen = 0
-    while seen < expected and time.monotonic() < deadline:
-        for msg in crm.consume(500, 0.5):
-            if msg.error() is None:
-                seen += 1
-                payload = json.loads(msg.value() or b"{}")
-                actions[payload["action_id"]] = payload  # the CRM dedupes on action_id
-    crm.close()
-    return list(actions.values())
 
 
 def _emit_outcomes(
@@ -383,7 +401,7 @@ def _summary(
             f"({(replay.rate if replay else 0):,.0f}/s sent)",
         ),
         ("invalid events (to DLQ)", f"{totals['invalid']:,}"),
-        ("decisions published", f"{len(actions):,} ({totals['republished']:,} republished)"),
+        ("decisions published (distinct action_ids)", f"{len(actions):,}"),
         ("decisions by action", ", ".join(f"{k} {v:,}" for k, v in by_action.most_common())),
         ("decisions by segment", ", ".join(f"{k} {v:,}" for k, v in by_segment.most_common())),
         ("arms", ", ".join(f"{k} {v:,}" for k, v in by_arm.most_common())),

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 import faust
 from faust.streams import Stream
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import EventT, StreamT
 
 from policies.errors import ConfigError
@@ -48,6 +49,27 @@ __all__ = ["EngineApp", "create_app"]
 
 _OUTCOME_BATCH = 500
 _LOG = logging.getLogger("nba.worker")
+
+
+def _bounded_fetch_wait(wait_ms: int) -> None:
+    """Make Faust's consumer ask the broker to answer a fetch within ``wait_ms``.
+
+    faust-streaming 0.15.3 hard-codes ``fetch_max_wait_ms=1500`` for its aiokafka consumer
+    (faust/transport/drivers/aiokafka.py); measured here, events then arrive in bursts about
+    every 1.1-1.6 s even at a steady 1,000 events/s, and that wait dominates event-to-action
+    latency (benchmarks/end_to_end.py). There is no setting for it, so the consumer the driver
+    creates gets the bound before it starts (aiokafka builds its fetcher from it at start)."""
+    original = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "_nba_bounded", False):
+        return
+
+    def create(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    create._nba_bounded = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
 def _broker_options(settings: Settings) -> dict[str, Any]:
@@ -128,6 +150,7 @@ class EngineApp:
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.settings = settings
+        _bounded_fetch_wait(settings.kafka_fetch_max_wait_ms)
         datadir = settings.state_dir / "faust" / settings.consumer_group
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
@@ -151,6 +174,10 @@ class EngineApp:
             key_type=bytes,  # raw keys: the same bytes, so the same partition, as the events
             use_partitioner=True,
         )
+        # Table updates queue their changelog records in Faust's producer buffer; past
+        # max_messages Faust stops the stream until it drains. A batch updates up to one record
+        # per event, so the buffer must hold a batch or the stream stalls between batches.
+        self.app.producer.buffer.max_messages = max(1_000, 4 * settings.batch_size)
         self._features = features
         self.engine = build_engine(self._aggregate)
         self._outcomes = outcome_feed

@@ -6,6 +6,7 @@ with one line naming the variable (see ``load_settings``).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     # partitions to the others within about 10 s (shared/STACK_NOTES.md).
     kafka_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=500, le=60_000)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20, ge=1, le=1_500, description="longest the broker holds a fetch without data"
+    )
     trigger_event_types: frozenset[str] = frozenset(
         {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
     )
@@ -119,6 +123,23 @@ class Settings(BaseSettings):
 
     def effective_redis_url(self) -> str:
         return self.redis_url.get_secret_value() if self.redis_url else self.local_redis_url
+
+    def environment(self) -> dict[str, str]:
+        """These settings as NBA_ variables, e.g. for a worker process started by the demo
+        (the local servers' addresses made explicit, secrets in clear: keep it in memory)."""
+        rendered: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, frozenset | set | list | tuple):
+                value = json.dumps(sorted(value))
+            rendered[f"NBA_{name.upper()}"] = str(value)
+        rendered["NBA_KAFKA_BOOTSTRAP"] = self.effective_kafka_bootstrap()
+        rendered["NBA_REDIS_URL"] = self.effective_redis_url()
+        return rendered
 
 
 def load_settings(**overrides: object) -> Settings:
