@@ -8,8 +8,10 @@ used. From it come the `engagement_stream` view's short windows (events in the l
 view stay the nightly batch job's (`nba features materialize`): the stream refreshes only the
 short windows, through Feast's online-store write (stream_app.feature_store.write_windows).
 
-At least once: after a crash a batch may be applied twice to the table, counting its events
-twice until they leave the 7-day window; the decision itself stays idempotent (action_id).
+Redelivery (at least once) is harmless: all of a customer's events live in one partition of the
+events topic, so their offsets only grow; the state keeps the highest offset applied and skips
+anything at or below it. (After the events topic gets more partitions, customers move and
+offsets stop being comparable: run the workers under a new consumer group, hence a new table.)
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ WINDOW_FIELDS = {"events_1h": 3_600.0, "events_24h": 86_400.0, "events_7d": _WEE
 Activity = dict[str, Any]
 
 
-def updated(state: Activity | None, events: Iterable[EngagementEvent]) -> Activity:
-    """The customer's state after these events (in any order), pruned to the last 7 days."""
+def updated(state: Activity | None, events: Iterable[tuple[int, EngagementEvent]]) -> Activity:
+    """The customer's state after these (offset, event) pairs, in any order, pruned to the last
+    7 days; an event at or below the highest offset already applied is a redelivery: skipped."""
     times = list(state["times"]) if state else []
     features = dict(state["features"]) if state else {}
-    for event in events:
+    applied = int(state.get("offset", -1)) if state else -1
+    fresh = [(offset, event) for offset, event in events if offset > applied]
+    for _, event in fresh:
         at = event.occurred_at.timestamp()
         times.append(at)
         feature = event.properties.get("feature") if event.event_type == "feature_used" else None
@@ -40,6 +45,7 @@ def updated(state: Activity | None, events: Iterable[EngagementEvent]) -> Activi
     times.sort()
     newest = times[-1] if times else 0.0
     return {
+        "offset": max([applied, *(offset for offset, _ in fresh)]),
         "times": [t for t in times if newest - t <= _WEEK_S][-MAX_EVENTS:],
         "features": {f: t for f, t in features.items() if newest - t <= _WEEK_S},
     }

@@ -82,7 +82,7 @@ class DecisionEngine:
         metrics: EngineMetrics | None = None,
         model_version: Callable[[], str] | None = None,
         contact_log: ContactLog | None = None,
-        aggregates: Callable[[list[EngagementEvent]], None] | None = None,
+        aggregates: Callable[[list[tuple[RawMessage, EngagementEvent]]], None] | None = None,
     ) -> None:
         """``model_version``: the version serving right now (it changes on a hot reload);
         defaults to the settings' fixed version. ``contact_log``: the persisted contact history
@@ -127,7 +127,7 @@ class DecisionEngine:
         self._count_events(valid, rejected)
         if self._aggregates is not None and valid:
             with self._timed("aggregates"), self._counting_errors("feature_store_or_model"):
-                self._aggregates([e for _, e in valid])
+                self._aggregates(valid)
         last = self._last_triggers({e.customer_id for _, e in valid})
         triggers = select_triggers(
             valid, last, self.settings.trigger_types, self.settings.min_interval_s

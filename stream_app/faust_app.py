@@ -48,6 +48,7 @@ from stream_app.settings import Settings
 __all__ = ["EngineApp", "create_app"]
 
 _OUTCOME_BATCH = 500
+Aggregates = Callable[[list[tuple[RawMessage, EngagementEvent]]], None]
 _LOG = logging.getLogger("nba.worker")
 
 
@@ -144,7 +145,7 @@ class EngineApp:
         self,
         settings: Settings,
         partitions: int,
-        build_engine: Callable[[Callable[[list[EngagementEvent]], None]], DecisionEngine],
+        build_engine: Callable[[Aggregates], DecisionEngine],
         features: FeatureStoreAdapter,
         outcome_feed: OutcomeFeed,
         on_batch: Callable[[BatchStats], None] | None = None,
@@ -189,12 +190,12 @@ class EngineApp:
         self.app.agent(events, name="decide")(self._decide)
         self.app.agent(outcomes, name="outcomes")(self._count_outcomes)
 
-    def _aggregate(self, events: list[EngagementEvent]) -> None:
+    def _aggregate(self, events: list[tuple[RawMessage, EngagementEvent]]) -> None:
         """Update each customer's activity in the table, then write the short windows to the
         online store before anything is scored."""
-        by_customer: dict[str, list[EngagementEvent]] = defaultdict(list)
-        for event in events:
-            by_customer[event.customer_id].append(event)
+        by_customer: dict[str, list[tuple[int, EngagementEvent]]] = defaultdict(list)
+        for raw, event in events:
+            by_customer[event.customer_id].append((raw.offset, event))
         rows = []
         for customer, mine in by_customer.items():
             key = customer.encode()

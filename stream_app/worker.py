@@ -29,6 +29,7 @@ from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
+from stream_app.pipeline import RawMessage
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
@@ -64,7 +65,7 @@ def build_engine(
     features: FeatureStoreAdapter | None = None,
     pacer: Pacer | None = None,
     metrics: EngineMetrics | None = None,
-    aggregates: Callable[[list[EngagementEvent]], None] | None = None,
+    aggregates: Callable[[list[tuple[RawMessage, EngagementEvent]]], None] | None = None,
 ) -> DecisionEngine:
     """The decision engine for these settings: the promoted bundle (hot-reloaded), features
     from the Feast online store, the Redis ledger, trigger state and contact history.

@@ -29,7 +29,7 @@ def test_windows_count_what_happened_before_the_newest_event() -> None:
         _event(4, -30, "feature_used", "reports"),
         _event(5, 0),
     ]
-    state = updated(None, events)
+    state = updated(None, list(enumerate(events)))
     assert windows(state) == {
         "events_1h": 2,
         "events_24h": 3,
@@ -39,21 +39,32 @@ def test_windows_count_what_happened_before_the_newest_event() -> None:
     assert len(state["times"]) == 4
 
 
-def test_chunks_in_any_order_give_the_same_state() -> None:
+def test_batches_in_offset_order_give_the_state_of_all_at_once() -> None:
+    """Kafka delivers a partition in offset order; within a batch the order does not matter."""
     events = [
         _event(k, random.Random(k).uniform(-9000, 0), "feature_used", f"f{k % 7}")
         for k in range(300)
     ]
-    whole = updated(None, events)
-    shuffled = events[:]
-    random.Random(1).shuffle(shuffled)
+    numbered = list(enumerate(events))
+    whole = updated(None, numbered)
     state = None
     for start in range(0, 300, 37):
-        state = updated(state, shuffled[start : start + 37])
+        batch = numbered[start : start + 37]
+        random.Random(start).shuffle(batch)
+        state = updated(state, batch)
     assert state == whole
 
 
 def test_a_runaway_producer_cannot_grow_the_state_without_bound() -> None:
-    state = updated(None, [_event(k, k / 100) for k in range(MAX_EVENTS + 500)])
+    state = updated(None, [(k, _event(k, k / 100)) for k in range(MAX_EVENTS + 500)])
     assert len(state["times"]) == MAX_EVENTS
     assert windows(state)["events_1h"] == MAX_EVENTS
+
+
+def test_a_redelivered_event_is_not_counted_twice() -> None:
+    numbered = [(k, _event(k, k)) for k in range(10)]
+    once = updated(None, numbered)
+    again = updated(once, numbered[5:])  # a batch delivered again after a crash
+    assert again == once and windows(again)["events_1h"] == 10
+    later = updated(once, [(10, _event(10, 11))])
+    assert windows(later)["events_24h"] == 11

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,18 +36,35 @@ from stream_app.infra import stack
 from stream_app.replay import replay_events
 from stream_app.settings import Settings, load_settings
 from tests.conftest import TopicFactory, drain, free_port, own_infra_settings
+from tests.stream_app.test_decision_loop_integration import POISON
 
 pytestmark = pytest.mark.integration
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left_behind() -> Iterator[None]:
+    """A failing test must not leave a worker running into the next one."""
+    yield
+    while _STARTED:
+        worker = _STARTED.pop()
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(timeout=30)
+
+
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own copy of the file descriptor
-        return subprocess.Popen(  # the real CLI, as an operator runs it
+        worker = subprocess.Popen(  # the real CLI, as an operator runs it
             [sys.executable, "-m", "stream_app", "worker"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    _STARTED.append(worker)
+    return worker
 
 
 def _wait_ready(log: Path, timeout_s: float = 90.0) -> None:
@@ -309,11 +326,13 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
     lines = list(events.json_lines(0, 1_500))
     producer = kafka_clients.producer(settings)
     replay_events(events, producer, env["NBA_TOPIC_EVENTS"], rate=20_000, limit=1_500)
+    for value, headers in POISON:  # the worker must shrug these off into the DLQ
+        producer.produce(env["NBA_TOPIC_EVENTS"], key=b"C00000001", value=value, headers=headers)
     worker = _start(env, tmp_path / "w1.log")
     _wait_ready(tmp_path / "w1.log")
     busiest = max({c for c, _ in lines}, key=lambda c: sum(1 for k, _ in lines if k == c))
     mine = [EngagementEvent.model_validate_json(v) for c, v in lines if c == busiest]
-    expected = windows(updated(None, mine))
+    expected = windows(updated(None, list(enumerate(mine))))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and _windows_of(settings, busiest) != {
         k: expected[k] for k in ("events_1h", "events_24h", "events_7d")
@@ -356,7 +375,7 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
     producer.flush(30)
     second = _start(env, tmp_path / "w2.log")
     _wait_ready(tmp_path / "w2.log")
-    want = windows(updated(None, [*mine, later]))["events_7d"]
+    want = windows(updated(None, list(enumerate([*mine, later]))))["events_7d"]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and (
         _windows_of(settings, busiest)["events_7d"] != want or not feed.counts()
@@ -369,3 +388,10 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
     assert _windows_of(settings, busiest)["events_7d"] == want == expected["events_7d"] + 1
     key = f"{actions[0]['arm']}|{actions[0]['action']}|renewed"
     assert counts == {key: 1}, "the duplicate is not counted again, the broken one not at all"
+    dlq = kafka_clients.consumer(load_settings(kafka_bootstrap=kafka_bootstrap), f"d-{run}")
+    dlq.subscribe([env["NBA_TOPIC_DLQ"]])
+    codes = sorted(json.loads(m.value())["error_code"] for m in drain(dlq, len(POISON)))
+    dlq.close()
+    assert codes == sorted(
+        ["invalid_json", "unknown_event_type", "invalid_schema", "too_large", "missing_header"]
+    )
