@@ -39,7 +39,7 @@ from policies.decide import PolicyConfig, decide_stream
 from policies.pacing import Pacer
 from policies.rules import ContactState
 from policies.segments import SEGMENTS
-from simulator.config import DEFAULT_ACTIONS, validated
+from simulator.config import scaled_effects, validated
 from simulator.datasets import randomized_experiment
 from simulator.events import outcome_events
 from simulator.world import World, build_world
@@ -47,15 +47,7 @@ from stream_app.commands.feedback import evaluate_candidates, off_policy_log
 from stream_app.commands.score import score_all
 from stream_app.scorer import BundleScorer
 
-STRONG = tuple(
-    a.model_copy(
-        update={
-            "persuadable_share": a.persuadable_share * 2.5,
-            "sleeping_dog_share": a.sleeping_dog_share * 2.5,
-        }
-    )
-    for a in DEFAULT_ACTIONS
-)
+STRONG = scaled_effects(2.5)
 WORLDS: dict[str, dict[str, Any]] = {
     "default": {},
     "one plan, effects x2.5": {

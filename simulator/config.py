@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from policies.errors import ConfigError, first_problem
 
-__all__ = ["DEFAULT_ACTIONS", "ActionEffect", "WorldConfig", "validated"]
+__all__ = ["DEFAULT_ACTIONS", "ActionEffect", "WorldConfig", "scaled_effects", "validated"]
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -90,6 +90,22 @@ DEFAULT_ACTIONS: tuple[ActionEffect, ...] = (
         persuadable_drivers={"low_adoption": 1.5, "engagement": 0.4, "risk": -1.0},
     ),
 )
+
+
+def scaled_effects(
+    factor: float, actions: tuple[ActionEffect, ...] = DEFAULT_ACTIONS
+) -> tuple[ActionEffect, ...]:
+    """The actions with ``factor`` times their persuadable and sleeping-dog shares: a world where
+    the policy's choices matter more (e.g. to test that an evaluation can tell policies apart)."""
+    return tuple(
+        a.model_copy(
+            update={
+                "persuadable_share": a.persuadable_share * factor,
+                "sleeping_dog_share": a.sleeping_dog_share * factor,
+            }
+        )
+        for a in actions
+    )
 
 
 class WorldConfig(BaseModel):

@@ -35,7 +35,7 @@ from policies.arms import ArmConfig
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from policies.pacing import Pacer, PacingConfig
-from simulator.config import DEFAULT_ACTIONS, validated
+from simulator.config import scaled_effects, validated
 from simulator.datasets import randomized_experiment
 from simulator.events import outcome_events
 from simulator.world import World, build_world
@@ -61,15 +61,7 @@ pytestmark = pytest.mark.integration
 
 CUSTOMERS = 16_000
 HOLDOUT, EXPLORE = 0.2, 0.3
-STRONG = tuple(
-    a.model_copy(
-        update={
-            "persuadable_share": a.persuadable_share * 2.5,
-            "sleeping_dog_share": a.sleeping_dog_share * 2.5,
-        }
-    )
-    for a in DEFAULT_ACTIONS
-)
+STRONG = scaled_effects(2.5)
 # Planted bad input on the outcomes topic.
 DUPLICATED, UNKNOWN, EARLY, UNREADABLE = 25, 7, 3, 2
 
