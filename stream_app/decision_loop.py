@@ -13,10 +13,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
-from stream_app.engine import BatchStats, DecisionEngine, LoopSettings, latency_percentiles
+from stream_app.engine import BatchStats, DecisionEngine, LoopSettings
 from stream_app.pipeline import RawMessage
 
-__all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "latency_percentiles", "raw_message"]
+__all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "raw_message"]
 
 
 def raw_message(msg: Message) -> RawMessage:

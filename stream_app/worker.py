@@ -1,7 +1,8 @@
 """`nba worker`: the long-running decision process, on the local stack or a real cluster.
 
-It wires the decision loop (stream_app.decision_loop) to the settings, the promoted ONNX bundle,
-the Feast online store and the Redis ledger, then runs until SIGTERM or SIGINT: the batch in
+It wires the decision engine (stream_app.engine) to the settings, the promoted ONNX bundle
+(hot-reloaded), the Feast online store, the Redis ledger, trigger state and contact history,
+and runs it in the Faust app (stream_app.faust_app) until SIGTERM or SIGINT: the batch in
 flight is finished and its offsets committed before the process exits, so a stop loses
 nothing. Any number of workers share the consumer group, the ledger and the trigger state.
 """
@@ -22,7 +23,6 @@ from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
-from stream_app.decision_loop import DecisionLoop
 from stream_app.engine import DecisionEngine, LoopSettings
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
@@ -33,7 +33,7 @@ from stream_app.pipeline import RawMessage
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
-__all__ = ["build_engine", "build_loop", "feature_store", "policy_config", "run_worker"]
+__all__ = ["build_engine", "feature_store", "policy_config", "run_worker"]
 
 
 def _base(settings: Settings) -> pd.DataFrame:
@@ -110,17 +110,6 @@ def build_engine(
 def feature_store(settings: Settings) -> FeatureStoreAdapter:
     return FeatureStoreAdapter(
         settings, settings.feature_repo, settings.feature_data, project=settings.feature_project
-    )
-
-
-def build_loop(
-    settings: Settings, pacer: Pacer | None = None, metrics: EngineMetrics | None = None
-) -> DecisionLoop:
-    """The engine driven in-process by a confluent-kafka consumer of NBA_CONSUMER_GROUP."""
-    consumer = kafka_clients.consumer(settings, settings.consumer_group)
-    consumer.subscribe([settings.topic_events])
-    return DecisionLoop(
-        consumer=consumer, engine=build_engine(settings, pacer=pacer, metrics=metrics)
     )
 
 
