@@ -260,7 +260,7 @@ def test_bad_outcomes_are_counted_and_left_out(run: Run) -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known gap (issue 9): covered in 4 of the 5 runs so far; one run gave DR $9,597 "
+        "known gap (issue 9): covered in 5 of the 6 runs so far; one run gave DR $9,597 "
         "[8,943, 10,250] for a true $8,631, a miss of 2.8 SE that suggests a bias (logged "
         "propensities under the stream's changing pacing price are the first suspect)"
     ),

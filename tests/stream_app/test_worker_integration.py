@@ -259,7 +259,7 @@ def _wait_for(
     reason=(
         "known gap (issue 8): since the worker runs under Faust, some runs leave the killed "
         "worker's partitions unconsumed after the rebalance (the restarted worker takes in 0 "
-        "events within 180 s; table recovery suspected); it passed 3 of the last 6 runs"
+        "events within 180 s; table recovery suspected); it passed 3 of the last 7 runs"
     ),
 )
 def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
@@ -336,7 +336,7 @@ def _windows_of(settings: Settings, customer: str) -> dict[str, int]:
     strict=False,
     reason=(
         "known gap (issue 8): after the SIGTERM + restart the recovered table sometimes counts "
-        "one event twice (seen 47 vs 46 once in CI; passed in 2 other runs)"
+        "one event twice (seen 47 vs 46 once in CI; passed in 3 other runs)"
     ),
 )
 def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_counted(
