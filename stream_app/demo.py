@@ -58,7 +58,7 @@ from stream_app.engine import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
-from stream_app.observe import action_latencies, events_processed, wait_for_events
+from stream_app.observe import action_latencies, events_processed_or_none, wait_for_events
 from stream_app.replay import ReplayStats, replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
@@ -166,13 +166,6 @@ def _worker_process(engine: Settings, price: float) -> Iterator[subprocess.Popen
         worker.wait(timeout=60)
 
 
-def _processed_or_none(engine: Settings) -> float | None:
-    try:
-        return events_processed(engine)
-    except OSError:
-        return None
-
-
 def _create_topics(settings: Settings, names: list[str]) -> None:
     admin = AdminClient(kafka_clients.client_config(settings))
     futures = admin.create_topics(
@@ -250,13 +243,13 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
             )
             sender.start()
             while sender.is_alive() or progress.tasks[1].completed < wanted + len(POISON):
-                seen = _processed_or_none(engine)
+                seen = events_processed_or_none(engine)
                 if worker.poll() is not None:
                     raise RuntimeError(f"the worker stopped (exit code {worker.returncode})")
                 if seen is not None:
                     progress.update(seen_bar, completed=seen)
                 time.sleep(0.2)
-        consumed = int(_processed_or_none(engine) or 0)
+        consumed = int(events_processed_or_none(engine) or 0)
     totals = Counter(consumed=consumed, invalid=len(read_topic(engine, engine.topic_dlq)))
     latencies = action_latencies(engine, since_ms)
     ledger = BudgetLedger(
@@ -301,7 +294,7 @@ def _close_the_loop(engine: Settings, world: World) -> tuple[Feedback, Path]:
     feedback = load_feedback(engine)
     snapshot_dir = engine.model_registry.parent
     world.customers.to_parquet(snapshot_dir / "customers.parquet")
-    path = decision_report(engine, snapshot_dir, snapshot_dir / "report.html")
+    path = decision_report(engine, snapshot_dir, snapshot_dir / "report.html", feedback)
     return feedback, path
 
 

@@ -118,7 +118,7 @@ class DecisionEngine:
         return version
 
     def process(self, raws: list[RawMessage]) -> BatchStats:
-        """Validate, decide and publish one batch; the caller then calls ``finish``."""
+        """Validate, decide and publish one batch; the caller then calls ``flush``."""
         stats = BatchStats(consumed=len(raws))
         valid, rejected = parse_events(raws, self.settings.max_message_bytes)
         for record in rejected:
@@ -164,12 +164,10 @@ class DecisionEngine:
         self._metrics.budget_spent.set(spent)
         self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
         self._metrics.budget_target.set(self.pacing.target_spend(time.monotonic() - self._started))
-        counts = self.ledger.counts()
+        left = self._capacity_left()
         for index, name in enumerate(self.policy.catalog.names):
-            if np.isfinite(self._capacity[index]):
-                self._metrics.capacity_left.labels(action=name).set(
-                    self._capacity[index] - counts.get(name, 0)
-                )
+            if np.isfinite(left[index]):
+                self._metrics.capacity_left.labels(action=name).set(left[index])
         if lag is not None:
             self._metrics.consumer_lag.set(lag)
         if time.monotonic() - self._checked_at >= _DEPENDENCY_CHECK_S:

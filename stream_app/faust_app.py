@@ -44,6 +44,7 @@ from stream_app.metrics import EngineMetrics
 from stream_app.outcome_feed import OutcomeFeed
 from stream_app.pipeline import RawMessage
 from stream_app.settings import Settings
+from stream_app.topic_reader import partition_count
 
 __all__ = ["EngineApp", "create_app"]
 
@@ -148,7 +149,6 @@ class EngineApp:
         build_engine: Callable[[Aggregates], DecisionEngine],
         features: FeatureStoreAdapter,
         outcome_feed: OutcomeFeed,
-        on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.settings = settings
         _bounded_fetch_wait(settings.kafka_fetch_max_wait_ms)
@@ -182,7 +182,6 @@ class EngineApp:
         self._features = features
         self.engine = build_engine(self._aggregate)
         self._outcomes = outcome_feed
-        self._on_batch = on_batch
         self._next_offsets: dict[Any, int] = {}
         self.consumed = 0
         events = self.app.topic(settings.topic_events)
@@ -214,8 +213,6 @@ class EngineApp:
             except Exception:
                 _die("decide")
             self.consumed += stats.consumed
-            if self._on_batch is not None:
-                self._on_batch(stats)
 
     def _process(self, batch: Sequence[EventT[bytes]]) -> BatchStats:
         stats = self.engine.process([_raw(event) for event in batch])
@@ -261,20 +258,16 @@ def _partitions(settings: Settings, topic: str) -> int:
 
     from stream_app.kafka_clients import client_config
 
-    listed = AdminClient(client_config(settings)).list_topics(topic, timeout=15).topics.get(topic)
-    if listed is None or listed.error is not None or not listed.partitions:
+    count = partition_count(AdminClient(client_config(settings)), topic)
+    if count is None:
         raise ConfigError(
             f"events topic {topic!r} does not exist on the broker (NBA_TOPIC_EVENTS); create it "
             "with as many partitions as workers you may run"
         )
-    return len(listed.partitions)
+    return count
 
 
-def create_app(
-    settings: Settings,
-    metrics: EngineMetrics | None = None,
-    on_batch: Callable[[BatchStats], None] | None = None,
-) -> EngineApp:
+def create_app(settings: Settings, metrics: EngineMetrics | None = None) -> EngineApp:
     """The worker's Faust app for these settings (the engine as `nba worker` serves it)."""
     import redis
 
@@ -288,5 +281,4 @@ def create_app(
         lambda aggregates: build_engine(settings, features, metrics=metrics, aggregates=aggregates),
         features,
         OutcomeFeed(client, settings.topic_outcomes, metrics),
-        on_batch,
     )

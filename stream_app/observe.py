@@ -15,7 +15,13 @@ from confluent_kafka import Consumer, Message
 from stream_app import kafka_clients
 from stream_app.settings import Settings
 
-__all__ = ["action_latencies", "events_processed", "scrape", "wait_for_events"]
+__all__ = [
+    "action_latencies",
+    "events_processed",
+    "events_processed_or_none",
+    "scrape",
+    "wait_for_events",
+]
 
 
 def scrape(settings: Settings, *prefixes: str) -> dict[str, float]:
@@ -35,6 +41,14 @@ def events_processed(settings: Settings) -> float:
     return sum(scrape(settings, "nba_events_total{", "nba_events_invalid_total{").values())
 
 
+def events_processed_or_none(settings: Settings) -> float | None:
+    """As events_processed, or None while the worker does not serve /metrics (yet, or any more)."""
+    try:
+        return events_processed(settings)
+    except OSError:
+        return None
+
+
 def wait_for_events(
     settings: Settings, count: float, timeout_s: float, alive: Callable[[], bool] = lambda: True
 ) -> float:
@@ -42,13 +56,11 @@ def wait_for_events(
     deadline = time.monotonic() + timeout_s
     seen = 0.0
     while time.monotonic() < deadline and alive():
-        try:
-            seen = events_processed(settings)
-        except OSError:  # not serving /metrics yet
-            time.sleep(0.2)
-            continue
-        if seen >= count:
-            return seen
+        answered = events_processed_or_none(settings)
+        if answered is not None:
+            seen = answered
+            if seen >= count:
+                return seen
         time.sleep(0.2)
     raise RuntimeError(f"the worker consumed {seen:,.0f} of {count:,.0f} events in time")
 

@@ -11,12 +11,13 @@ import time
 import uuid
 
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 
 from policies.errors import ConfigError
 from stream_app import kafka_clients
 from stream_app.settings import Settings
 
-__all__ = ["read_to_end", "read_topic"]
+__all__ = ["partition_count", "read_to_end", "read_topic"]
 
 
 def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
@@ -49,12 +50,19 @@ def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
     return found
 
 
+def partition_count(client: Consumer | AdminClient, topic: str) -> int | None:
+    """How many partitions ``topic`` has on the broker; None when it does not exist."""
+    listed = client.list_topics(topic, timeout=15).topics.get(topic)
+    if listed is None or listed.error is not None or not listed.partitions:
+        return None
+    return len(listed.partitions)
+
+
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[bytes]:
     """The whole topic, read by a throw-away group that commits nothing."""
     consumer = kafka_clients.consumer(settings, f"nba-reader-{uuid.uuid4().hex[:8]}")
     try:
-        listed = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if listed is None or listed.error is not None:
+        if partition_count(consumer, topic) is None:
             raise ConfigError(f"topic {topic!r} does not exist on the broker")
         consumer.subscribe([topic])
         return read_to_end(consumer, timeout_s)

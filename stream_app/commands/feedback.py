@@ -110,20 +110,29 @@ class OffPolicyData:
     spend: float
 
 
+def _with_features(
+    decisions: pd.DataFrame, snapshot: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The decisions whose customer is in the snapshot, and those customers' snapshot rows,
+    aligned row by row."""
+    features = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
+    known = features.drop_duplicates("customer_id").set_index("customer_id", drop=False)
+    ids = decisions["customer_id"].astype(str)
+    rows = decisions[ids.isin(known.index)].reset_index(drop=True)
+    frame = known.loc[rows["customer_id"].astype(str).tolist()].reset_index(drop=True)
+    return rows, frame
+
+
 def off_policy_log(
     joined: pd.DataFrame, snapshot: pd.DataFrame, logging_model: BundleScorer, catalog: Catalog
 ) -> OffPolicyData:
     """Rewards (retained contract value + expansion revenue - cost) of the logged decisions,
     and a reward model from the logging model's scores: value x (1 - p_churn) + EV(action)."""
-    logged = joined[joined["arm"].isin(["treatment", "explore"])]
-    features = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
-    known = features.drop_duplicates("customer_id").set_index("customer_id", drop=False)
-    rows = logged[logged["customer_id"].astype(str).isin(known.index)].reset_index(drop=True)
+    rows, frame = _with_features(joined[joined["arm"].isin(["treatment", "explore"])], snapshot)
     if rows.empty:
         raise ConfigError(
             "no treatment or exploration decision with outcomes has features in the snapshot"
         )
-    frame = known.loc[rows["customer_id"].astype(str).tolist()].reset_index(drop=True)
     names = list(catalog.names)
     action = np.asarray(rows["action"].map(names.index), dtype=np.int64)
     reward = (
@@ -331,10 +340,13 @@ def retrain(
     return promote_if_better(registry, catalog, data, version, margin)
 
 
-def decision_report(settings: Settings, data_dir: Path | None, out: Path) -> Path:
-    """The HTML decision report from the topics; with ``data_dir`` (customers.parquet) and a
-    promoted model it adds the Qini curve and the feature drift of the decided customers."""
-    feedback = load_feedback(settings)
+def decision_report(
+    settings: Settings, data_dir: Path | None, out: Path, feedback: Feedback | None = None
+) -> Path:
+    """The HTML decision report from the topics (or from ``feedback`` already read from them);
+    with ``data_dir`` (customers.parquet) and a promoted model it adds the Qini curve and the
+    feature drift of the decided customers."""
+    feedback = feedback if feedback is not None else load_feedback(settings)
     report = feedback.report()
     qini, drift = None, None
     registry = Registry(settings.model_registry)
@@ -359,12 +371,10 @@ def _model_views(
     whose pick is an action, and each feature's PSI over the decided customers."""
     catalog = default_catalog()
     scorer = BundleScorer(registry, catalog, threads=0)
-    known = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
-    known = known.drop_duplicates("customer_id").set_index("customer_id", drop=False)
-    rows = joined[joined["customer_id"].astype(str).isin(known.index)].reset_index(drop=True)
+    rows, frame = _with_features(joined, snapshot)
     if rows.empty:
         return None, None
-    features = feature_matrix(known.loc[rows["customer_id"].astype(str).tolist()])
+    features = feature_matrix(frame)
     _, uplift, _ = scorer.predict(features)
     reference = DriftReference.read(registry.folder(scorer.version))
     drift = None
