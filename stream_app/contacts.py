@@ -61,7 +61,8 @@ class ContactLog:
         )
 
     def record(self, contacts: Sequence[tuple[str, str, float]]) -> None:
-        """Add (customer, channel, epoch s) contacts, dropping those past the horizon."""
+        """Add (customer, channel, epoch s) contacts (again: no change), dropping those past the
+        horizon."""
         if not contacts:
             return
         customers = sorted({c for c, _, _ in contacts})
@@ -71,6 +72,7 @@ class ContactLog:
         mapping = {}
         for customer, history in merged.items():
             latest = max(t for _, t in history)
-            kept = [[c, t] for c, t in history if latest - t <= self._horizon_s]
+            # A replayed batch records its contacts again: the same (channel, time) is one contact.
+            kept = [[c, t] for c, t in sorted(set(history)) if latest - t <= self._horizon_s]
             mapping[customer] = json.dumps(kept, separators=(",", ":"))
         self._client.hset(self._key, mapping=mapping)

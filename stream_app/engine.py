@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 from numpy.typing import NDArray
 
 from policies.allocation import DO_NOTHING
@@ -41,6 +41,17 @@ _DECISION_TTL_S = 14 * 86_400
 # Per events topic: engines (or tests) reading other topics never share trigger state.
 _LAST_TRIGGER_KEY = "nba:last-trigger:{topic}"
 _DEPENDENCY_CHECK_S = 10.0
+# Delivery errors after which the record may still be on the broker (librdkafka's "possibly
+# persisted"): its reservation must stay, or a record the CRM got would no longer be paid for.
+_MAYBE_WRITTEN = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError._PURGE_INFLIGHT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,8 @@ class DecisionEngine:
         self._metrics = metrics
         self._checked_at = float("-inf")
         self._trigger_key = _LAST_TRIGGER_KEY.format(topic=settings.events_topic)
+        self._undelivered: list[tuple[str | None, KafkaError]] = []
+        self._contacts_pending: list[tuple[str, str, float]] = []
         self._announce_versions()
 
     def _announce_versions(self) -> str:
@@ -138,9 +151,31 @@ class DecisionEngine:
         return stats
 
     def flush(self) -> None:
-        """Wait until every record of the batch is on the broker; only then may offsets move."""
-        if self._producer.flush(30) != 0:
-            raise RuntimeError("kafka: publishing decisions timed out; offsets stay uncommitted")
+        """Wait until every record of the batch is on the broker; only then may offsets move.
+
+        A new decision whose record the broker refused is undone: its reservation released and
+        its stored decision dropped, so the replay of its trigger decides and reserves afresh.
+        Either way the batch fails and its offsets stay uncommitted. The batch's contacts enter
+        the contact history only once delivered."""
+        pending = self._producer.flush(30)
+        undelivered, self._undelivered = self._undelivered, []
+        contacts, self._contacts_pending = self._contacts_pending, []
+        refused = [
+            action_id
+            for action_id, error in undelivered
+            if action_id is not None and error.code() not in _MAYBE_WRITTEN
+        ]
+        for action_id in refused:
+            self.ledger.release(action_id)
+            self._redis.delete(f"nba:decision:{action_id}")
+        if pending or undelivered:
+            first = undelivered[0][1].str() if undelivered else "timed out"
+            raise RuntimeError(
+                f"kafka: {pending + len(undelivered)} decision(s) not delivered ({first}); "
+                f"{len(refused)} reservation(s) released; offsets stay uncommitted"
+            )
+        if self._contact_log is not None:
+            self._contact_log.record(contacts)
 
     def after_batch(self, lag: int | None = None) -> None:
         """Move the pacing price and refresh the gauges (``lag``: the consumer's backlog)."""
@@ -230,9 +265,10 @@ class DecisionEngine:
         keys = [f"nba:decision:{i}" for i in ids]
         stored: list[bytes | None] = self._redis.mget(keys)  # type: ignore[assignment]  # sync client
         fresh = [t for t, s in zip(triggers, stored, strict=True) if s is None]
-        for (raw, _), payload in zip(triggers, stored, strict=True):
+        for (raw, event), payload in zip(triggers, stored, strict=True):
             if payload is not None:  # a replay: publish exactly what was decided before
                 self._publish(raw, payload, stats)
+                self._contacted(event, json.loads(payload)["channel"])
                 stats.republished += 1
         if not fresh:
             return
@@ -261,13 +297,14 @@ class DecisionEngine:
         )
         with self._timed("ledger_and_publish"):
             published = self._reserve_and_publish(fresh, actions, decisions, stats)
-        if self._contact_log is not None:
-            self._contact_log.record(
-                [
-                    (a.customer_id, a.channel, e.occurred_at.timestamp())
-                    for a, (_, e) in zip(published, fresh, strict=True)
-                    if a.channel != "none"
-                ]
+        for action, (_, event) in zip(published, fresh, strict=True):
+            self._contacted(event, action.channel)
+
+    def _contacted(self, trigger: EngagementEvent, channel: str) -> None:
+        """A contact to record once the batch is delivered (a refused one never happened)."""
+        if channel != "none":
+            self._contacts_pending.append(
+                (trigger.customer_id, channel, trigger.occurred_at.timestamp())
             )
 
     def _contact_state(self, fresh: list[tuple[RawMessage, EngagementEvent]]) -> ContactState:
@@ -294,7 +331,7 @@ class DecisionEngine:
             )
             payload = final.model_dump_json().encode()
             self._redis.set(f"nba:decision:{final.action_id}", payload, ex=_DECISION_TTL_S, nx=True)
-            self._publish(raw, payload, stats)
+            self._publish(raw, payload, stats, new_action=final.action_id)
             published.append(final)
             stats.decided += 1
             if self._metrics is not None:
@@ -333,14 +370,30 @@ class DecisionEngine:
             }
         )
 
-    def _publish(self, raw: RawMessage, payload: bytes, stats: BatchStats) -> None:
+    def _publish(
+        self, raw: RawMessage, payload: bytes, stats: BatchStats, new_action: str | None = None
+    ) -> None:
+        """``new_action``: the id of a decision published for the first time (a failed delivery
+        undoes it); a replayed decision may already be with the CRM and is never undone."""
         customer = json.loads(payload)["customer_id"]
-        self._producer.produce(self.settings.actions_topic, key=customer.encode(), value=payload)
+        self._producer.produce(
+            self.settings.actions_topic,
+            key=customer.encode(),
+            value=payload,
+            on_delivery=self._on_delivery(new_action),
+        )
         if raw.timestamp_ms > 0:
             latency_ms = time.time() * 1000.0 - raw.timestamp_ms
             stats.latencies_ms.append(latency_ms)
             if self._metrics is not None:
                 self._metrics.decision_latency.observe(latency_ms / 1000.0)
+
+    def _on_delivery(self, new_action: str | None) -> Callable[[KafkaError | None, Message], None]:
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if error is not None:
+                self._undelivered.append((new_action, error))
+
+        return delivered
 
     @contextmanager
     def _counting_errors(self, component: str) -> Iterator[None]:

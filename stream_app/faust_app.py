@@ -74,6 +74,29 @@ def _bounded_fetch_wait(wait_ms: int) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
+def _rewind_uncommitted(consumer: Any, sources: frozenset[str]) -> None:
+    """Read a source partition that has no committed offset from its beginning, always.
+
+    Seen in the kill -9 test with faust-streaming 0.15.3 / aiokafka: when a rebalance hands a
+    worker a partition the group never committed (its previous owner died first), aiokafka
+    resets it to the earliest offset and prefetches it while Faust still holds the flow for
+    table recovery; Faust then "seeks to committed", which for no committed offset (or 0)
+    does nothing, so consumption resumes after the discarded prefetch, at the partition's end:
+    those events were never processed, with nothing logged. Seeking such partitions to 0
+    makes the restart point explicit (past the log start, the earliest-reset policy applies).
+    Changelog partitions are left to Faust's recovery."""
+    original = consumer.seek_to_committed
+
+    async def seek_to_committed() -> Any:
+        committed = await original()
+        for tp, offset in committed.items():
+            if tp.topic in sources and not offset:
+                await consumer.seek(tp, 0)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed
+
+
 def _broker_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "broker": [f"kafka://{h.strip()}" for h in settings.effective_kafka_bootstrap().split(",")],
@@ -179,6 +202,9 @@ class EngineApp:
         # max_messages Faust stops the stream until it drains. A batch updates up to one record
         # per event, so the buffer must hold a batch or the stream stalls between batches.
         self.app.producer.buffer.max_messages = max(1_000, 4 * settings.batch_size)
+        _rewind_uncommitted(
+            self.app.consumer, frozenset({settings.topic_events, settings.topic_outcomes})
+        )
         self._features = features
         self.engine = build_engine(self._aggregate)
         self._outcomes = outcome_feed
@@ -241,7 +267,9 @@ class EngineApp:
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT (Faust's worker handles both and stops cleanly)."""
-        worker = faust.Worker(self.app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+        worker = faust.Worker(
+            self.app, loglevel=self.settings.log_level, quiet=True, redirect_stdouts=False
+        )
         worker.spinner = None  # its terminal escapes would land in log files
         try:
             worker.execute_from_commandline()

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
 
     # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
     model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")
+    log_level: str = Field(
+        default="WARNING",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="of the worker's log (INFO shows rebalances and table recovery)",
+    )
     model_reload_s: float = Field(
         default=10.0, ge=0, description="how often the worker looks for a newly promoted model"
     )

@@ -135,3 +135,64 @@ def test_poison_goes_to_dlq_and_a_replay_republishes_the_same_actions(
     ]
     assert codes == {code: 2 for code in expected}, "each poison message, once per pass"
     client.close()
+
+
+def test_a_refused_publish_releases_its_reservation_and_the_replay_decides_afresh(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    """The broker refuses every decision (the actions topic takes 200-byte records at most):
+    the batch fails uncommitted with nothing spent; once the topic is fixed, the same events
+    are decided again and paid for exactly once."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        NewTopic,
+    )
+
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name, partitions=1) for name in ("events", "dlq")}
+    topics["actions"] = f"actions-{uuid.uuid4().hex[:12]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    tiny = NewTopic(topics["actions"], 1, 1, config={"max.message.bytes": "200"})
+    admin.create_topics([tiny])[topics["actions"]].result(timeout=30)
+    world = build_world(WorldConfig(n_customers=400, seed=3))
+    replay_events(
+        generate_events(world, days=0.5),
+        kafka_clients.producer(settings),
+        topics["events"],
+        rate=50_000,
+        limit=600,
+    )
+    client = redis.Redis.from_url(redis_url)
+    period = f"test-{uuid.uuid4().hex}"
+    ledger = BudgetLedger(client, period, budget=20_000.0)
+    group = f"g-{period}"
+    try:
+        refused = _loop(settings, topics, world, client, period, group)
+        with pytest.raises(RuntimeError, match=r"not delivered \(Broker: Message size too large"):
+            _run_until(refused, 600)
+        refused.close()  # leaves the group; nothing of the failed batch was committed
+        assert ledger.spent() == 0.0, "every reservation released"
+        assert set(ledger.counts().values()) == {0}
+
+        bigger = ConfigEntry(
+            "max.message.bytes", "1048588", incremental_operation=AlterConfigOpType.SET
+        )
+        resource = ConfigResource("topic", topics["actions"], incremental_configs=[bigger])
+        admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+        again = _run_until(_loop(settings, topics, world, client, period, group), 600)
+        assert again.consumed == 600 and again.decided > 20, "nothing was committed before"
+        assert again.republished == 0, "the refused decisions were dropped, not replayed"
+
+        reader = kafka_clients.consumer(settings, f"r-{period}")
+        reader.subscribe([topics["actions"]])
+        published = [json.loads(m.value()) for m in drain(reader, again.decided)]
+        reader.close()
+        assert len({a["action_id"] for a in published}) == len(published) == again.decided
+        assert ledger.spent() == pytest.approx(sum(a["cost"] for a in published))
+        assert ledger.spent() > 0
+    finally:
+        admin.delete_topics([topics["actions"]])
+        client.close()

@@ -266,6 +266,7 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
     env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
+    env["NBA_LOG_LEVEL"] = "INFO"  # rebalances and table recovery in the logs, for a failure
     env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
     workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
     for name in ("a", "b"):
