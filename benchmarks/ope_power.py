@@ -43,8 +43,12 @@ from simulator.config import scaled_effects, validated
 from simulator.datasets import randomized_experiment
 from simulator.events import outcome_events
 from simulator.world import World, build_world
-from stream_app.commands.feedback import evaluate_candidates, off_policy_log
-from stream_app.commands.score import score_all
+from stream_app.commands.feedback import (
+    OffPolicyData,
+    candidate_decisions,
+    evaluate_candidates,
+    off_policy_log,
+)
 from stream_app.scorer import BundleScorer
 
 STRONG = scaled_effects(2.5)
@@ -102,11 +106,11 @@ def _logged(world: World, scorer: BundleScorer) -> pd.DataFrame:
     return joined
 
 
-def _truth(world: World, snapshot: pd.DataFrame, scorer: BundleScorer, spend: float) -> float:
-    policy = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
-    target = score_all(snapshot, scorer, policy, spend)
+def _truth(world: World, data: OffPolicyData, scorer: BundleScorer) -> float:
+    """The candidate's value on the logged customers, from the simulator's potential outcomes."""
+    target = candidate_decisions(data, scorer, default_catalog(), data.spend)
     rows = pd.Index(world.customers["customer_id"].astype(str)).get_indexer(
-        pd.Index(snapshot["customer_id"].astype(str))
+        pd.Index(data.snapshot["customer_id"].astype(str))
     )
     earned = world.retained[rows, target.action] * world.value[rows]
     earned = earned + world.expansion[rows, target.action]
@@ -123,9 +127,7 @@ def run_world(name: str, customers: int, seed: int) -> dict[str, Any]:
         data = off_policy_log(_logged(world, served), world.customers, served, catalog)
         found = evaluate_candidates(data, registry, catalog, {"good": "good", "flipped": "flipped"})
         truth = {
-            v: _truth(
-                world, data.snapshot, BundleScorer(registry, catalog, v, threads=0), data.spend
-            )
+            v: _truth(world, data, BundleScorer(registry, catalog, v, threads=0))
             for v in ("good", "flipped")
         }
     difference = compare(found["good"]["dr"], found["flipped"]["dr"])

@@ -34,6 +34,7 @@ from policies.segments import SEGMENTS, SegmentThresholds, assign_segments
 from policies.value import expected_value, validate_scores
 
 __all__ = [
+    "CAPACITY_EXHAUSTED",
     "Decisions",
     "Outcome",
     "PolicyConfig",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 Floats = NDArray[np.float64]
+# Reason code prefix of an action nobody could get when the decision was made.
+CAPACITY_EXHAUSTED = "capacity_exhausted"
 
 
 class PolicyConfig(BaseModel):
@@ -122,6 +125,9 @@ class Decisions:
     # What the treatment policy picks (or would pick, for holdout and exploration customers):
     # the counterfactual that per-action readouts and logged propensities need.
     policy_pick: NDArray[np.int64]
+    # Actions nobody could get in this batch (their capacity was used up): with them the log
+    # says which choices had no chance at all, which off-policy evaluation must respect.
+    unavailable: NDArray[np.bool_] | None = None
 
     def action_name(self, i: int) -> str:
         return self.catalog.names[int(self.action[i])]
@@ -138,6 +144,11 @@ class Decisions:
             codes.append(f"blocked:{self.catalog.names[a]}:{Block(self.blocked[i, a]).code}")
         if self.arm[i] != Arm.TREATMENT:
             codes.append(f"policy_pick:{self.catalog.names[int(self.policy_pick[i])]}")
+        if self.unavailable is not None:
+            codes.extend(
+                f"{CAPACITY_EXHAUSTED}:{self.catalog.names[a]}"
+                for a in np.flatnonzero(self.unavailable)
+            )
         return codes
 
     def explanation(self, i: int) -> str:
@@ -224,6 +235,7 @@ def _finish(
     chosen: NDArray[np.int64],
     priced_pick: NDArray[np.int64],
     counterfactual: NDArray[np.int64],
+    unavailable: NDArray[np.bool_] | None = None,
 ) -> Decisions:
     """``counterfactual``: the treatment policy's pick for customers outside the treatment arm."""
     idx = np.arange(chosen.size)
@@ -263,6 +275,7 @@ def _finish(
         blocked=p.blocked,
         ev_all=p.ev,
         policy_pick=policy_pick,
+        unavailable=unavailable,
     )
 
 
@@ -272,10 +285,17 @@ def decide_batch(
     config: PolicyConfig,
     budget: float,
     capacity: Capacity = None,
+    unavailable: NDArray[np.bool_] | None = None,
 ) -> Decisions:
     """Decide for a whole base: exploration first (it is small), then the best allocation of the
-    rest of the budget and capacity over the treatment arm. Capacity defaults to the catalog's."""
+    rest of the budget and capacity over the treatment arm. Capacity defaults to the catalog's.
+    ``unavailable`` [customer, action]: choices that customer cannot have (e.g. when replaying
+    a log in which those actions had run out), on top of the contact rules."""
     p = _prepare(scores, state, config)
+    if unavailable is not None:
+        if unavailable.shape != p.eligible.shape:
+            raise SchemaError(f"unavailable must be {p.eligible.shape}, got {unavailable.shape}")
+        p = replace(p, eligible=p.eligible & ~unavailable)
     caps = capacity_vector(
         p.ev.shape[1], capacity if capacity is not None else config.catalog.capacities()
     )
@@ -307,9 +327,9 @@ def decide_stream(
     An action whose ``capacity_left`` is used up is ineligible for everyone, exploration
     included, so the logged propensities describe what could really be chosen."""
     p = _prepare(scores, state, config)
+    exhausted = None
     if capacity_left is not None:
-        left = capacity_vector(p.ev.shape[1], capacity_left)
-        exhausted = left <= 0
+        exhausted = capacity_vector(p.ev.shape[1], capacity_left) <= 0
         exhausted[DO_NOTHING] = False
         p = replace(p, eligible=p.eligible & ~exhausted[None, :])
     treatable = p.eligible & (p.arm == Arm.TREATMENT)[:, None]
@@ -320,4 +340,12 @@ def decide_stream(
     score = np.where(p.arm == Arm.EXPLORE, p.ev[idx, explored], priced_score)
     chosen = enforce_limits(wanted, score, p.cost, allowance, capacity_left)
     counterfactual, _ = choose_at_price(p.ev, p.cost, p.eligible, pacer.price)
-    return _finish(p, scores, config, chosen, priced_pick=priced, counterfactual=counterfactual)
+    return _finish(
+        p,
+        scores,
+        config,
+        chosen,
+        priced_pick=priced,
+        counterfactual=counterfactual,
+        unavailable=exhausted,
+    )

@@ -42,12 +42,12 @@ from simulator.world import World, build_world
 from stream_app import kafka_clients
 from stream_app.commands.feedback import (
     Feedback,
+    candidate_decisions,
     evaluate_candidates,
     load_feedback,
     off_policy_log,
     promote_if_better,
 )
-from stream_app.commands.score import score_all
 from stream_app.decision_loop import DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
@@ -271,11 +271,11 @@ def test_dr_estimate_of_a_second_policy_covers_its_true_value(run: Run) -> None:
         run.feedback.joined, run.world.customers, BundleScorer(run.registry, catalog), catalog
     )
     found = evaluate_candidates(data, run.registry, catalog, {"good": "good"})["good"]
-    target = score_all(
-        data.snapshot,
-        BundleScorer(run.registry, catalog, "good"),
-        PolicyConfig(catalog=catalog, arms=ArmConfig(holdout_share=0.0, explore_share=0.0)),
-        data.spend,
+    target = candidate_decisions(
+        data, BundleScorer(run.registry, catalog, "good"), catalog, data.spend
+    )
+    assert data.unavailable[:, catalog.names.index("account_manager_call")].any(), (
+        "the calls ran out during the run: the candidate is evaluated without them from then on"
     )
     truth = _true_value(run.world, data.snapshot, target.action, target.cost)
     dr = found["dr"]

@@ -30,7 +30,7 @@ from model_export.ope import Estimate, OffPolicyLog, compare, evaluate_policy
 from model_export.runs import export_run
 from policies.arms import ArmConfig
 from policies.catalog import Catalog, default_catalog
-from policies.decide import Decisions, PolicyConfig
+from policies.decide import CAPACITY_EXHAUSTED, Decisions, PolicyConfig
 from policies.errors import ConfigError, ModelManifestError
 from policies.value import expected_value
 from stream_app.commands.models import run_training
@@ -42,7 +42,9 @@ from stream_app.topic_reader import read_topic
 
 __all__ = [
     "Feedback",
+    "OffPolicyData",
     "assign_base",
+    "candidate_decisions",
     "decision_report",
     "Promotion",
     "evaluate_candidates",
@@ -108,6 +110,10 @@ class OffPolicyData:
     log: OffPolicyLog
     snapshot: pd.DataFrame  # the logged customers' features, one row per decision
     spend: float
+    # [decision, action]: actions that had run out when the decision was made. The logging
+    # policy could not choose them, so a candidate replayed on this log may not either: its
+    # value there could only come from the reward model, unchecked by any outcome.
+    unavailable: NDArray[np.bool_]
 
 
 def _with_features(
@@ -146,7 +152,20 @@ def off_policy_log(
         reward,
         _reward_model(frame, logging_model, catalog),
     )
-    return OffPolicyData(log, frame, float(rows["cost"].sum()))
+    return OffPolicyData(
+        log, frame, float(rows["cost"].sum()), _unavailable(rows["reasons"], catalog)
+    )
+
+
+def _unavailable(reasons: pd.Series, catalog: Catalog) -> NDArray[np.bool_]:
+    """[decision, action]: the `capacity_exhausted:<action>` reasons of each decision."""
+    column = {f"{CAPACITY_EXHAUSTED}:{name}": k for k, name in enumerate(catalog.names)}
+    mask = np.zeros((len(reasons), len(catalog.names)), dtype=bool)
+    for row, codes in enumerate(reasons):
+        for code in list(codes) if codes is not None else []:
+            if code in column:
+                mask[row, column[code]] = True
+    return mask
 
 
 def _reward_model(
@@ -164,12 +183,13 @@ def _reward_model(
     return (value * (1.0 - p_churn))[:, None] + ev
 
 
-def _decide(
-    frame: pd.DataFrame, scorer: BundleScorer, catalog: Catalog, budget: float
+def candidate_decisions(
+    data: OffPolicyData, scorer: BundleScorer, catalog: Catalog, budget: float
 ) -> Decisions:
-    """The treatment policy alone (no holdout, no exploration) over the logged customers."""
+    """A candidate's treatment policy alone (no holdout, no exploration) over the logged
+    customers, choosing only among the actions that were available at each decision."""
     policy = PolicyConfig(catalog=catalog, arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
-    return score_all(frame, scorer, policy, budget)
+    return score_all(data.snapshot, scorer, policy, budget, unavailable=data.unavailable)
 
 
 def evaluate_candidates(
@@ -186,7 +206,7 @@ def evaluate_candidates(
     found = {}
     for name, version in versions.items():
         scorer = BundleScorer(registry, catalog, version, threads=0)
-        target = _decide(data.snapshot, scorer, catalog, data.spend * budget_factor).action
+        target = candidate_decisions(data, scorer, catalog, data.spend * budget_factor).action
         found[name] = evaluate_policy(data.log, target, alpha)
     return found
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from model_export.features import engagement_score, feature_matrix, logins_per_seat, policy_scores
 from policies.arms import Arm
@@ -20,9 +21,14 @@ __all__ = ["decisions_frame", "score_all"]
 
 
 def score_all(
-    snapshot: pd.DataFrame, scorer: BundleScorer, policy: PolicyConfig, budget: float
+    snapshot: pd.DataFrame,
+    scorer: BundleScorer,
+    policy: PolicyConfig,
+    budget: float,
+    unavailable: NDArray[np.bool_] | None = None,
 ) -> Decisions:
-    """One bundle call and one allocation for every customer of the snapshot."""
+    """One bundle call and one allocation for every customer of the snapshot (``unavailable``:
+    [customer, action] choices ruled out on top of the contact rules)."""
     features = feature_matrix(snapshot)
     p_churn, uplift, expansion_share = scorer.predict(features)
     ids = snapshot["customer_id"].astype(str).tolist()
@@ -31,7 +37,8 @@ def score_all(
         snapshot, [f"batch:{c}" for c in ids], p_churn, uplift, expansion_share, engagement
     )
     consent = np.column_stack([snapshot[f"consent_{c}"].to_numpy(bool) for c in CHANNELS])
-    return decide_batch(scores, ContactState.fresh(len(ids), consent), policy, budget)
+    state = ContactState.fresh(len(ids), consent)
+    return decide_batch(scores, state, policy, budget, unavailable=unavailable)
 
 
 def decisions_frame(

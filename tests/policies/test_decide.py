@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from policies.allocation import choose_at_price
 from policies.arms import Arm, ArmConfig, assign_arms
 from policies.catalog import default_catalog
-from policies.decide import PolicyConfig, Scores, decide_batch, decide_stream
+from policies.decide import (
+    CAPACITY_EXHAUSTED,
+    PolicyConfig,
+    Scores,
+    decide_batch,
+    decide_stream,
+)
 from policies.errors import SchemaError
 from policies.pacing import Pacer
 from policies.rules import Block, ContactState
@@ -171,6 +177,23 @@ def test_an_action_without_capacity_left_is_chosen_by_nobody_exploration_include
     assert len(set(d.action[explored].tolist())) >= 3, "exploration still spreads over the rest"
     unlimited = decide_stream(scores, state, config, Pacer(0.0), np.inf, None)
     assert np.any(unlimited.action == 2), "without the limit the action is chosen"
+    gone = f"{CAPACITY_EXHAUSTED}:{CATALOG.names[2]}"
+    assert all(gone in d.reasons(i) for i in range(3_000)), "every decision logs what ran out"
+    assert not any(gone in unlimited.reasons(i) for i in range(3_000))
+
+
+def test_a_batch_decision_never_picks_what_is_unavailable_to_that_customer() -> None:
+    scores, state = make_scores(2_000, 24)
+    config = PolicyConfig(arms=ArmConfig(experiment="off", holdout_share=0.0, explore_share=0.2))
+    free = decide_batch(scores, state, config, budget=1e9)
+    popular = int(np.bincount(free.action, minlength=A)[1:].argmax()) + 1
+    unavailable = np.zeros((2_000, A), dtype=bool)
+    unavailable[:1_000, popular] = True  # ran out for the first half of the log
+    d = decide_batch(scores, state, config, budget=1e9, unavailable=unavailable)
+    assert not np.any(d.action[:1_000] == popular)
+    assert np.any(d.action[1_000:] == popular)
+    with pytest.raises(SchemaError, match="unavailable must be"):
+        decide_batch(scores, state, config, budget=1e9, unavailable=unavailable[:, :2])
 
 
 def test_the_logged_propensity_matches_how_often_exploration_draws_the_action() -> None:

@@ -254,14 +254,6 @@ def _wait_for(
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known gap (issue 8): since the worker runs under Faust, some runs leave the killed "
-        "worker's partitions unconsumed after the rebalance (the restarted worker takes in 0 "
-        "events within 180 s; table recovery suspected); it passed 3 of the last 7 runs"
-    ),
-)
 def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
