@@ -329,7 +329,7 @@ def _windows_of(settings: Settings, customer: str) -> dict[str, int]:
     strict=False,
     reason=(
         "known gap (issue 8): after the SIGTERM + restart the recovered table sometimes counts "
-        "one event twice (seen 47 vs 46 once in CI; passed in 3 other runs)"
+        "one event twice (seen 47 vs 46 once in CI; passed in the 7 runs since)"
     ),
 )
 def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_counted(
