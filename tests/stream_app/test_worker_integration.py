@@ -33,6 +33,7 @@ from stream_app import kafka_clients
 from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.infra import stack
+from stream_app.ledger import BudgetLedger
 from stream_app.observe import wait_for_events
 from stream_app.replay import replay_events
 from stream_app.settings import Settings, load_settings
@@ -174,6 +175,24 @@ def test_sigterm_loses_nothing_and_a_restart_carries_on(
     )
     spent = sum(json.loads(next(iter(v)))["cost"] for v in ids.values())
     assert spent <= 5_000 + 1e-6
+
+    # A new consumer group replays the topic from offset 0: the same action_ids, byte for byte,
+    # and not a dollar more in the ledger.
+    ledger = BudgetLedger(redis.Redis.from_url(redis_url), env["NBA_BUDGET_PERIOD"], 5_000.0)
+    before = ledger.spent()
+    replayer = _start({**env, "NBA_CONSUMER_GROUP": f"replay-{run}"}, tmp_path / "w3.log")
+    _wait_ready(tmp_path / "w3.log")
+    wait_for_events(settings_of(env), total, 180)
+    replayer.send_signal(signal.SIGTERM)
+    assert replayer.wait(timeout=60) == 0, (tmp_path / "w3.log").read_text()
+    reader = kafka_clients.consumer(load_settings(kafka_bootstrap=kafka_bootstrap), f"again-{run}")
+    reader.subscribe([env["NBA_TOPIC_ACTIONS"]])
+    everything = drain(reader, 100_000, timeout_s=20)
+    reader.close()
+    assert len(everything) > len(actions), "the replay published its decisions again"
+    same = [m.value() in ids.get(json.loads(m.value())["action_id"], set()) for m in everything]
+    assert all(same), "only the action_ids decided before, each with the same contents"
+    assert ledger.spent() == before, "a replay spends nothing more"
 
 
 SECRET = "s3cr3t-never-logged-Zq9"  # noqa: S105  # a test value, the point of the test
