@@ -393,6 +393,12 @@ def ope(
         log, registry, catalog, {v: v for v in versions}, budget_factor, alpha
     )
     typer.echo(render_estimates(found))
+    limited = int(log.unavailable.any(axis=1).sum())
+    if limited:
+        typer.echo(
+            f"{limited:,} of {log.unavailable.shape[0]:,} decisions were made after an action's "
+            "capacity had run out: the candidates are valued without that action there"
+        )
 
 
 @app.command("retrain")

@@ -336,6 +336,7 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
     assert saved["data_quality"]["outcomes_for_unknown_actions"] == UNKNOWN
     estimates = nba("ope", "--data", str(tmp_path), "--candidate", "good")
     assert {"ips", "snips", "dr"} <= set(estimates.split())
+    assert "after an action's capacity had run out" in estimates
     nba("report", "--data", str(tmp_path), "--out", str(tmp_path / "report.html"))
     page = (tmp_path / "report.html").read_text()
     assert page.count("<img") == 5, "lift, Qini, spend, segments, drift"
