@@ -347,8 +347,9 @@ def _windows_of(settings: Settings, customer: str) -> dict[str, int]:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known gap (issue 8): after the SIGTERM + restart the recovered table sometimes counts "
-        "one event twice (seen 47 vs 46 once in CI; passed in the 7 runs since)"
+        "known gap (issue 8): intermittent after the SIGTERM + restart: failed 2 of ~17 runs "
+        "(47 vs 46 in a CI run; in the other the restarted worker took in one redelivered "
+        "event besides the new one and the windows never matched within 90 s); cause not found"
     ),
 )
 def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_counted(
@@ -361,6 +362,7 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
     from stream_app.outcome_feed import OutcomeFeed
 
     env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
+    env["NBA_LOG_LEVEL"] = "INFO"  # rebalances and table recovery in the logs, for a failure
     events = generate_events(world, days=1.0)
     lines = list(events.json_lines(0, 1_500))
     producer = kafka_clients.producer(settings)
