@@ -43,9 +43,10 @@ def test_history_gives_days_since_contact_and_contacts_in_the_window(redis_url: 
     assert np.isinf(state.days_since_contact[2]).all()
     # A contact 15 days later drops what is past the rules' longest horizon (30 d): the call.
     log.record([("a", "email", now + 15 * DAY)])
+    log.record([("a", "email", now + 15 * DAY)])  # a replayed batch: the same contact again
     state = log.apply(ContactState.fresh(1), ["a"], [now + 15 * DAY])
     assert state.days_since_contact[0].tolist() == [np.inf, 0.0, np.inf]
-    assert state.contacts_in_window.tolist() == [2]
+    assert state.contacts_in_window.tolist() == [2], "a contact recorded twice counts once"
     log.record([("a", "in_app", now + 60 * DAY)])
     later = log.apply(ContactState.fresh(1), ["a"], [now + 60 * DAY])
     assert later.days_since_contact[0].tolist() == [np.inf, np.inf, 0.0]
