@@ -1,9 +1,12 @@
 """Each customer's contact history, kept in Redis so that every worker and every restart sees it.
 
-One hash (``nba:contacts``): field = customer id, value = JSON list of ``[channel, epoch s]``
-of the contacts within the longest horizon the rules look at (their window, or a channel's
-cooldown if longer); older ones are dropped when a customer is contacted again. A customer's
-events go to one partition, so one worker at a time writes that customer's field.
+One hash per events topic (``nba:contacts:<topic>``, like the trigger history): field =
+customer id, value = JSON list of ``[channel, epoch s]`` of the contacts within the longest
+horizon the rules look at (their window, or a channel's cooldown if longer); older ones are
+dropped when a customer is contacted again. A customer's events go to one partition, so one
+worker at a time writes that customer's field. Scoped by topic so that two engines on other
+streams (a second `nba demo` replaying the same simulated event times, a test) never see each
+other's contacts as cooldowns.
 
 Time is event time (the trigger's ``occurred_at``), like the trigger interval: a replay of old
 events sees the history as it was, not as of the wall clock.
@@ -26,7 +29,12 @@ _DAY_S = 86_400.0
 
 
 class ContactLog:
-    def __init__(self, client: redis.Redis, rules: ContactRules, key: str = "nba:contacts") -> None:
+    @classmethod
+    def for_topic(cls, client: redis.Redis, rules: ContactRules, events_topic: str) -> ContactLog:
+        """The contact history of the engines reading ``events_topic``."""
+        return cls(client, rules, key=f"nba:contacts:{events_topic}")
+
+    def __init__(self, client: redis.Redis, rules: ContactRules, key: str) -> None:
         self._client = client
         self._rules = rules
         self._key = key

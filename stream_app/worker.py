@@ -102,7 +102,7 @@ def build_engine(
         pacer=pacer or Pacer(settings.pacing_initial_price),
         metrics=metrics,
         model_version=lambda: scorer.version,
-        contact_log=ContactLog(client, policy.contact),
+        contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
         aggregates=aggregates,
     )
 
