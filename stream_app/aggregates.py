@@ -10,7 +10,8 @@ short windows, through Feast's online-store write (stream_app.feature_store.writ
 
 Redelivery (at least once) is harmless: all of a customer's events live in one partition of the
 events topic, so their offsets only grow; the state keeps the highest offset applied and skips
-anything at or below it. (After the events topic gets more partitions, customers move and
+anything at or below it, and the same record twice in one batch counts once (Faust can deliver
+it twice after a restart). (After the events topic gets more partitions, customers move and
 offsets stop being comparable: run the workers under a new consumer group, hence a new table.)
 """
 
@@ -35,8 +36,11 @@ def updated(state: Activity | None, events: Iterable[tuple[int, EngagementEvent]
     times = list(state["times"]) if state else []
     features = dict(state["features"]) if state else {}
     applied = int(state.get("offset", -1)) if state else -1
-    fresh = [(offset, event) for offset, event in events if offset > applied]
-    for _, event in fresh:
+    fresh: dict[int, EngagementEvent] = {}
+    for offset, event in events:  # the same offset twice in one batch is a redelivery too
+        if offset > applied:
+            fresh.setdefault(offset, event)
+    for event in fresh.values():
         at = event.occurred_at.timestamp()
         times.append(at)
         feature = event.properties.get("feature") if event.event_type == "feature_used" else None
@@ -45,7 +49,7 @@ def updated(state: Activity | None, events: Iterable[tuple[int, EngagementEvent]
     times.sort()
     newest = times[-1] if times else 0.0
     return {
-        "offset": max([applied, *(offset for offset, _ in fresh)]),
+        "offset": max([applied, *fresh]),
         "times": [t for t in times if newest - t <= _WEEK_S][-MAX_EVENTS:],
         "features": {f: t for f, t in features.items() if newest - t <= _WEEK_S},
     }

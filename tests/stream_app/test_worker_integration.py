@@ -344,14 +344,6 @@ def _windows_of(settings: Settings, customer: str) -> dict[str, int]:
     return {k: int(row.iloc[0][k]) for k in ("events_1h", "events_24h", "events_7d")}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known gap (issue 8): intermittent after the SIGTERM + restart: failed 2 of ~17 runs "
-        "(47 vs 46 in a CI run; in the other the restarted worker took in one redelivered "
-        "event besides the new one and the windows never matched within 90 s); cause not found"
-    ),
-)
 def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_counted(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
