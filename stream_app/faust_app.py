@@ -46,7 +46,7 @@ from stream_app.pipeline import RawMessage
 from stream_app.settings import Settings
 from stream_app.topic_reader import partition_count
 
-__all__ = ["EngineApp", "create_app", "first_deliveries"]
+__all__ = ["EngineApp", "create_app"]
 
 _OUTCOME_BATCH = 500
 Aggregates = Callable[[list[tuple[RawMessage, EngagementEvent]]], None]
@@ -149,27 +149,6 @@ def _batches(
     return stream.take_events(size, within=within)
 
 
-def first_deliveries(
-    positions: Sequence[tuple[Any, int]], next_offsets: Mapping[Any, int]
-) -> list[int]:
-    """Indexes of the batch's records this worker has not processed yet.
-
-    ``positions``: (topic-partition, offset) of each record; ``next_offsets``: per partition,
-    the offset after the last record this worker processed (and flushed). Faust delivers a
-    record again when the consumer re-seeks to the committed offset while a fetch of it is
-    already buffered: seen as the same offset twice in the first batch after a restart, which
-    counted an event twice in the streaming aggregates. A record seen again was decided, and
-    its output flushed, the first time."""
-    seen: set[tuple[Any, int]] = set()
-    kept = []
-    for index, (tp, offset) in enumerate(positions):
-        if offset < next_offsets.get(tp, -1) or (tp, offset) in seen:
-            continue
-        seen.add((tp, offset))
-        kept.append(index)
-    return kept
-
-
 def _die(agent: str) -> NoReturn:
     """A batch that cannot be processed (a dependency is down) ends the process at once.
 
@@ -262,13 +241,10 @@ class EngineApp:
             self.consumed += stats.consumed
 
     def _process(self, batch: Sequence[EventT[bytes]]) -> BatchStats:
-        positions = [(event.message.tp, event.message.offset) for event in batch]
-        fresh = [batch[i] for i in first_deliveries(positions, self._next_offsets)]
-        stats = self.engine.process([_raw(event) for event in fresh])
+        stats = self.engine.process([_raw(event) for event in batch])
         self.engine.flush()
-        for event in fresh:
-            tp, offset = event.message.tp, event.message.offset
-            self._next_offsets[tp] = max(self._next_offsets.get(tp, 0), offset + 1)
+        for event in batch:
+            self._next_offsets[event.message.tp] = event.message.offset + 1
         self.engine.after_batch(self._lag())
         return stats
 
