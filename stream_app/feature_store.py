@@ -185,6 +185,8 @@ def fill_cold_start(frame: pd.DataFrame, defaults: pd.Series) -> pd.DataFrame:
     Only those rows: a known customer's null (an NPS never answered) is information, not a gap.
     """
     cold = frame["cold_start"] if "cold_start" in frame.columns else frame["plan"].isna()
+    if not cold.any():  # the usual batch: a column-by-column pass was 15% of a worker's time
+        return frame
     filled = frame.copy()
     for column, value in defaults.items():
         if column in filled.columns:
