@@ -66,6 +66,7 @@ class LoopSettings:
     batch_wait_s: float = 0.05
     model_version: str = "truth+noise"
     budget_period: str = "demo"
+    pacing_start_s: float | None = None  # epoch seconds; None: when the engine starts
 
 
 @dataclass
@@ -112,7 +113,8 @@ class DecisionEngine:
         self.ledger = ledger
         self.pacing = pacing
         self.pacer = pacer
-        self._started = time.monotonic()
+        start = settings.pacing_start_s
+        self._pacing_origin = time.time() if start is None else start
         self._capacity = policy.catalog.capacities()
         self._metrics = metrics
         self._checked_at = float("-inf")
@@ -198,7 +200,7 @@ class DecisionEngine:
             return
         self._metrics.budget_spent.set(spent)
         self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
-        self._metrics.budget_target.set(self.pacing.target_spend(time.monotonic() - self._started))
+        self._metrics.budget_target.set(self.pacing.target_spend(self._pacing_elapsed()))
         left = self._capacity_left()
         for index, name in enumerate(self.policy.catalog.names):
             if np.isfinite(left[index]):
@@ -245,9 +247,14 @@ class DecisionEngine:
         mapping = {e.customer_id: f"{e.occurred_at.timestamp()}|{e.event_id}" for _, e in triggers}
         self._redis.hset(self._trigger_key, mapping=mapping)
 
+    def _pacing_elapsed(self) -> float:
+        """Seconds into the budget period, on the wall clock (the period may have begun before
+        this worker did: NBA_PACING_START)."""
+        return time.time() - self._pacing_origin
+
     def _reprice(self) -> float:
         """Move the pacing price after a batch; returns the ledger's spend it read."""
-        elapsed = time.monotonic() - self._started
+        elapsed = self._pacing_elapsed()
         spent = self.ledger.spent()
         self.pacer = self.pacer.updated(self.pacing, spent, elapsed, step_s=1.0)
         return spent
@@ -274,7 +281,7 @@ class DecisionEngine:
             return
         customers = [e.customer_id for _, e in fresh]
         event_ids = [e.event_id for _, e in fresh]
-        elapsed = time.monotonic() - self._started
+        elapsed = self._pacing_elapsed()
         allowance = self.pacer.allowance(self.pacing, self.ledger.spent(), elapsed)
         with self._timed("score"), self._counting_errors("feature_store_or_model"):
             scores = self._scores(customers, event_ids)

@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from policies.errors import ConfigError
@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     )
     budget_period: str = Field(default="default", pattern=r"^[A-Za-z0-9._-]+$")
     pacing_period_s: float = Field(default=86_400.0, gt=0)
+    # When the budget period began (ISO 8601 with a UTC offset): every worker, and one restarted
+    # mid-period, then paces on the same curve. Unset: the curve starts when the worker does.
+    pacing_start: AwareDatetime | None = None
     pacing_initial_price: float = Field(default=1.0, gt=0)
     experiment: str = Field(default="nba-default", min_length=1)
     holdout_share: float = Field(default=0.10, ge=0, lt=1)

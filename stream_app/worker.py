@@ -91,6 +91,7 @@ def build_engine(
             batch_wait_s=settings.batch_wait_s,
             model_version=scorer.version,
             budget_period=settings.budget_period,
+            pacing_start_s=settings.pacing_start.timestamp() if settings.pacing_start else None,
         ),
         policy=policy,
         scores=source.scores,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 
@@ -44,9 +45,16 @@ POISON = [
 ]
 
 
-def _loop(
-    settings, topics: dict[str, str], world, client: redis.Redis, period: str, group: str
-) -> DecisionLoop:  # type: ignore[no-untyped-def]
+def _loop(  # type: ignore[no-untyped-def]
+    settings,
+    topics: dict[str, str],
+    world,
+    client: redis.Redis,
+    period: str,
+    group: str,
+    period_s: float = 1.0,
+    pacing_start_s: float | None = None,
+) -> DecisionLoop:
     source = WorldScoreSource(world, noisy_scores(world, 0.5, 1), contact_state(world))
     consumer = kafka_clients.consumer(settings, group)
     consumer.subscribe([topics["events"]])
@@ -58,6 +66,7 @@ def _loop(
             trigger_types=frozenset({"login", "support_ticket"}),
             min_interval_s=86_400.0,
             max_message_bytes=64_000,
+            pacing_start_s=pacing_start_s,
         ),
         policy=PolicyConfig(),
         scores=source.scores,
@@ -66,7 +75,7 @@ def _loop(
         producer=kafka_clients.producer(settings),
         redis_client=client,
         ledger=BudgetLedger(client, period, budget=20_000.0),
-        pacing=PacingConfig(budget=20_000.0, period_s=1.0),
+        pacing=PacingConfig(budget=20_000.0, period_s=period_s),
         pacer=Pacer(0.001),
     )
 
@@ -196,3 +205,41 @@ def test_a_refused_publish_releases_its_reservation_and_the_replay_decides_afres
     finally:
         admin.delete_topics([topics["actions"]])
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("started_hours_ago", "spends_more"), [(12.0, True), (None, False)], ids=["on-the-curve", "own"]
+)
+def test_a_worker_restarted_mid_period_paces_on_the_period_curve(
+    kafka_bootstrap: str,
+    redis_url: str,
+    make_topic: TopicFactory,
+    started_hours_ago: float | None,
+    spends_more: bool,
+) -> None:
+    """Half a day into a day's budget with half of it spent, a worker starts: told when the
+    period began (NBA_PACING_START) it is on the curve and goes on spending; left to start the
+    curve at its own start, it sees itself far ahead and spends nothing for the rest of the day."""
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name, partitions=1) for name in ("events", "actions", "dlq")}
+    world = build_world(WorldConfig(n_customers=400, seed=4))
+    replay_events(
+        generate_events(world, days=0.5),
+        kafka_clients.producer(settings),
+        topics["events"],
+        rate=50_000,
+        limit=600,
+    )
+    client = redis.Redis.from_url(redis_url)
+    period = f"test-{uuid.uuid4().hex}"
+    ledger = BudgetLedger(client, period, budget=20_000.0)
+    assert ledger.reserve("earlier-today", "discount_offer", 10_000.0).granted
+    start = None if started_hours_ago is None else time.time() - started_hours_ago * 3_600
+    loop = _loop(settings, topics, world, client, period, f"g-{period}", 86_400.0, start)
+    try:
+        stats = _run_until(loop, 600)
+    finally:
+        loop.close()
+        client.close()
+    assert stats.consumed == 600 and stats.decided > 20
+    assert (ledger.spent() > 10_000.0) == spends_more, ledger.spent()

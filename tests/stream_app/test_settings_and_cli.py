@@ -18,6 +18,14 @@ def test_bad_port_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+def test_pacing_start_needs_its_utc_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBA_PACING_START", "2026-12-02T00:00:00Z")
+    assert load_settings().pacing_start.timestamp() == 1_796_169_600  # type: ignore[union-attr]
+    monkeypatch.setenv("NBA_PACING_START", "2026-12-02T00:00:00")  # whose midnight?
+    with pytest.raises(ConfigError, match="NBA_PACING_START: .*timezone"):
+        load_settings()
+
+
 def test_secret_is_never_echoed_in_errors_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBA_KAFKA_SASL_PASSWORD", "hunter2-very-secret")
     settings = load_settings()
