@@ -80,6 +80,19 @@ def _loop(  # type: ignore[no-untyped-def]
     )
 
 
+def _world_streaming_600_events(settings, topic: str, seed: int):  # type: ignore[no-untyped-def]
+    """A 400-customer world whose first 600 engagement events are already on ``topic``."""
+    world = build_world(WorldConfig(n_customers=400, seed=seed))
+    replay_events(
+        generate_events(world, days=0.5),
+        kafka_clients.producer(settings),
+        topic,
+        rate=50_000,
+        limit=600,
+    )
+    return world
+
+
 def _run_until(loop: DecisionLoop, expected_consumed: int) -> BatchStats:
     total = BatchStats()
     for _ in range(400):
@@ -166,14 +179,7 @@ def test_a_refused_publish_releases_its_reservation_and_the_replay_decides_afres
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     tiny = NewTopic(topics["actions"], 1, 1, config={"max.message.bytes": "200"})
     admin.create_topics([tiny])[topics["actions"]].result(timeout=30)
-    world = build_world(WorldConfig(n_customers=400, seed=3))
-    replay_events(
-        generate_events(world, days=0.5),
-        kafka_clients.producer(settings),
-        topics["events"],
-        rate=50_000,
-        limit=600,
-    )
+    world = _world_streaming_600_events(settings, topics["events"], seed=3)
     client = redis.Redis.from_url(redis_url)
     period = f"test-{uuid.uuid4().hex}"
     ledger = BudgetLedger(client, period, budget=20_000.0)
@@ -222,14 +228,7 @@ def test_a_worker_restarted_mid_period_paces_on_the_period_curve(
     curve at its own start, it sees itself far ahead and spends nothing for the rest of the day."""
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     topics = {name: make_topic(name, partitions=1) for name in ("events", "actions", "dlq")}
-    world = build_world(WorldConfig(n_customers=400, seed=4))
-    replay_events(
-        generate_events(world, days=0.5),
-        kafka_clients.producer(settings),
-        topics["events"],
-        rate=50_000,
-        limit=600,
-    )
+    world = _world_streaming_600_events(settings, topics["events"], seed=4)
     client = redis.Redis.from_url(redis_url)
     period = f"test-{uuid.uuid4().hex}"
     ledger = BudgetLedger(client, period, budget=20_000.0)
