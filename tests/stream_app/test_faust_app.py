@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import faust
 import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from stream_app.faust_app import _never_commit_past_in_flight
+from stream_app.faust_app import CommitGuard
 
 PARTITION = TP("events", 0)
 
@@ -34,8 +35,12 @@ def _state(consumer: object, committed: int | None, acked: list[int]) -> None:
     consumer._committed_offset[PARTITION] = committed  # type: ignore[attr-defined]
 
 
+def _message(offset: int) -> Message:
+    return Message(PARTITION.topic, PARTITION.partition, offset, 0.0, 0, {}, b"k", b"v", None)
+
+
 def _in_flight(consumer: object, offset: int) -> Message:
-    message = Message(PARTITION.topic, PARTITION.partition, offset, 0.0, 0, {}, b"k", b"v", None)
+    message = _message(offset)
     consumer._unacked_messages.add(message)  # type: ignore[attr-defined]
     return message  # the caller keeps it alive: Faust holds in-flight messages in a WeakSet
 
@@ -52,21 +57,98 @@ def test_faust_alone_commits_over_a_message_still_in_flight(
     assert not held.acked
 
 
+def _guard(consumer: object, processed: list[int]) -> CommitGuard:
+    guard = CommitGuard(consumer, frozenset({PARTITION.topic}))
+    guard.record([SimpleNamespace(message=_message(o)) for o in processed])  # type: ignore[misc]
+    return guard
+
+
 @pytest.mark.parametrize(("committed", "head"), [(2585, 2585), (None, 0)])
 def test_the_guard_commits_nothing_past_an_in_flight_head_until_it_is_acked(
     consumer: object, committed: int | None, head: int
 ) -> None:
-    _never_commit_past_in_flight(consumer)
+    guard = _guard(consumer, [head + 1, head + 2, head + 3])
     _state(consumer, committed, [head + 1, head + 2, head + 3])
     held = _in_flight(consumer, head)
     assert consumer._new_offset(PARTITION) is None  # type: ignore[attr-defined]
+    guard.record([SimpleNamespace(message=held)])  # type: ignore[list-item]
     assert consumer.ack(held)  # type: ignore[attr-defined]
     assert consumer._new_offset(PARTITION) == head + 4  # type: ignore[attr-defined]
 
 
-def test_the_guard_leaves_ordinary_commits_alone(consumer: object) -> None:
-    _never_commit_past_in_flight(consumer)
+def test_faust_alone_commits_a_message_its_stream_skipped(consumer: object) -> None:
+    """The other upstream behaviour: a stream that skips a message (flow control suspended
+    during a stop or rebalance, or an older generation) acknowledges it, and Faust commits it."""
+    _state(consumer, 100, [100, 101])
+    skipped = _in_flight(consumer, 102)
+    assert consumer.ack(skipped)  # type: ignore[attr-defined]  # what faust/streams.py does
+    assert consumer._new_offset(PARTITION) == 103  # type: ignore[attr-defined]
+
+
+def test_the_guard_keeps_a_skipped_message_uncommitted_until_it_is_processed(
+    consumer: object,
+) -> None:
+    guard = _guard(consumer, [100, 101, 103])
+    _state(consumer, 100, [100, 101, 103])
+    skipped = _in_flight(consumer, 102)
+    assert consumer.ack(skipped)  # type: ignore[attr-defined]
+    assert consumer._new_offset(PARTITION) == 102  # type: ignore[attr-defined]  # up to the skip
+    consumer._committed_offset[PARTITION] = 102  # type: ignore[attr-defined]  # Faust's commit
+    assert consumer._new_offset(PARTITION) is None  # type: ignore[attr-defined]  # not over it
+    again = _message(102)  # Faust seeks back to the committed offset: the event comes again
+    guard.record([SimpleNamespace(message=again)])  # type: ignore[list-item]
+    assert consumer.ack(again)  # type: ignore[attr-defined]
+    assert consumer._new_offset(PARTITION) == 104  # type: ignore[attr-defined]
+
+
+def test_a_hole_another_worker_has_committed_since_blocks_nothing(consumer: object) -> None:
+    guard = _guard(consumer, [])
+    _state(consumer, 100, [])
+    assert consumer.ack(_in_flight(consumer, 100))  # type: ignore[attr-defined]  # skipped
+    assert consumer._new_offset(PARTITION) is None  # type: ignore[attr-defined]
+    _state(consumer, 500, [500, 501])  # revoked, assigned back: the group is at 500 now
+    guard.record([SimpleNamespace(message=_message(o)) for o in (500, 501)])  # type: ignore[misc]
+    assert consumer._new_offset(PARTITION) == 502  # type: ignore[attr-defined]
+
+
+def test_the_guard_leaves_ordinary_commits_and_other_topics_alone(consumer: object) -> None:
+    _guard(consumer, [10, 11, 12, 14])
     _state(consumer, 10, [10, 11, 12, 14])
     later = _in_flight(consumer, 15)  # in flight above the acknowledged run: no reason to wait
     assert consumer._new_offset(PARTITION) == 13  # type: ignore[attr-defined]
     assert not later.acked
+    changelog = TP("changelog", 0)  # not a source: Faust's own rules, nothing recorded needed
+    consumer._acked[changelog] = [0, 1]  # type: ignore[attr-defined]
+    consumer._acked_index[changelog] = {0, 1}  # type: ignore[attr-defined]
+    assert consumer._new_offset(changelog) == 2  # type: ignore[attr-defined]
+
+
+def test_faust_alone_commits_one_offset_per_interval_when_its_list_repeats_offsets(
+    consumer: object,
+) -> None:
+    """Seen after a restart under load: a seek raced a fetch, the same offsets were
+    acknowledged and filled in as a gap, and Faust's consecutive-run search stops at the first
+    repeat."""
+    _state(consumer, 115, [115, 115, 116, 116, 117, 117])
+    assert consumer._new_offset(PARTITION) == 116  # type: ignore[attr-defined]
+
+
+def test_the_guard_commits_a_repeated_list_in_one_go(consumer: object) -> None:
+    _guard(consumer, [115, 116, 117])
+    _state(consumer, 115, [114, 115, 115, 116, 116, 117, 117])  # 114: committed already
+    assert consumer._new_offset(PARTITION) == 118  # type: ignore[attr-defined]
+
+
+def test_offsets_faust_takes_for_a_gap_are_not_skipped_events(consumer: object) -> None:
+    """Compaction or transaction markers leave offsets no stream ever sees: Faust fills them in
+    (here 103-104, left in its list after the first commit), and the guard must not wait for
+    them."""
+    guard = _guard(consumer, [100, 102, 105])
+    _state(consumer, 100, [100, 102, 105])
+    consumer._gap[PARTITION].addi(103, 105)  # type: ignore[attr-defined]  # as _add_gap does
+    assert consumer._new_offset(PARTITION) == 101  # type: ignore[attr-defined]
+    consumer._committed_offset[PARTITION] = 101  # type: ignore[attr-defined]
+    late = _in_flight(consumer, 101)
+    guard.record([SimpleNamespace(message=late)])  # type: ignore[list-item]
+    assert consumer.ack(late)  # type: ignore[attr-defined]
+    assert consumer._new_offset(PARTITION) == 106  # type: ignore[attr-defined]
