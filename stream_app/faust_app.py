@@ -36,7 +36,9 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import EventT, StreamT
 
 from policies.errors import ConfigError
+from stream_app import kafka_clients
 from stream_app.aggregates import updated, windows
+from stream_app.commit_guard import CommitGuard, LogProbe
 from stream_app.engine import BatchStats, DecisionEngine
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.messages import EngagementEvent
@@ -46,7 +48,7 @@ from stream_app.pipeline import RawMessage
 from stream_app.settings import Settings
 from stream_app.topic_reader import partition_count
 
-__all__ = ["CommitGuard", "EngineApp", "create_app"]
+__all__ = ["EngineApp", "create_app"]
 
 _OUTCOME_BATCH = 500
 Aggregates = Callable[[list[tuple[RawMessage, EngagementEvent]]], None]
@@ -95,110 +97,6 @@ def _rewind_uncommitted(consumer: Any, sources: frozenset[str]) -> None:
         return committed
 
     consumer.seek_to_committed = seek_to_committed
-
-
-class CommitGuard:
-    """Faust commits a source partition's offset only over events the agents processed.
-
-    faust-streaming 0.15.3 commits past events that were never processed in two ways, which a
-    stop, crash or rebalance turns into lost events:
-
-    - a message that reaches a stream while flow control is suspended (a stop or rebalance is
-      under way) or from an older consumer generation is skipped *and acknowledged*, "so that
-      the lag does not grow" (faust/streams.py and its Cython twin);
-    - one missing offset at the head of a partition's acknowledged offsets is taken for a
-      compacted-topic gap and committed over (faust-streaming/faust#606, fix proposed in #707,
-      not released): committed 2585, acknowledged 2586-2589, 2585 still in a micro-batch ->
-      commits 2590.
-
-    And after a seek races a fetch, its list holds offsets twice (acknowledged, and filled in
-    as a gap), and its consecutive-run search then commits one offset per commit interval.
-
-    The agents ``record`` every batch they have processed. Before Faust computes a commit, its
-    list is cleared of repeats and of what is below the committed offset; an acknowledged
-    offset no agent processed (and Faust did not fill in as a gap: compaction and transaction
-    markers leave offsets no stream ever sees) is taken back and kept as a hole; nothing is
-    committed past a hole until the offset is processed (Faust seeks back to the committed
-    offset on the next assignment, so the skipped event comes again), nor past a message a
-    stream still holds unacknowledged. Unit tests on Faust's real consumer:
-    tests/stream_app/test_faust_app.py."""
-
-    def __init__(self, consumer: Any, sources: frozenset[str]) -> None:
-        self._consumer = consumer
-        self._sources = sources
-        self._processed: dict[Any, set[int]] = defaultdict(set)
-        self._holes: dict[Any, set[int]] = defaultdict(set)
-        self._gaps: dict[Any, set[int]] = defaultdict(set)  # offsets Faust filled in as gaps
-        self._faust_new_offset = consumer._new_offset
-        consumer._new_offset = self._new_offset
-
-    def record(self, batch: Sequence[EventT[bytes]]) -> None:
-        """The agent has processed these events (before Faust acknowledges them)."""
-        for event in batch:
-            self._processed[event.message.tp].add(event.message.offset)
-
-    def _new_offset(self, tp: Any) -> int | None:
-        if tp.topic not in self._sources:
-            result: int | None = self._faust_new_offset(tp)
-            return result
-        self._settle(tp)
-        self._take_back_skipped(tp)
-        acked = self._consumer._acked[tp]
-        if not acked or self._head_blocked(tp, min(acked)):
-            return None
-        self._note_gaps(tp, max(acked))
-        result = self._faust_new_offset(tp)
-        _LOG.debug("commit guard: %s may commit up to offset %s", tp, result)
-        return result
-
-    def _settle(self, tp: Any) -> None:
-        """Below the committed offset everything is settled (by this worker or another); and
-        an offset is acknowledged once. Faust leaves both kinds of entries in its list when a
-        seek races a fetch (the same offsets come twice, and as a "gap" too), and then commits
-        one offset per commit interval: a worker restarted under load fell minutes behind."""
-        committed = self._consumer._committed_offset[tp]
-        floor = committed if committed is not None else -1
-        acked = self._consumer._acked[tp]
-        acked[:] = sorted({o for o in acked if o >= floor})
-        index = self._consumer._acked_index[tp]
-        index.intersection_update(acked)
-        for kept in (self._processed, self._holes, self._gaps):
-            kept[tp] = {o for o in kept[tp] if o >= floor}
-
-    def _take_back_skipped(self, tp: Any) -> None:
-        processed, holes, gaps = self._processed[tp], self._holes[tp], self._gaps[tp]
-        holes -= processed  # skipped once, processed since
-        acked = self._consumer._acked[tp]
-        skipped = [o for o in acked if o not in processed and o not in gaps]
-        if not skipped:
-            return
-        taken = set(skipped)
-        acked[:] = [o for o in acked if o not in taken]
-        self._consumer._acked_index[tp].difference_update(taken)
-        holes.update(taken)
-        _LOG.warning(
-            "commit guard: %d event(s) of %s skipped by Faust (offsets %d-%d) stay uncommitted",
-            len(skipped),
-            tp,
-            min(skipped),
-            max(skipped),
-        )
-
-    def _head_blocked(self, tp: Any, first_acked: int) -> bool:
-        """A hole or an unacknowledged in-flight message below the acknowledged run."""
-        if any(o < first_acked for o in self._holes[tp]):
-            return True
-        return any(
-            m.offset < first_acked
-            for m in list(self._consumer._unacked_messages)
-            if m.tp == tp and not m.acked
-        )
-
-    def _note_gaps(self, tp: Any, up_to: int) -> None:
-        """The offsets Faust is about to add to its list as gaps (never delivered, it
-        believes): they are not skipped events, whether or not they are ever processed."""
-        for interval in self._consumer._gap[tp].overlap(0, up_to):
-            self._gaps[tp].update(range(interval.begin, interval.end))
 
 
 def _broker_options(settings: Settings) -> dict[str, Any]:
@@ -308,7 +206,8 @@ class EngineApp:
         self.app.producer.buffer.max_messages = max(1_000, 4 * settings.batch_size)
         sources = frozenset({settings.topic_events, settings.topic_outcomes})
         _rewind_uncommitted(self.app.consumer, sources)
-        self._commits = CommitGuard(self.app.consumer, sources)
+        self._probe = LogProbe(kafka_clients.consumer(settings, f"{settings.consumer_group}-probe"))
+        self._commits = CommitGuard(self.app.consumer, sources, self._probe)
         self._features = features
         self.engine = build_engine(self._aggregate)
         self._outcomes = outcome_feed
@@ -335,6 +234,10 @@ class EngineApp:
         self._features.write_windows(rows)
 
     async def _decide(self, stream: StreamT[bytes]) -> None:
+        try:
+            await self._changelog_known()
+        except Exception:
+            _die("decide")
         settings = self.settings
         batches = _batches(stream, settings.batch_size, settings.batch_wait_s)
         async for batch in batches:
@@ -344,6 +247,16 @@ class EngineApp:
                 _die("decide")
             self._commits.record(batch)
             self.consumed += stats.consumed
+
+    async def _changelog_known(self) -> None:
+        """Wait until the producer knows the table's changelog topic.
+
+        aiokafka's producer picks a table write's partition synchronously from its metadata:
+        on a broker that has only just created the changelog topic, the first batch found it
+        unknown (TypeError in aiokafka's ``_partition``, seen on a cold broker) and the worker
+        exited. Faust's producer wrapper has no public way to ask, hence its aiokafka producer."""
+        topic = self.activity.changelog_topic.get_topic_name()
+        await self.app.producer._ensure_producer().partitions_for(topic)  # type: ignore[attr-defined]
 
     def _process(self, batch: Sequence[EventT[bytes]]) -> BatchStats:
         stats = self.engine.process([_raw(event) for event in batch])
@@ -384,6 +297,7 @@ class EngineApp:
                 raise RuntimeError(f"the Faust worker stopped with exit code {exc.code}") from None
         finally:
             self.engine.close()
+            self._probe.close()
 
 
 def _partitions(settings: Settings, topic: str) -> int:

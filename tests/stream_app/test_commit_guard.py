@@ -1,10 +1,13 @@
-"""The worker's guards around faust-streaming's consumer, on Faust's real Consumer object (it
-is created without connecting: no broker is needed for its offset bookkeeping)."""
+"""The worker's commit guard around faust-streaming's consumer, on Faust's real Consumer object
+(it is created without connecting: no broker is needed for its offset bookkeeping). Each trap
+has a "Faust alone" test showing the upstream behaviour: if one starts to fail, faust-streaming
+changed it and the guard can be revisited. The broker lookup (LogProbe) is tested against the
+real broker in test_commit_guard_integration.py; here a log is a set of offsets."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
 
 import faust
@@ -12,7 +15,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from stream_app.faust_app import CommitGuard
+from stream_app.commit_guard import CommitGuard
 
 PARTITION = TP("events", 0)
 
@@ -57,8 +60,21 @@ def test_faust_alone_commits_over_a_message_still_in_flight(
     assert not held.acked
 
 
-def _guard(consumer: object, processed: list[int]) -> CommitGuard:
-    guard = CommitGuard(consumer, frozenset({PARTITION.topic}))
+class Log:
+    """A partition's offsets that hold a record, and what the guard asked about."""
+
+    def __init__(self, present: set[int], answers: bool = True) -> None:
+        self.present = present
+        self.answers = answers
+        self.asked: list[list[int]] = []
+
+    def __call__(self, topic: str, partition: int, offsets: Sequence[int]) -> set[int] | None:
+        self.asked.append(list(offsets))
+        return set(offsets) & self.present if self.answers else None
+
+
+def _guard(consumer: object, processed: list[int], log: Log | None = None) -> CommitGuard:
+    guard = CommitGuard(consumer, frozenset({PARTITION.topic}), log or Log(set()))
     guard.record([SimpleNamespace(message=_message(o)) for o in processed])  # type: ignore[misc]
     return guard
 
@@ -141,9 +157,10 @@ def test_the_guard_commits_a_repeated_list_in_one_go(consumer: object) -> None:
 
 def test_offsets_faust_takes_for_a_gap_are_not_skipped_events(consumer: object) -> None:
     """Compaction or transaction markers leave offsets no stream ever sees: Faust fills them in
-    (here 103-104, left in its list after the first commit), and the guard must not wait for
-    them."""
-    guard = _guard(consumer, [100, 102, 105])
+    (here 103-104, left in its list after the first commit), the broker has no record there,
+    and the guard must not wait for them."""
+    log = Log(set())
+    guard = _guard(consumer, [100, 102, 105], log)
     _state(consumer, 100, [100, 102, 105])
     consumer._gap[PARTITION].addi(103, 105)  # type: ignore[attr-defined]  # as _add_gap does
     assert consumer._new_offset(PARTITION) == 101  # type: ignore[attr-defined]
@@ -152,3 +169,70 @@ def test_offsets_faust_takes_for_a_gap_are_not_skipped_events(consumer: object) 
     guard.record([SimpleNamespace(message=late)])  # type: ignore[list-item]
     assert consumer.ack(late)  # type: ignore[attr-defined]
     assert consumer._new_offset(PARTITION) == 106  # type: ignore[attr-defined]
+    assert log.asked == [[103, 104]]  # looked up once
+
+
+def _gap_over_a_record(consumer: object) -> None:
+    """After a seek raced a fetch: 101 and 103 processed and acknowledged, 102 never (dropped
+    below the fetcher's read position), and 101-103 taken for a gap."""
+    _state(consumer, 100, [100, 101, 103])
+    consumer._gap[PARTITION].addi(101, 104)  # type: ignore[attr-defined]
+
+
+def _commits(consumer: object, times: int) -> list[int | None]:
+    """What successive commits compute, each moving Faust's committed offset as it does."""
+    offsets = []
+    for _ in range(times):
+        offset = consumer._new_offset(PARTITION)  # type: ignore[attr-defined]
+        if offset is not None:
+            consumer._committed_offset[PARTITION] = offset  # type: ignore[attr-defined]
+        offsets.append(offset)
+    return offsets
+
+
+def test_faust_alone_commits_over_a_gap_that_holds_a_record(consumer: object) -> None:
+    _gap_over_a_record(consumer)
+    assert _commits(consumer, 2) == [102, 104]  # 102 was never processed
+
+
+def test_the_guard_does_not_commit_over_a_record_faust_took_for_a_gap(consumer: object) -> None:
+    guard = _guard(consumer, [100, 101, 103], Log({100, 101, 102, 103}))
+    _gap_over_a_record(consumer)
+    assert _commits(consumer, 2) == [102, None]
+    again = _message(102)  # read again
+    guard.record([SimpleNamespace(message=again)])  # type: ignore[list-item]
+    assert consumer.ack(again)  # type: ignore[attr-defined]
+    assert _commits(consumer, 1) == [104]
+
+
+def test_no_commit_while_the_broker_cannot_tell_whether_a_gap_holds_records(
+    consumer: object,
+) -> None:
+    log = Log({102}, answers=False)
+    _guard(consumer, [100, 101, 103], log)
+    _gap_over_a_record(consumer)
+    assert _commits(consumer, 1) == [None]
+    log.answers = True
+    assert _commits(consumer, 2) == [102, None]
+    assert log.asked == [[102], [102]]
+
+
+def test_a_hole_the_stream_has_passed_is_read_again(consumer: object) -> None:
+    """Nothing would bring 102 again before the next assignment: the guard seeks back to it,
+    once per interval (recorded here: the consumer is not connected)."""
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer.seek = seek  # type: ignore[attr-defined]
+    _guard(consumer, [100, 101, 103], Log({102}))
+    _gap_over_a_record(consumer)
+
+    async def three_commits() -> list[int | None]:
+        offsets = _commits(consumer, 3)
+        await asyncio.sleep(0)  # the seek task runs
+        return offsets
+
+    assert asyncio.get_event_loop().run_until_complete(three_commits()) == [102, None, None]
+    assert sought == [(PARTITION, 102)]
