@@ -70,7 +70,9 @@ class LogProbe:
         try:
             while time.monotonic() < deadline:
                 for message in self._consumer.consume(high - low + 1, 0.2):
-                    if message.error() is None:
+                    # only this partition's: a fetch for the previous lookup may still arrive
+                    here = (message.topic(), message.partition()) == (topic, partition)
+                    if message.error() is None and here:
                         seen.add(message.offset() or 0)
                 if seen and max(seen) >= high:
                     return seen & set(offsets)
@@ -115,6 +117,12 @@ class CommitGuard:
         if self._head_blocked(tp, min(acked)):
             return None
         result = self._faust_new_offset(tp)
+        _LOG.info(
+            "commit guard: %s commits up to %s (processed %s)",
+            tp,
+            result,
+            _ranges(self._processed[tp]),
+        )
         return result
 
     def _settle(self, tp: Any) -> None:
@@ -157,7 +165,10 @@ class CommitGuard:
             return False
         for offset in present:
             tree.chop(offset, offset + 1)
-        self._gaps[tp].update(set(unsure) - present)
+        absent = set(unsure) - present
+        self._gaps[tp].update(absent)
+        if absent:
+            _LOG.info("commit guard: %s offsets %s hold no record: a real gap", tp, _ranges(absent))
         if present:
             self._hold(tp, present, "filled in by Faust as a gap, never processed")
         return True

@@ -7,7 +7,8 @@ Agents:
   engine (stream_app.engine): validation with DLQ, the customers' streaming aggregates in the
   changelogged table ``customer-activity`` and their write to the Feast online store, triggers,
   one bundle call, the policy, the ledger, publish. The batch's events are acknowledged (and
-  their offsets committed by Faust) only after the engine has flushed its output: at least once.
+  their offsets committed by Faust) only after the engine has flushed its output, and Faust
+  commits only over events the agents processed (stream_app.commit_guard): at least once.
 - ``outcomes`` reads the outcomes topic and counts realized outcomes per arm and action, joined
   to the decision by action_id (stream_app.outcome_feed).
 

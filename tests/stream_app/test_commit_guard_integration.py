@@ -39,3 +39,25 @@ def test_the_probe_tells_records_from_transaction_markers(
         assert probe(topic, 0, [4]) is None  # nothing at or after it yet: cannot tell
     finally:
         probe.close()
+
+
+def test_a_lookup_counts_only_its_own_partitions_records(
+    kafka_bootstrap: str, make_topic: TopicFactory
+) -> None:
+    """The probe's consumer moves from partition to partition: records fetched for the previous
+    lookup (librdkafka prefetches far past the one asked for) never answer the next one."""
+    topic = make_topic("probe", partitions=2)
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    producer = kafka_clients.producer(settings)
+    for _ in range(2_000):
+        producer.produce(topic, value=b"x" * 100, partition=0)
+    producer.produce(topic, value=b"only", partition=1)
+    assert producer.flush(30) == 0
+    probe = LogProbe(kafka_clients.consumer(settings, f"{topic}-probe"))
+    try:
+        for _ in range(2):
+            assert probe(topic, 0, [0]) == {0}  # its fetch brings more of partition 0
+            assert probe(topic, 1, [0, 1]) is None  # 0 is there, 1 not yet: cannot tell
+            assert probe(topic, 0, [5, 7]) == {5, 7}
+    finally:
+        probe.close()

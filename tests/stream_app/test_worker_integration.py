@@ -119,8 +119,6 @@ def _undecided(
 ) -> str:
     """For a failure message: where the undecided customers' events sit on the topic, what the
     group committed, and what the workers' commit guard said."""
-    if not missing:
-        return "every trigger customer decided"
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     reader = kafka_clients.consumer(settings, f"diagnose-{uuid.uuid4().hex[:8]}")
     reader.subscribe([env["NBA_TOPIC_EVENTS"]])
