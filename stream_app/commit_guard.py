@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import EventT
 
 __all__ = ["CommitGuard", "LogProbe", "Probe"]
@@ -51,6 +51,10 @@ _SEEK_AGAIN_S = 30.0  # a seek back that did not bring the hole in yet is repeat
 class Probe(Protocol):
     def __call__(self, topic: str, partition: int, offsets: Sequence[int]) -> set[int] | None:
         """Which of ``offsets`` hold a record on the broker (None: could not tell now)."""
+        ...
+
+    def first_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's first offset on the broker (None: could not tell now)."""
         ...
 
 
@@ -80,6 +84,15 @@ class LogProbe:
         finally:
             self._consumer.unassign()
 
+    def first_offset(self, topic: str, partition: int) -> int | None:
+        try:
+            low, _ = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=self._timeout_s
+            )
+        except KafkaException:
+            return None
+        return int(low)
+
     def close(self) -> None:
         self._consumer.close()
 
@@ -96,6 +109,7 @@ class CommitGuard:
         self._holes: dict[Any, set[int]] = defaultdict(set)
         self._gaps: dict[Any, set[int]] = defaultdict(set)  # verified: no record there
         self._sought: dict[Any, tuple[int, float]] = {}
+        self._first: dict[Any, int] = {}
         self._faust_new_offset = consumer._new_offset
         consumer._new_offset = self._new_offset
 
@@ -111,7 +125,7 @@ class CommitGuard:
         self._settle(tp)
         self._take_back_skipped(tp)
         acked = self._consumer._acked[tp]
-        if not acked or not self._gaps_checked(tp, max(acked)):
+        if not acked or not self._gaps_checked(tp, min(acked), max(acked)):
             return None
         self._read_again_if_passed(tp)
         if self._head_blocked(tp, min(acked)):
@@ -146,18 +160,20 @@ class CommitGuard:
             self._consumer._acked_index[tp].difference_update(skipped)
             self._hold(tp, skipped, "acknowledged by Faust, never processed")
 
-    def _gaps_checked(self, tp: Any, up_to: int) -> bool:
-        """Faust's gap offsets up to ``up_to`` that no agent processed, looked up on the broker:
-        records are holes (taken out of Faust's gaps), the rest are real gaps. False when the
+    def _gaps_checked(self, tp: Any, first: int, up_to: int) -> bool:
+        """The offsets Faust would commit over without an agent having processed them, looked
+        up on the broker: its gap offsets up to ``up_to``, and the head between the committed
+        offset and the ``first`` acknowledged one (#606 commits over one such offset, and a
+        record cleared from a stream's queue by a stop or rebalance leaves no other trace).
+        Records are holes (taken out of Faust's gaps), the rest are real gaps. False when the
         broker could not tell now: no commit this time."""
+        start = self._start(tp)
+        if start is None:
+            return False
         tree = self._consumer._gap[tp]
         known = self._processed[tp] | self._gaps[tp] | self._holes[tp]
-        unsure = sorted(
-            o
-            for interval in tree.overlap(0, up_to + 1)
-            for o in range(interval.begin, interval.end)
-            if o not in known
-        )
+        gaps = (o for i in tree.overlap(0, up_to + 1) for o in range(i.begin, i.end))
+        unsure = sorted({*gaps, *range(start, first)} - known)
         if not unsure:
             return True
         present = self._probe(tp.topic, tp.partition, unsure)
@@ -170,8 +186,21 @@ class CommitGuard:
         if absent:
             _LOG.info("commit guard: %s offsets %s hold no record: a real gap", tp, _ranges(absent))
         if present:
-            self._hold(tp, present, "filled in by Faust as a gap, never processed")
+            self._hold(tp, present, "never processed, and Faust would commit over them")
         return True
+
+    def _start(self, tp: Any) -> int | None:
+        """Where the partition's uncommitted offsets begin: the committed offset, or for a
+        partition the group never committed, its first offset on the broker."""
+        committed: int | None = self._consumer._committed_offset[tp]
+        if committed is not None:
+            return committed
+        if tp not in self._first:
+            first = self._probe.first_offset(tp.topic, tp.partition)
+            if first is None:
+                return None
+            self._first[tp] = first
+        return self._first[tp]
 
     def _hold(self, tp: Any, offsets: set[int], why: str) -> None:
         self._holes[tp].update(offsets)

@@ -72,6 +72,9 @@ class Log:
         self.asked.append(list(offsets))
         return set(offsets) & self.present if self.answers else None
 
+    def first_offset(self, topic: str, partition: int) -> int | None:
+        return min(self.present, default=0) if self.answers else None
+
 
 def _guard(consumer: object, processed: list[int], log: Log | None = None) -> CommitGuard:
     guard = CommitGuard(consumer, frozenset({PARTITION.topic}), log or Log(set()))
@@ -236,3 +239,36 @@ def test_a_hole_the_stream_has_passed_is_read_again(consumer: object) -> None:
 
     assert asyncio.get_event_loop().run_until_complete(three_commits()) == [102, None, None]
     assert sought == [(PARTITION, 102)]
+
+
+def test_faust_alone_commits_over_a_head_offset_that_left_no_trace(consumer: object) -> None:
+    """A record cleared from a stream's queue by a stop or rebalance is neither acknowledged,
+    nor in flight, nor a gap: seen in the SIGTERM test, a restarted worker committed 150 and
+    then 1028 on a partition whose offset 150 it never processed."""
+    _state(consumer, 150, [151, 152, 153])
+    assert consumer._new_offset(PARTITION) == 154  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("committed", "acked"), [(150, [151, 152, 153]), (None, [1, 2, 3])])
+def test_the_guard_holds_a_head_offset_that_holds_a_record(
+    consumer: object, committed: int | None, acked: list[int]
+) -> None:
+    head = acked[0] - 1
+    log = Log({head, *acked})  # without a commit, the partition begins at its first record
+    guard = _guard(consumer, acked, log)
+    _state(consumer, committed, acked)
+    assert consumer._new_offset(PARTITION) is None  # type: ignore[attr-defined]
+    assert log.asked == [[head]]
+    again = _message(head)
+    guard.record([SimpleNamespace(message=again)])  # type: ignore[list-item]
+    assert consumer.ack(again)  # type: ignore[attr-defined]
+    assert consumer._new_offset(PARTITION) == acked[-1] + 1  # type: ignore[attr-defined]
+
+
+def test_a_head_offset_without_a_record_is_a_real_gap(consumer: object) -> None:
+    """A transaction's commit marker right at the committed offset: nothing to wait for."""
+    log = Log({151, 152})
+    _guard(consumer, [151, 152], log)
+    _state(consumer, 150, [151, 152])
+    assert consumer._new_offset(PARTITION) == 153  # type: ignore[attr-defined]
+    assert log.asked == [[150]]

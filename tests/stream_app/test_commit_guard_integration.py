@@ -37,6 +37,7 @@ def test_the_probe_tells_records_from_transaction_markers(
         assert probe(topic, 0, [2]) == set()  # the marker: a gap Faust may fill in
         assert probe(topic, 0, [0]) == {0}
         assert probe(topic, 0, [4]) is None  # nothing at or after it yet: cannot tell
+        assert probe.first_offset(topic, 0) == 0
     finally:
         probe.close()
 
