@@ -1,6 +1,6 @@
 """The worker's commits cover only events its agents processed (at least once under Faust).
 
-faust-streaming 0.15.3 commits past events that were never processed in three ways, which a
+faust-streaming 0.15.3 commits past events that were never processed in several ways, which a
 stop, crash or rebalance turns into lost events:
 
 - a message that reaches a stream while flow control is suspended (a stop or rebalance is under
@@ -8,13 +8,15 @@ stop, crash or rebalance turns into lost events:
   not grow" (faust/streams.py and its Cython twin);
 - one missing offset at the head of a partition's acknowledged offsets is taken for a
   compacted-topic gap and committed over (faust-streaming/faust#606, fix proposed in #707, not
-  released): committed 2585, acknowledged 2586-2589, 2585 still in a micro-batch -> commits 2590;
+  released): committed 2585, acknowledged 2586-2589, 2585 still in a micro-batch, or cleared
+  from a stream's queue by a stop or rebalance without a trace -> commits 2590 (seen in a
+  restarted worker's log: committed 150, then 1028, with 150 never processed); with no commit
+  yet, Faust commits from whatever offset was acknowledged first;
 - when a seek races a fetch (a restarted worker seeks to the committed offsets while a fetch is
   under way), the fetcher sees its read position jump, records the offsets in between as a
   "gap" (offsets the broker never returns, such as transaction markers), fills them in as if
   done, and drops the records it then fetches below its new read position: seen in the SIGTERM
-  test, a restarted worker filled in 101-117 while 116 was not processed (the test had failed
-  with one trigger customer never decided and every offset committed).
+  test, a restarted worker filled in 101-117 while 116 was not processed.
 
 Besides, after such a race Faust's list holds offsets twice (acknowledged, and filled in), and its
 consecutive-run search then commits one offset per commit interval.
@@ -22,12 +24,14 @@ consecutive-run search then commits one offset per commit interval.
 ``CommitGuard`` wraps the consumer's ``_new_offset`` (where Faust turns acknowledgements into a
 commit offset). The agents ``record`` every batch they processed. Before Faust computes a commit,
 its list is cleared of repeats and of what lies below the committed offset; an acknowledged
-offset no agent processed is taken back and kept as a hole; a "gap" offset no agent processed is
-looked up on the broker (``LogProbe``): a record there is a hole too, no record is a real gap.
-Nothing is committed past a hole, nor past a message a stream still holds, until it has been
-processed; a hole the stream has already passed is read again by seeking the partition back to
-it (the events after it are processed again: the engine answers a replayed trigger with the
-decision it stored, so nothing is decided or spent twice).
+offset no agent processed is taken back and kept as a hole; every offset Faust would commit over
+without an agent having processed it (its "gap" offsets, and the head between the committed
+offset, or the partition's first offset, and the first acknowledged one) is looked up on the
+broker (``LogProbe``): a record there is a hole too, no record is a real gap. Nothing is
+committed past a hole, nor past a message a stream still holds, until it has been processed; a
+hole the stream has already passed is read again by seeking the partition back to it (the events
+after it are processed again: the engine answers a replayed trigger with the decision it stored,
+so nothing is decided or spent twice).
 """
 
 from __future__ import annotations
