@@ -176,8 +176,9 @@ class CommitGuard:
             return False
         tree = self._consumer._gap[tp]
         known = self._processed[tp] | self._gaps[tp] | self._holes[tp]
-        gaps = (o for i in tree.overlap(0, up_to + 1) for o in range(i.begin, i.end))
-        unsure = sorted({*gaps, *range(start, first)} - known)
+        gaps = {o for i in tree.overlap(0, up_to + 1) for o in range(i.begin, i.end)}
+        head = set(range(start, first)) - self._in_flight(tp)  # those hold the commit anyway
+        unsure = sorted((gaps | head) - known)
         if not unsure:
             return True
         present = self._probe(tp.topic, tp.partition, unsure)
