@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import EventT
+from faust.utils.functional import consecutive_numbers
 
 __all__ = ["CommitGuard", "LogProbe", "Probe"]
 
@@ -129,18 +130,18 @@ class CommitGuard:
         self._settle(tp)
         self._take_back_skipped(tp)
         acked = self._consumer._acked[tp]
-        if not acked or not self._gaps_checked(tp, min(acked), max(acked)):
+        if not acked:
             return None
-        self._read_again_if_passed(tp)
-        if self._head_blocked(tp, min(acked)):
+        in_flight = self._in_flight(tp)
+        if not self._gaps_checked(tp, min(acked), max(acked), in_flight):
             return None
+        self._read_again_if_passed(tp, in_flight)
+        if any(o < min(acked) for o in self._holes[tp] | in_flight):
+            return None  # a hole or a message a stream still holds lies below the run
         result = self._faust_new_offset(tp)
-        _LOG.info(
-            "commit guard: %s commits up to %s (processed %s)",
-            tp,
-            result,
-            _ranges(self._processed[tp]),
-        )
+        if _LOG.isEnabledFor(logging.INFO):  # spare the sort on every commit otherwise
+            processed = _ranges(self._processed[tp])
+            _LOG.info("commit guard: %s commits up to %s (processed %s)", tp, result, processed)
         return result
 
     def _settle(self, tp: Any) -> None:
@@ -164,7 +165,7 @@ class CommitGuard:
             self._consumer._acked_index[tp].difference_update(skipped)
             self._hold(tp, skipped, "acknowledged by Faust, never processed")
 
-    def _gaps_checked(self, tp: Any, first: int, up_to: int) -> bool:
+    def _gaps_checked(self, tp: Any, first: int, up_to: int, in_flight: set[int]) -> bool:
         """The offsets Faust would commit over without an agent having processed them, looked
         up on the broker: its gap offsets up to ``up_to``, and the head between the committed
         offset and the ``first`` acknowledged one (#606 commits over one such offset, and a
@@ -177,7 +178,7 @@ class CommitGuard:
         tree = self._consumer._gap[tp]
         known = self._processed[tp] | self._gaps[tp] | self._holes[tp]
         gaps = {o for i in tree.overlap(0, up_to + 1) for o in range(i.begin, i.end)}
-        head = set(range(start, first)) - self._in_flight(tp)  # those hold the commit anyway
+        head = set(range(start, first)) - in_flight  # those hold the commit anyway
         unsure = sorted((gaps | head) - known)
         if not unsure:
             return True
@@ -216,13 +217,13 @@ class CommitGuard:
             why,
         )
 
-    def _read_again_if_passed(self, tp: Any) -> None:
+    def _read_again_if_passed(self, tp: Any, in_flight: set[int]) -> None:
         """A hole below what the agents already processed will not come by itself: seek back."""
         holes = self._holes[tp]
         if not holes or min(holes) > max(self._processed[tp], default=-1):
             return
         first = min(holes)
-        if first in self._in_flight(tp):
+        if first in in_flight:
             return  # on its way
         last = self._sought.get(tp)
         if last is not None and last[0] == first and time.monotonic() - last[1] < _SEEK_AGAIN_S:
@@ -234,11 +235,6 @@ class CommitGuard:
         self._sought[tp] = (first, time.monotonic())
         _LOG.warning("commit guard: %s read again from offset %d", tp, first)
         loop.create_task(self._consumer.seek(tp, first)).add_done_callback(_log_failure)
-
-    def _head_blocked(self, tp: Any, first_acked: int) -> bool:
-        """A hole or an unacknowledged in-flight message below the acknowledged run."""
-        below = [o for o in self._holes[tp] | self._in_flight(tp) if o < first_acked]
-        return bool(below)
 
     def _in_flight(self, tp: Any) -> set[int]:
         """Offsets a stream holds and has not acknowledged yet."""
@@ -254,11 +250,5 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
 def _ranges(offsets: set[int]) -> str:
     """'3-5, 9' for {3, 4, 5, 9}."""
-    ordered = sorted(offsets)
-    spans: list[list[int]] = []
-    for offset in ordered:
-        if spans and offset == spans[-1][1] + 1:
-            spans[-1][1] = offset
-        else:
-            spans.append([offset, offset])
-    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+    runs = consecutive_numbers(sorted(offsets))  # Faust's own, as its commits use it
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
