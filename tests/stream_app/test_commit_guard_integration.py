@@ -27,7 +27,7 @@ def test_the_probe_tells_records_from_transaction_markers(
 ) -> None:
     topic = make_topic("probe", partitions=1)
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": topic})
+    producer = kafka_clients.producer(settings, **{"transactional.id": topic})
     producer.init_transactions(30)
     _transaction(producer, topic, [b"a", b"b"])  # offsets 0, 1; its marker: 2
     _transaction(producer, topic, [b"c"])  # offset 3; its marker: 4
