@@ -5,6 +5,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY stream_app stream_app
+COPY nba nba
+COPY feedback feedback
 COPY features features
 COPY policies policies
 COPY model_export model_export

@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import write_result
+from nba.demo import _create_topics, _serve_features, _train_and_serve
+from nba.local_servers import stack
+from nba.observe import action_latencies, events_processed, scrape, wait_for_events
+from nba.replay import replay_events
 from policies.decide import decide_stream
 from policies.pacing import Pacer
 from simulator.config import validated
 from simulator.events import days_holding, generate_events
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
-from stream_app.demo import _create_topics, _serve_features, _train_and_serve
-from stream_app.infra import stack
-from stream_app.observe import action_latencies, events_processed, scrape, wait_for_events
-from stream_app.replay import replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings, load_settings
 from stream_app.worker import _base, policy_config
@@ -219,7 +219,7 @@ def main() -> None:
         )
         with (root / "worker.log").open("wb") as log:  # the child keeps its own copy
             worker = subprocess.Popen(  # the real CLI, as an operator runs it
-                [sys.executable, "-m", "stream_app", "worker"],
+                [sys.executable, "-m", "nba", "worker"],
                 env=_worker_env(settings),
                 stdout=log,
                 stderr=subprocess.STDOUT,

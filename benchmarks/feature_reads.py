@@ -26,9 +26,9 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from benchmarks._common import write_result
+from nba.commands.features import build_sources
 from simulator.config import WorldConfig
 from simulator.world import AS_OF, build_world
-from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.settings import load_settings
 

@@ -29,9 +29,10 @@ import pandas as pd
 
 from benchmarks._common import write_result
 from benchmarks.ope_power import WORLDS, _register, _truth
+from feedback.readout import join_feedback
 from model_export.features import engagement_score, feature_matrix, logins_per_seat, policy_scores
-from model_export.feedback import join_feedback
 from model_export.manifest import Registry
+from nba.commands.feedback import evaluate_candidates, off_policy_log
 from policies.arms import Arm, ArmConfig
 from policies.catalog import CHANNELS, default_catalog
 from policies.decide import PolicyConfig, Scores, decide_stream
@@ -41,7 +42,6 @@ from policies.segments import SEGMENTS
 from simulator.config import validated
 from simulator.events import outcome_events
 from simulator.world import World, build_world
-from stream_app.commands.feedback import evaluate_candidates, off_policy_log
 from stream_app.scorer import BundleScorer
 
 BATCH = 250

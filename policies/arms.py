@@ -10,7 +10,7 @@ Logged propensity: among non-holdout customers the logging policy is the mixture
 share), so P(chosen action | customer) = t/(t+e) x [chosen == policy's pick] + e/(t+e) / k,
 where for an exploration customer "policy's pick" is what the treatment policy would have chosen
 at the same price (policies.decide logs it). Holdout decisions log propensity 1 for do_nothing;
-off-policy evaluation uses the treatment and exploration arms (model_export.ope).
+off-policy evaluation uses the treatment and exploration arms (feedback.ope).
 """
 
 from __future__ import annotations

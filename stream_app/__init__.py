@@ -1,3 +1,4 @@
-"""The streaming engine and its shell: Faust workers, Kafka I/O, Feast/Redis adapters, the ONNX
-scorer, the budget ledger, Prometheus metrics, settings, the `nba` CLI and the local infrastructure
-it runs on. Every decision is delegated to `policies`; this package only does I/O and wiring."""
+"""What runs inside a decision worker: the Faust app and its agents, the decision engine and its
+steps, the Kafka/Redis/Feast adapters, the budget ledger, messages and their schemas, metrics and
+the HTTP endpoints, settings. Every decision is delegated to `policies`; this package only does
+I/O and wiring. Operator tasks (the `nba` CLI, the demo, local servers) live in `nba`."""

@@ -36,6 +36,7 @@ from faust.streams import Stream
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import EventT, StreamT
 
+from nba.topic_reader import partition_count
 from policies.errors import ConfigError
 from stream_app import kafka_clients
 from stream_app.aggregates import updated, windows
@@ -47,7 +48,6 @@ from stream_app.metrics import EngineMetrics
 from stream_app.outcome_feed import OutcomeFeed
 from stream_app.pipeline import RawMessage
 from stream_app.settings import Settings
-from stream_app.topic_reader import partition_count
 
 __all__ = ["EngineApp", "create_app"]
 

@@ -17,8 +17,8 @@ import onnxruntime as ort
 import pandas as pd
 from numpy.typing import NDArray
 
+from feedback.drift import DriftReference, DriftTracker
 from model_export.bundle import OUTPUTS
-from model_export.drift import DriftReference, DriftTracker
 from model_export.features import (
     FEATURES,
     engagement_score,

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream_app.infra import stack
+from nba.local_servers import stack
 from stream_app.settings import Settings, load_settings
 
 

@@ -31,6 +31,16 @@ from prometheus_client import CollectorRegistry
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.training import train_models
+from nba.commands.feedback import (
+    Feedback,
+    candidate_decisions,
+    evaluate_candidates,
+    load_feedback,
+    off_policy_log,
+    promote_if_better,
+)
+from nba.replay import EVENT_SCHEMA_VERSION
+from nba.topic_reader import read_topic
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
@@ -40,21 +50,11 @@ from simulator.datasets import randomized_experiment
 from simulator.events import outcome_events
 from simulator.world import World, build_world
 from stream_app import kafka_clients
-from stream_app.commands.feedback import (
-    Feedback,
-    candidate_decisions,
-    evaluate_candidates,
-    load_feedback,
-    off_policy_log,
-    promote_if_better,
-)
 from stream_app.decision_loop import DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
-from stream_app.replay import EVENT_SCHEMA_VERSION
 from stream_app.scorer import BundleScorer, FeatureScoreSource, ServedModel, snapshot_reader
 from stream_app.settings import Settings, load_settings
-from stream_app.topic_reader import read_topic
 from tests.conftest import topic_factory
 
 pytestmark = pytest.mark.integration
@@ -320,7 +320,7 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
 
     def nba(*argv: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "stream_app", *argv],
+            [sys.executable, "-m", "nba", *argv],
             capture_output=True,
             text=True,
             env=env,

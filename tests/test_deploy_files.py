@@ -53,7 +53,7 @@ def test_compose_validation_catches_a_broken_file(compose: list[str], tmp_path: 
 
 
 def test_prometheus_configs_pass_promtool(tmp_path: Path) -> None:
-    from stream_app.infra.servers import prometheus_config
+    from nba.local_servers.servers import prometheus_config
 
     promtool = shutil.which("promtool")
     assert promtool, "promtool comes with Debian's prometheus package (make bootstrap)"

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from stream_app.cli import app
+from nba.cli import app
 
 RUNBOOK = Path(__file__).resolve().parents[1] / "docs/runbook.md"
 

@@ -12,10 +12,10 @@ import pytest
 
 from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP
 from model_export.features import feature_matrix
+from nba.commands.features import build_sources
 from policies.errors import SchemaError
 from simulator.config import WorldConfig
 from simulator.world import AS_OF, World, build_world
-from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter, fill_cold_start
 from stream_app.settings import load_settings
 

@@ -16,12 +16,12 @@ from model_export.learners import LEARNERS, make_learner
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.training import Trained, train_models
+from nba.commands.simulate import truth_frame
 from policies.catalog import default_catalog
 from policies.errors import ModelManifestError, SchemaError
 from simulator.config import WorldConfig
 from simulator.datasets import legacy_history, randomized_experiment
 from simulator.world import World, build_world
-from stream_app.commands.simulate import truth_frame
 
 ACTIONS = default_catalog().names
 SMALL = 60  # trees per model: enough to learn, quick to test

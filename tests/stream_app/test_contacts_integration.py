@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import redis
 
+from nba.replay import EVENT_SCHEMA_VERSION
 from policies.decide import PolicyConfig
 from policies.pacing import Pacer, PacingConfig
 from policies.rules import ContactRules, ContactState
@@ -23,7 +24,6 @@ from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
 from stream_app.decision_loop import DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
-from stream_app.replay import EVENT_SCHEMA_VERSION
 from stream_app.settings import Settings, load_settings
 from tests.conftest import TopicFactory, drain
 

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 import redis
 
+from nba.replay import replay_events
 from policies.decide import PolicyConfig
 from policies.pacing import Pacer, PacingConfig
 from simulator.config import WorldConfig
@@ -20,7 +21,6 @@ from simulator.world import build_world
 from stream_app import kafka_clients
 from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
-from stream_app.replay import replay_events
 from stream_app.settings import load_settings
 from tests.conftest import TopicFactory, drain
 

@@ -77,8 +77,8 @@ def test_no_promoted_model_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_batch_mode_decides_the_whole_base_within_budget(registry: Registry, world: World) -> None:
+    from nba.commands.score import decisions_frame, score_all
     from policies.decide import PolicyConfig
-    from stream_app.commands.score import decisions_frame, score_all
 
     scorer = BundleScorer(registry, CATALOG, threads=0)
     decisions = score_all(world.customers, scorer, PolicyConfig(), budget=20_000.0)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from nba.local_servers import stack
 from policies.errors import ConfigError
-from stream_app.infra import stack
 from stream_app.settings import load_settings
 
 
@@ -68,7 +68,7 @@ def test_cli_bad_input_is_one_line_exit_2(
     argv: list[str], env: dict[str, str], needle: str
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "stream_app", *argv],
+        [sys.executable, "-m", "nba", *argv],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", **env},
@@ -81,7 +81,7 @@ def test_cli_bad_input_is_one_line_exit_2(
 
 def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
     # About 1 in 64 random ids would, and the storage tool then refuses to format (seen in CI).
-    from stream_app.infra.kafka import _cluster_id
+    from nba.local_servers.kafka import _cluster_id
 
     ids = [_cluster_id() for _ in range(5_000)]
     assert not any(i.startswith("-") for i in ids)

@@ -25,18 +25,18 @@ from confluent_kafka import TopicPartition
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.training import train_models
+from nba.commands.features import build_sources
+from nba.local_servers import stack
+from nba.observe import wait_for_events
+from nba.replay import replay_events
 from policies.catalog import default_catalog
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.events import generate_events
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
-from stream_app.commands.features import build_sources
 from stream_app.feature_store import FeatureStoreAdapter
-from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
-from stream_app.observe import wait_for_events
-from stream_app.replay import replay_events
 from stream_app.settings import Settings, load_settings
 from tests.conftest import TopicFactory, drain, free_port, own_infra_settings
 from tests.stream_app.test_decision_loop_integration import POISON
@@ -61,7 +61,7 @@ def _no_worker_left_behind() -> Iterator[None]:
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own copy of the file descriptor
         worker = subprocess.Popen(  # the real CLI, as an operator runs it
-            [sys.executable, "-m", "stream_app", "worker"],
+            [sys.executable, "-m", "nba", "worker"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -11,21 +11,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from policies.errors import InfraError
-from stream_app.infra.kafka import KafkaBroker, broker_answers, fetch_jars
-from stream_app.infra.process import (
+from nba.local_servers.kafka import KafkaBroker, broker_answers, fetch_jars
+from nba.local_servers.process import (
     ManagedProcess,
     PidFile,
     ProcessState,
     require_free_ports,
     wait_until,
 )
-from stream_app.infra.servers import (
+from nba.local_servers.servers import (
     prometheus_process,
     prometheus_ready,
     redis_answers,
     redis_process,
 )
+from policies.errors import InfraError
 from stream_app.settings import Settings
 
 __all__ = ["ALL_SERVICES", "down", "fetch", "status", "up"]

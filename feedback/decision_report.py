@@ -138,7 +138,7 @@ def render_decision_report(
     qini: QiniInput | None = None,
     drift: dict[str, float] | None = None,
 ) -> str:
-    """``report`` from model_export.feedback.experiment_report; ``joined`` its decisions."""
+    """``report`` from feedback.readout.experiment_report; ``joined`` its decisions."""
     images = [("Lift by arm and by segment", _lift_figure(report))]
     if qini is not None and qini[0].size and len(np.unique(qini[2])) == 2:
         images.append(("Qini curve of the served model (treatment vs holdout)", _qini_figure(qini)))

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nba.commands.dlq import inspect_dlq, replay_dlq
 from stream_app import kafka_clients
-from stream_app.commands.dlq import inspect_dlq, replay_dlq
 from stream_app.messages import DlqRecord
 from stream_app.settings import load_settings
 from tests.conftest import TopicFactory, drain

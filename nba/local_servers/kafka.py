@@ -15,8 +15,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from nba.local_servers.process import ManagedProcess
 from policies.errors import InfraError
-from stream_app.infra.process import ManagedProcess
 
 __all__ = ["KafkaBroker", "broker_answers", "fetch_jars"]
 

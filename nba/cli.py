@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+from nba.local_servers import stack
 from policies.errors import ConfigError, NbaError
 from simulator.config import validated
 from simulator.events import days_holding, generate_events
 from simulator.world import build_world
-from stream_app.infra import stack
 from stream_app.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -114,7 +114,7 @@ def simulate_world(
 ) -> None:
     """Write customers, ground truth, a randomized experiment, a biased legacy log, transactions
     (and optionally engagement events) as parquet / JSON lines."""
-    from stream_app.commands.simulate import write_world
+    from nba.commands.simulate import write_world
 
     config = validated(n_customers=customers, seed=seed, baseline_churn_rate=churn_rate)
     for name, rows in write_world(config, out, events_days).items():
@@ -132,8 +132,8 @@ def simulate_replay(
     topic: Annotated[str | None, typer.Option(help="Topic (default NBA_TOPIC_EVENTS).")] = None,
 ) -> None:
     """Send the world's engagement events into Kafka at a target rate, keyed by customer."""
+    from nba.replay import replay_events
     from stream_app import kafka_clients
-    from stream_app.replay import replay_events
 
     settings = load_settings()
     world = build_world(validated(n_customers=customers, seed=seed))
@@ -157,7 +157,7 @@ def demo(
     """Run the whole loop end to end on the local stack and print what happened."""
     from rich.console import Console
 
-    from stream_app.demo import DemoOptions, run_demo
+    from nba.demo import DemoOptions, run_demo
 
     if rate <= 0 or seconds <= 0 or budget < 0:
         raise ConfigError("--rate and --seconds must be > 0 and --budget >= 0")
@@ -199,8 +199,8 @@ def features_build(
     """Run the CLV, RFM, persona and activity-window jobs; write every view's parquet source."""
     import json
 
+    from nba.commands.features import build_sources
     from simulator.config import WorldConfig
-    from stream_app.commands.features import build_sources
 
     settings = load_settings()
     try:
@@ -269,7 +269,7 @@ def dlq_inspect(
     samples: Annotated[int, typer.Option(help="How many records to show.")] = 5,
 ) -> None:
     """Count the DLQ's records by reason and show a few (nothing is consumed for good)."""
-    from stream_app.commands.dlq import inspect_dlq
+    from nba.commands.dlq import inspect_dlq
 
     summary = inspect_dlq(load_settings(), samples)
     typer.echo(f"{summary.total:,} records; by reason: {dict(summary.by_reason.most_common())}")
@@ -285,7 +285,7 @@ def dlq_replay(
     reason: Annotated[str, typer.Option(help="Replay records with this error code.")],
 ) -> None:
     """Send the originals of one reason's records back to NBA_TOPIC_EVENTS, once."""
-    from stream_app.commands.dlq import replay_dlq
+    from nba.commands.dlq import replay_dlq
 
     settings = load_settings()
     sent = replay_dlq(settings, reason)
@@ -312,14 +312,14 @@ def experiment_plan(
 ) -> None:
     """Customers needed per arm (treatment and holdout) to detect the change; with --base, a
     stratified assignment of that base (churn risk from the promoted model)."""
-    from model_export.experiments import sample_size_per_arm
+    from feedback.experiments import sample_size_per_arm
 
     n = sample_size_per_arm(baseline, mde, alpha, power)
     typer.echo(
         f"{n:,} customers per arm (alpha {alpha}, power {power}, {baseline} -> {baseline + mde})"
     )
     if base is not None:
-        from stream_app.commands.feedback import assign_base
+        from nba.commands.feedback import assign_base
 
         assignment = assign_base(load_settings(), base, holdout_share, seed, out)
         arms = assignment["arm"].value_counts()
@@ -341,7 +341,7 @@ def experiment_report(
     """Treatment vs holdout from NBA_TOPIC_ACTIONS joined to NBA_TOPIC_OUTCOMES: retention per
     arm with CIs, lift, p-value, power, cost per save, ROI; per segment and per action;
     guardrails (complaints, opt-outs); what the join had to leave out."""
-    from stream_app.commands.feedback import load_feedback, render_report
+    from nba.commands.feedback import load_feedback, render_report
 
     _check_alpha(alpha)
     report = load_feedback(load_settings()).report(alpha)
@@ -369,8 +369,7 @@ def ope(
     """Off-policy evaluation: what each candidate's policy would earn per decision (IPS, SNIPS,
     doubly robust, with CIs), from the logged decisions, their propensities and outcomes."""
     from model_export.manifest import Registry
-    from policies.catalog import default_catalog
-    from stream_app.commands.feedback import (
+    from nba.commands.feedback import (
         evaluate_candidates,
         load_feedback,
         logging_model,
@@ -378,6 +377,7 @@ def ope(
         read_snapshot,
         render_estimates,
     )
+    from policies.catalog import default_catalog
 
     _check_alpha(alpha)
     if budget_factor <= 0:
@@ -417,7 +417,7 @@ def retrain(
     up a promoted model within NBA_MODEL_RELOAD_S seconds, without a restart."""
     from rich.console import Console
 
-    from stream_app.commands.feedback import retrain as run_retrain
+    from nba.commands.feedback import retrain as run_retrain
 
     result = run_retrain(load_settings(), data, learner, seed, margin, Console(stderr=True))
     verdict = "PROMOTED" if result.promoted else "not promoted"
@@ -442,7 +442,7 @@ def report(
 ) -> None:
     """The decision report, one self-contained HTML file: lift by arm with CIs, Qini curve,
     spend vs budget over time, decisions by segment, drift, guardrails."""
-    from stream_app.commands.feedback import decision_report
+    from nba.commands.feedback import decision_report
 
     path = decision_report(load_settings(), data, out)
     typer.echo(f"wrote {path}; open it in a browser")
@@ -499,9 +499,9 @@ def score(
     import pandas as pd
 
     from model_export.manifest import Registry
+    from nba.commands.score import decisions_frame, score_all, write_decisions
     from policies.catalog import default_catalog
     from policies.decide import PolicyConfig
-    from stream_app.commands.score import decisions_frame, score_all, write_decisions
     from stream_app.scorer import BundleScorer
 
     if not all_customers:
@@ -537,7 +537,7 @@ def train(
     """Train the churn model and the uplift learners, evaluate them, write a run with its report."""
     from rich.console import Console
 
-    from stream_app.commands.models import run_training
+    from nba.commands.models import run_training
 
     folder = run_training(data, learner, seed, out, Console())
     typer.echo(
@@ -554,7 +554,7 @@ def export(
 ) -> None:
     """Build the ONNX bundle, check parity with the native models, register it with its manifest."""
     from model_export.manifest import Registry
-    from stream_app.commands.models import run_export
+    from nba.commands.models import run_export
 
     manifest = run_export(run, Registry(load_settings().model_registry), version)
     typer.echo(
@@ -572,7 +572,7 @@ def evaluate(
 ) -> None:
     """Score a data set with the registered ONNX bundle and print Qini, AUUC and uplift@k."""
     from model_export.manifest import Registry
-    from stream_app.commands.models import dump, evaluate_version
+    from nba.commands.models import dump, evaluate_version
 
     typer.echo(dump(evaluate_version(Registry(load_settings().model_registry), version, data)))
 
@@ -581,7 +581,7 @@ def evaluate(
 def models_list() -> None:
     """Registered versions; * marks the promoted one."""
     from model_export.manifest import Registry
-    from stream_app.commands.models import describe
+    from nba.commands.models import describe
 
     registry = Registry(load_settings().model_registry)
     versions = registry.versions()

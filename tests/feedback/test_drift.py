@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.drift import DriftReference, DriftTracker, build_reference, psi
+from feedback.drift import DriftReference, DriftTracker, build_reference, psi
 from policies.errors import SchemaError
 
 NAMES = ("logins", "seats")

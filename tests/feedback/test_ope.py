@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.ope import OffPolicyLog, compare, evaluate_policy
+from feedback.ope import OffPolicyLog, compare, evaluate_policy
 from policies.errors import SchemaError
 
 K = 4

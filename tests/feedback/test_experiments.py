@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from model_export.experiments import readout, sample_size_per_arm
+from feedback.experiments import readout, sample_size_per_arm
 from policies.errors import ConfigError, SchemaError
 from simulator.config import WorldConfig
 from simulator.world import build_world
@@ -92,7 +92,7 @@ def test_readout_of_arms_where_everyone_stayed_has_no_difference_and_no_warning(
 
 
 def test_stratified_assignment_balances_every_risk_value_tenure_stratum() -> None:
-    from model_export.experiments import stratified_assignment
+    from feedback.experiments import stratified_assignment
 
     rng = np.random.default_rng(4)
     n = 3_000

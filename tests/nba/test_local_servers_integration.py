@@ -11,9 +11,9 @@ import pytest
 import redis
 from confluent_kafka import TopicPartition
 
+from nba.local_servers import stack
 from policies.errors import InfraError
 from stream_app import kafka_clients
-from stream_app.infra import stack
 from stream_app.settings import Settings, load_settings
 from tests.conftest import drain, free_port, own_infra_settings
 
@@ -92,7 +92,7 @@ def test_missing_java_is_one_clear_line(tmp_path: Path) -> None:
         "NBA_KAFKA_CONTROLLER_PORT": str(free_port()),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "stream_app", "infra", "up", "--only", "kafka"],
+        [sys.executable, "-m", "nba", "infra", "up", "--only", "kafka"],
         capture_output=True,
         text=True,
         env=env,

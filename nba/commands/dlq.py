@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer
 
+from nba.replay import EVENT_SCHEMA_VERSION
+from nba.topic_reader import read_to_end
 from stream_app import kafka_clients
 from stream_app.messages import DlqRecord
-from stream_app.replay import EVENT_SCHEMA_VERSION
 from stream_app.settings import Settings
-from stream_app.topic_reader import read_to_end
 
 __all__ = ["DlqSummary", "inspect_dlq", "replay_dlq"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import redis
 import yaml
 
+from nba.local_servers.process import ManagedProcess
 from policies.errors import InfraError
-from stream_app.infra.process import ManagedProcess
 
 __all__ = ["prometheus_process", "prometheus_ready", "redis_answers", "redis_process"]
 

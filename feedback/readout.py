@@ -7,7 +7,7 @@ one action_id published with two contents, outcomes for unknown action_ids, dupl
 outcomes dated before their decision, and decisions still waiting for their renewal outcome all
 appear in ``JoinQuality`` and are left out of the statistics.
 
-The statistics themselves are statsmodels' (model_export.experiments.readout): this module only
+The statistics themselves are statsmodels' (feedback.experiments.readout): this module only
 shapes the data, splits it per segment and per action, and checks the guardrails.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportions_ztest
 
-from model_export.experiments import readout
+from feedback.experiments import readout
 from policies.errors import SchemaError
 
 __all__ = [

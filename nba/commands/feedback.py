@@ -20,25 +20,25 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from model_export.decision_report import QiniInput, render_decision_report
-from model_export.drift import DriftReference, DriftTracker
-from model_export.experiments import stratified_assignment
+from feedback.decision_report import QiniInput, render_decision_report
+from feedback.drift import DriftReference, DriftTracker
+from feedback.experiments import stratified_assignment
+from feedback.ope import Estimate, OffPolicyLog, compare, evaluate_policy
+from feedback.readout import JoinQuality, experiment_report, join_feedback
 from model_export.features import FEATURES, feature_matrix
-from model_export.feedback import JoinQuality, experiment_report, join_feedback
 from model_export.manifest import Registry
-from model_export.ope import Estimate, OffPolicyLog, compare, evaluate_policy
 from model_export.runs import export_run
+from nba.commands.models import run_training
+from nba.commands.score import score_all
+from nba.topic_reader import read_topic
 from policies.arms import ArmConfig
 from policies.catalog import Catalog, default_catalog
 from policies.decide import CAPACITY_EXHAUSTED, Decisions, PolicyConfig
 from policies.errors import ConfigError, ModelManifestError
 from policies.value import expected_value
-from stream_app.commands.models import run_training
-from stream_app.commands.score import score_all
 from stream_app.messages import NbaAction, Outcome
 from stream_app.scorer import BundleScorer
 from stream_app.settings import Settings
-from stream_app.topic_reader import read_topic
 
 __all__ = [
     "Feedback",

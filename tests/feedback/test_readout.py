@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_export.feedback import Guardrail, experiment_report, join_feedback
+from feedback.readout import Guardrail, experiment_report, join_feedback
 from policies.errors import SchemaError
 
 DECIDED = "2026-03-01T00:00:00+00:00"

@@ -42,6 +42,13 @@ from model_export.manifest import Registry
 from model_export.report import render_report
 from model_export.runs import export_run, save_run
 from model_export.training import train_models
+from nba.commands.features import build_sources
+from nba.commands.feedback import Feedback, decision_report, load_feedback
+from nba.commands.simulate import truth_frame
+from nba.local_servers import stack
+from nba.observe import action_latencies, events_processed_or_none, wait_for_events
+from nba.replay import ReplayStats, replay_events
+from nba.topic_reader import read_topic
 from policies.catalog import default_catalog
 from policies.decide import opportunities
 from policies.pacing import Pacer, initial_price
@@ -51,18 +58,11 @@ from simulator.events import days_holding, generate_events, outcome_events
 from simulator.truth import oracle_policy, score_policy
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
-from stream_app.commands.features import build_sources
-from stream_app.commands.feedback import Feedback, decision_report, load_feedback
-from stream_app.commands.simulate import truth_frame
 from stream_app.engine import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
-from stream_app.infra import stack
 from stream_app.ledger import BudgetLedger
-from stream_app.observe import action_latencies, events_processed_or_none, wait_for_events
-from stream_app.replay import ReplayStats, replay_events
 from stream_app.scorer import BundleScorer, FeatureScoreSource
 from stream_app.settings import Settings
-from stream_app.topic_reader import read_topic
 from stream_app.worker import policy_config
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -150,7 +150,7 @@ def _worker_process(engine: Settings, price: float) -> Iterator[subprocess.Popen
     log_path = engine.model_registry.parent / "worker.log"
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         worker = subprocess.Popen(  # noqa: S603  # our own CLI, with our settings
-            [sys.executable, "-m", "stream_app", "worker"],
+            [sys.executable, "-m", "nba", "worker"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

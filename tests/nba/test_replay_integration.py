@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from nba.replay import replay_events
 from simulator.config import WorldConfig
 from simulator.events import generate_events
 from simulator.world import build_world
 from stream_app import kafka_clients
-from stream_app.replay import replay_events
 from stream_app.settings import load_settings
 from tests.conftest import TopicFactory, drain
 
