@@ -19,15 +19,18 @@ bootstrap: $(VENV)/.installed
 	@bash deploy/bootstrap-system.sh
 	@$(BIN)/nba infra fetch
 
+# The first install fills .venv with about 2.1 GB (du -sh .venv); pip's own lines show progress.
 $(VENV)/.installed: pyproject.toml
+	@echo "nba: creating $(VENV) and installing the Python dependencies (minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install --progress-bar off -e '.[dev]'
 	touch $@
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

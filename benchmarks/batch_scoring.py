@@ -25,14 +25,13 @@ from model_export.bundle import OUTPUTS
 from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run, load_run, save_run
+from model_export.serving import BundleScorer, score_all
 from model_export.training import train_models
-from nba.commands.score import score_all
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.world import build_world
-from stream_app.scorer import BundleScorer
 
 
 def main() -> None:

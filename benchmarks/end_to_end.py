@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import write_result
+from model_export.serving import BundleScorer
 from nba.demo import _create_topics, _serve_features, _train_and_serve
 from nba.local_servers import stack
 from nba.observe import action_latencies, events_processed, scrape, wait_for_events
@@ -40,7 +41,7 @@ from simulator.config import validated
 from simulator.events import days_holding, generate_events
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
-from stream_app.scorer import BundleScorer, FeatureScoreSource
+from stream_app.scorer import FeatureScoreSource
 from stream_app.settings import Settings, load_settings
 from stream_app.worker import _base, policy_config
 

@@ -29,10 +29,11 @@ import pandas as pd
 
 from benchmarks._common import write_result
 from benchmarks.ope_power import WORLDS, _register, _truth
+from feedback.champion_challenger import evaluate_candidates, off_policy_log
 from feedback.readout import join_feedback
 from model_export.features import engagement_score, feature_matrix, logins_per_seat, policy_scores
 from model_export.manifest import Registry
-from nba.commands.feedback import evaluate_candidates, off_policy_log
+from model_export.serving import BundleScorer
 from policies.arms import Arm, ArmConfig
 from policies.catalog import CHANNELS, default_catalog
 from policies.decide import PolicyConfig, Scores, decide_stream
@@ -42,7 +43,6 @@ from policies.segments import SEGMENTS
 from simulator.config import validated
 from simulator.events import outcome_events
 from simulator.world import World, build_world
-from stream_app.scorer import BundleScorer
 
 BATCH = 250
 BATCHES_PER_S = 8.0  # 2,000 decisions/s, about the demo's pace

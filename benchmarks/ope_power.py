@@ -27,18 +27,19 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._common import write_result
-from feedback.ope import compare
-from feedback.readout import join_feedback
-from model_export.features import engagement_score, feature_matrix, logins_per_seat, policy_scores
-from model_export.manifest import Registry
-from model_export.runs import export_run, save_run
-from model_export.training import train_models
-from nba.commands.feedback import (
+from feedback.champion_challenger import (
     OffPolicyData,
     candidate_decisions,
     evaluate_candidates,
     off_policy_log,
 )
+from feedback.ope import compare
+from feedback.readout import join_feedback
+from model_export.features import engagement_score, feature_matrix, logins_per_seat, policy_scores
+from model_export.manifest import Registry
+from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer
+from model_export.training import train_models
 from policies.arms import Arm, ArmConfig
 from policies.catalog import CHANNELS, default_catalog
 from policies.decide import PolicyConfig, decide_stream
@@ -49,7 +50,6 @@ from simulator.config import scaled_effects, validated
 from simulator.datasets import randomized_experiment
 from simulator.events import outcome_events
 from simulator.world import World, build_world
-from stream_app.scorer import BundleScorer
 
 STRONG = scaled_effects(2.5)
 WORLDS: dict[str, dict[str, Any]] = {

@@ -19,10 +19,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from feedback.drift import DriftTracker  # noqa: E402
+from feedback.readout import with_features  # noqa: E402
+from model_export.drift_reference import DriftReference  # noqa: E402
 from model_export.evaluation import qini_points  # noqa: E402
+from model_export.features import FEATURES, feature_matrix  # noqa: E402
+from model_export.manifest import Registry  # noqa: E402
 from model_export.report import STYLE, figure_html, png  # noqa: E402
+from model_export.serving import BundleScorer  # noqa: E402
+from policies.catalog import default_catalog  # noqa: E402
 
-__all__ = ["QiniInput", "render_decision_report"]
+__all__ = ["QiniInput", "model_views", "render_decision_report"]
 
 QiniInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # (retained, uplift score, treated)
 
@@ -161,3 +168,33 @@ def render_decision_report(
 <pre>{details}</pre>
 </body></html>
 """
+
+
+def model_views(
+    joined: pd.DataFrame, snapshot: pd.DataFrame, registry: Registry
+) -> tuple[QiniInput | None, dict[str, float] | None]:
+    """Qini input (retained, predicted uplift of the policy's pick, treated) over the A/B rows
+    whose pick is an action, and each feature's PSI over the decided customers."""
+    catalog = default_catalog()
+    scorer = BundleScorer(registry, catalog, threads=0)
+    rows, frame = with_features(joined, snapshot)
+    if rows.empty:
+        return None, None
+    features = feature_matrix(frame)
+    _, uplift, _ = scorer.predict(features)
+    reference = DriftReference.read(registry.folder(scorer.version))
+    drift = None
+    if reference is not None:
+        tracker = DriftTracker(reference, half_life_rows=float("inf"))
+        tracker.observe(features, FEATURES, {})
+        drift = tracker.feature_psi()
+    names = list(catalog.names)
+    pick = rows["policy_pick"].map(lambda a: names.index(a) if a in names else 0).to_numpy()
+    ab = rows["arm"].isin(["treatment", "holdout"]).to_numpy() & (pick > 0)
+    score = uplift[np.arange(len(rows)), pick]
+    qini = (
+        rows["retained"].to_numpy(float)[ab],
+        score[ab],
+        (rows["arm"] == "treatment").to_numpy(int)[ab],
+    )
+    return qini, drift

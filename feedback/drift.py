@@ -1,9 +1,9 @@
 """Population stability index (PSI) of the features and the scores, live vs the training data.
 
-The reference is written next to each exported bundle (``drift_reference.json``): per column,
-decile edges of the training sample and the share of that sample in each bin. Live data is
-binned on the same edges and compared: PSI = sum over bins of (live - ref) x ln(live / ref).
-Rule of thumb: below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 a shift worth acting on.
+The reference (``model_export.drift_reference``) holds, per column, decile edges of the training
+sample and the share of that sample in each bin. Live data is binned on the same edges and
+compared: PSI = sum over bins of (live - ref) x ln(live / ref). Rule of thumb: below 0.1 stable,
+0.1-0.25 moderate shift, above 0.25 a shift worth acting on.
 
 Why hand-written: PSI is one line of numpy; the maintained packages that compute it (evidently,
 nannyml) bring dashboards, their own data model and dozens of dependencies for that line.
@@ -13,78 +13,15 @@ Empty bins get a small floor (``_FLOOR``) so one unseen bin does not make the in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict
 
-from policies.errors import SchemaError
+from model_export.drift_reference import ColumnReference, DriftReference, bin_counts
 
-__all__ = [
-    "REFERENCE_FILE",
-    "ColumnReference",
-    "DriftReference",
-    "DriftTracker",
-    "build_reference",
-    "psi",
-]
+__all__ = ["DriftTracker", "psi"]
 
-_BINS = 10
 _FLOOR = 1e-4
-REFERENCE_FILE = "drift_reference.json"
-
-
-class ColumnReference(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    edges: tuple[float, ...]  # inner edges; len(shares) == len(edges) + 1
-    shares: tuple[float, ...]
-
-
-class DriftReference(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    features: dict[str, ColumnReference]
-    scores: dict[str, ColumnReference]
-
-    @classmethod
-    def read(cls, folder: Path) -> DriftReference | None:
-        path = folder / REFERENCE_FILE
-        return cls.model_validate_json(path.read_text()) if path.exists() else None
-
-
-def _bin_counts(values: NDArray[np.float64], edges: Sequence[float]) -> NDArray[np.float64]:
-    finite = values[np.isfinite(values)]
-    index = np.searchsorted(np.asarray(edges), finite, side="right")
-    return np.bincount(index, minlength=len(edges) + 1).astype(np.float64)
-
-
-def _column(values: NDArray[np.float64]) -> ColumnReference:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        raise SchemaError("a drift reference needs finite values in every column")
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, _BINS + 1)[1:-1]))
-    counts = _bin_counts(finite, edges.tolist())
-    return ColumnReference(
-        edges=tuple(float(e) for e in edges),
-        shares=tuple(float(s) for s in counts / counts.sum()),
-    )
-
-
-def build_reference(
-    features: NDArray[np.float32],
-    feature_names: Sequence[str],
-    scores: dict[str, NDArray[np.float64]],
-) -> DriftReference:
-    """Decile bins of each feature column and each score, from the training sample."""
-    if features.ndim != 2 or features.shape[1] != len(feature_names):
-        raise SchemaError("features must be [rows, len(feature_names)]")
-    data = features.astype(np.float64)
-    return DriftReference(
-        features={name: _column(data[:, j]) for j, name in enumerate(feature_names)},
-        scores={name: _column(np.asarray(v, np.float64)) for name, v in scores.items()},
-    )
 
 
 def psi(reference: ColumnReference, counts: NDArray[np.float64]) -> float:
@@ -127,7 +64,7 @@ class DriftTracker:
     def _add(
         self, name: str, ref: ColumnReference, values: NDArray[np.float64], decay: float
     ) -> None:
-        self._counts[name] = self._counts[name] * decay + _bin_counts(values, ref.edges)
+        self._counts[name] = self._counts[name] * decay + bin_counts(values, ref.edges)
 
     def feature_psi(self) -> dict[str, float]:
         return {n: psi(r, self._counts[n]) for n, r in self.reference.features.items()}

@@ -13,7 +13,7 @@ shapes the data, splits it per segment and per action, and checks the guardrails
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,10 +25,12 @@ from policies.errors import SchemaError
 
 __all__ = [
     "ACTION_COLUMNS",
+    "Feedback",
     "Guardrail",
     "JoinQuality",
     "experiment_report",
     "join_feedback",
+    "with_features",
 ]
 
 ACTION_COLUMNS = (
@@ -217,3 +219,30 @@ def experiment_report(
         "guardrails": _guardrails(ab, guardrails),
         "data_quality": asdict(quality),
     }
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The joined log, what the join left out, and messages that did not parse."""
+
+    joined: pd.DataFrame
+    quality: JoinQuality
+    unreadable: dict[str, int] = field(default_factory=dict)
+
+    def report(self, alpha: float = 0.05) -> dict[str, Any]:
+        report = experiment_report(self.joined, self.quality, alpha)
+        report["data_quality"]["unreadable_messages"] = self.unreadable
+        return report
+
+
+def with_features(
+    decisions: pd.DataFrame, snapshot: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The decisions whose customer is in the snapshot, and those customers' snapshot rows,
+    aligned row by row."""
+    features = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
+    known = features.drop_duplicates("customer_id").set_index("customer_id", drop=False)
+    ids = decisions["customer_id"].astype(str)
+    rows = decisions[ids.isin(known.index)].reset_index(drop=True)
+    frame = known.loc[rows["customer_id"].astype(str).tolist()].reset_index(drop=True)
+    return rows, frame

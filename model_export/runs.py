@@ -22,9 +22,9 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from xgboost import XGBClassifier, XGBRegressor
 
-from feedback.drift import REFERENCE_FILE, build_reference
 from model_export.bundle import OPSET, OUTPUTS, build_bundle
 from model_export.churn import ChurnModel
+from model_export.drift_reference import REFERENCE_FILE, build_reference
 from model_export.features import FEATURES
 from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
 from model_export.manifest import Feature, Manifest, Parity, Registry

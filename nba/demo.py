@@ -38,12 +38,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from feedback.readout import Feedback
 from model_export.manifest import Registry
 from model_export.report import render_report
 from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer
 from model_export.training import train_models
 from nba.commands.features import build_sources
-from nba.commands.feedback import Feedback, decision_report, load_feedback
+from nba.commands.feedback import decision_report, load_feedback
 from nba.commands.simulate import truth_frame
 from nba.local_servers import stack
 from nba.observe import action_latencies, events_processed_or_none, wait_for_events
@@ -61,7 +63,7 @@ from stream_app import kafka_clients
 from stream_app.engine import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.ledger import BudgetLedger
-from stream_app.scorer import BundleScorer, FeatureScoreSource
+from stream_app.scorer import FeatureScoreSource
 from stream_app.settings import Settings
 from stream_app.worker import policy_config
 

@@ -11,13 +11,13 @@ import time
 import uuid
 
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
 
 from policies.errors import ConfigError
 from stream_app import kafka_clients
+from stream_app.kafka_clients import partition_count
 from stream_app.settings import Settings
 
-__all__ = ["partition_count", "read_to_end", "read_topic"]
+__all__ = ["read_to_end", "read_topic"]
 
 
 def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
@@ -48,14 +48,6 @@ def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
             if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
                 done.add(msg.partition() or 0)
     return found
-
-
-def partition_count(client: Consumer | AdminClient, topic: str) -> int | None:
-    """How many partitions ``topic`` has on the broker; None when it does not exist."""
-    listed = client.list_topics(topic, timeout=15).topics.get(topic)
-    if listed is None or listed.error is not None or not listed.partitions:
-        return None
-    return len(listed.partitions)
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[bytes]:

@@ -36,7 +36,6 @@ from faust.streams import Stream
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import EventT, StreamT
 
-from nba.topic_reader import partition_count
 from policies.errors import ConfigError
 from stream_app import kafka_clients
 from stream_app.aggregates import updated, windows
@@ -305,9 +304,7 @@ def _partitions(settings: Settings, topic: str) -> int:
     """How many partitions the topic has on the broker (a missing topic is a setup error)."""
     from confluent_kafka.admin import AdminClient
 
-    from stream_app.kafka_clients import client_config
-
-    count = partition_count(AdminClient(client_config(settings)), topic)
+    count = kafka_clients.partition_count(AdminClient(kafka_clients.client_config(settings)), topic)
     if count is None:
         raise ConfigError(
             f"events topic {topic!r} does not exist on the broker (NBA_TOPIC_EVENTS); create it "

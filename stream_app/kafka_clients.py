@@ -8,10 +8,11 @@ state after a rebalance (shared/STACK_NOTES.md).
 from __future__ import annotations
 
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from stream_app.settings import Settings
 
-__all__ = ["client_config", "consumer", "producer"]
+__all__ = ["client_config", "consumer", "partition_count", "producer"]
 
 
 def client_config(settings: Settings) -> dict[str, str | int | float | bool]:
@@ -53,3 +54,11 @@ def consumer(settings: Settings, group_id: str, **overrides: str | int) -> Consu
     }
     config.update(overrides)
     return Consumer(config)
+
+
+def partition_count(client: Consumer | AdminClient, topic: str) -> int | None:
+    """How many partitions ``topic`` has on the broker; None when it does not exist."""
+    listed = client.list_topics(topic, timeout=15).topics.get(topic)
+    if listed is None or listed.error is not None or not listed.partitions:
+        return None
+    return len(listed.partitions)

@@ -13,12 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 from numpy.typing import NDArray
 
-from feedback.drift import DriftReference, DriftTracker
-from model_export.bundle import OUTPUTS
+from feedback.drift import DriftTracker
+from model_export.drift_reference import DriftReference
 from model_export.features import (
     FEATURES,
     engagement_score,
@@ -26,7 +25,8 @@ from model_export.features import (
     logins_per_seat,
     policy_scores,
 )
-from model_export.manifest import Manifest, Registry
+from model_export.manifest import Registry
+from model_export.serving import BundleScorer, Predictions
 from policies.catalog import CHANNELS, Catalog
 from policies.decide import Scores
 from policies.errors import ModelManifestError
@@ -35,7 +35,6 @@ from stream_app.feature_store import fill_cold_start
 from stream_app.metrics import EngineMetrics
 
 __all__ = [
-    "BundleScorer",
     "FeatureScoreSource",
     "ServedModel",
     "feature_defaults",
@@ -43,40 +42,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger("nba.scorer")
-Predictions = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
-
-
-class BundleScorer:
-    def __init__(
-        self, registry: Registry, catalog: Catalog, version: str | None = None, threads: int = 1
-    ) -> None:
-        """``threads``: onnxruntime intra-op threads; 1 for a stream worker (scale out with
-        workers), 0 for batch scoring (onnxruntime then uses every core)."""
-        chosen = version or registry.champion()
-        if chosen is None:
-            raise ModelManifestError(
-                f"no promoted model in {registry.root}; run `nba models promote <version>`"
-            )
-        self.manifest: Manifest = registry.verified(chosen)
-        self.manifest.check_serves(FEATURES, catalog.names)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(
-            str(registry.bundle_path(chosen)), options, providers=["CPUExecutionProvider"]
-        )
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    def predict(self, features: NDArray[np.float32]) -> Predictions:
-        """(p_churn [n], uplift [n, actions], expansion share [n, actions]) in one call."""
-        p_churn, uplift, expansion = self._session.run(list(OUTPUTS), {"features": features})
-        return (
-            np.asarray(p_churn[:, 0], dtype=np.float64),
-            np.asarray(uplift, dtype=np.float64),
-            np.asarray(expansion, dtype=np.float64),
-        )
 
 
 class Scorer(Protocol):

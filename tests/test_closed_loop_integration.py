@@ -28,17 +28,18 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from model_export.manifest import Registry
-from model_export.runs import export_run, save_run
-from model_export.training import train_models
-from nba.commands.feedback import (
-    Feedback,
+from feedback.champion_challenger import (
     candidate_decisions,
     evaluate_candidates,
-    load_feedback,
     off_policy_log,
     promote_if_better,
 )
+from feedback.readout import Feedback
+from model_export.manifest import Registry
+from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer
+from model_export.training import train_models
+from nba.commands.feedback import load_feedback
 from nba.replay import EVENT_SCHEMA_VERSION
 from nba.topic_reader import read_topic
 from policies.arms import ArmConfig
@@ -53,7 +54,7 @@ from stream_app import kafka_clients
 from stream_app.decision_loop import DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
-from stream_app.scorer import BundleScorer, FeatureScoreSource, ServedModel, snapshot_reader
+from stream_app.scorer import FeatureScoreSource, ServedModel, snapshot_reader
 from stream_app.settings import Settings, load_settings
 from tests.conftest import topic_factory
 

@@ -9,67 +9,41 @@ and as a feature export would), read at evaluation time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
-from feedback.decision_report import QiniInput, render_decision_report
-from feedback.drift import DriftReference, DriftTracker
+from feedback.champion_challenger import Promotion, off_policy_log, promote_if_better
+from feedback.decision_report import model_views, render_decision_report
 from feedback.experiments import stratified_assignment
-from feedback.ope import Estimate, OffPolicyLog, compare, evaluate_policy
-from feedback.readout import JoinQuality, experiment_report, join_feedback
-from model_export.features import FEATURES, feature_matrix
+from feedback.ope import Estimate
+from feedback.readout import Feedback, join_feedback
+from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run
+from model_export.serving import BundleScorer
 from nba.commands.models import run_training
-from nba.commands.score import score_all
 from nba.topic_reader import read_topic
-from policies.arms import ArmConfig
 from policies.catalog import Catalog, default_catalog
-from policies.decide import CAPACITY_EXHAUSTED, Decisions, PolicyConfig
 from policies.errors import ConfigError, ModelManifestError
-from policies.value import expected_value
 from stream_app.messages import NbaAction, Outcome
-from stream_app.scorer import BundleScorer
 from stream_app.settings import Settings
 
 __all__ = [
-    "Feedback",
-    "OffPolicyData",
     "assign_base",
-    "candidate_decisions",
     "decision_report",
-    "Promotion",
-    "evaluate_candidates",
+    "feedback_from_messages",
     "load_feedback",
     "logging_model",
-    "off_policy_log",
-    "promote_if_better",
+    "read_snapshot",
     "render_estimates",
     "render_report",
     "retrain",
 ]
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """The joined log, what the join left out, and messages that did not parse."""
-
-    joined: pd.DataFrame
-    quality: JoinQuality
-    unreadable: dict[str, int] = field(default_factory=dict)
-
-    def report(self, alpha: float = 0.05) -> dict[str, Any]:
-        report = experiment_report(self.joined, self.quality, alpha)
-        report["data_quality"]["unreadable_messages"] = self.unreadable
-        return report
 
 
 def _parse(values: Iterable[bytes], model: type[BaseModel]) -> tuple[list[dict[str, Any]], int]:
@@ -100,165 +74,6 @@ def load_feedback(settings: Settings) -> Feedback:
     """Both topics, read to their end now."""
     return feedback_from_messages(
         read_topic(settings, settings.topic_actions), read_topic(settings, settings.topic_outcomes)
-    )
-
-
-@dataclass(frozen=True)
-class OffPolicyData:
-    """The treatment and exploration decisions with features, aligned row by row."""
-
-    log: OffPolicyLog
-    snapshot: pd.DataFrame  # the logged customers' features, one row per decision
-    spend: float
-    # [decision, action]: actions that had run out when the decision was made. The logging
-    # policy could not choose them, so a candidate replayed on this log may not either: its
-    # value there could only come from the reward model, unchecked by any outcome.
-    unavailable: NDArray[np.bool_]
-
-
-def _with_features(
-    decisions: pd.DataFrame, snapshot: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The decisions whose customer is in the snapshot, and those customers' snapshot rows,
-    aligned row by row."""
-    features = snapshot.assign(customer_id=snapshot["customer_id"].astype(str))
-    known = features.drop_duplicates("customer_id").set_index("customer_id", drop=False)
-    ids = decisions["customer_id"].astype(str)
-    rows = decisions[ids.isin(known.index)].reset_index(drop=True)
-    frame = known.loc[rows["customer_id"].astype(str).tolist()].reset_index(drop=True)
-    return rows, frame
-
-
-def off_policy_log(
-    joined: pd.DataFrame, snapshot: pd.DataFrame, logging_model: BundleScorer, catalog: Catalog
-) -> OffPolicyData:
-    """Rewards (retained contract value + expansion revenue - cost) of the logged decisions,
-    and a reward model from the logging model's scores: value x (1 - p_churn) + EV(action)."""
-    rows, frame = _with_features(joined[joined["arm"].isin(["treatment", "explore"])], snapshot)
-    if rows.empty:
-        raise ConfigError(
-            "no treatment or exploration decision with outcomes has features in the snapshot"
-        )
-    names = list(catalog.names)
-    action = np.asarray(rows["action"].map(names.index), dtype=np.int64)
-    reward = (
-        rows["retained"].to_numpy(float) * rows["value"].to_numpy(float)
-        + rows["expansion"].to_numpy(float)
-        - rows["cost"].to_numpy(float)
-    )
-    log = OffPolicyLog(
-        action,
-        rows["propensity"].to_numpy(float),
-        reward,
-        _reward_model(frame, logging_model, catalog),
-    )
-    return OffPolicyData(
-        log, frame, float(rows["cost"].sum()), _unavailable(rows["reasons"], catalog)
-    )
-
-
-def _unavailable(reasons: pd.Series, catalog: Catalog) -> NDArray[np.bool_]:
-    """[decision, action]: the `capacity_exhausted:<action>` reasons of each decision."""
-    column = {f"{CAPACITY_EXHAUSTED}:{name}": k for k, name in enumerate(catalog.names)}
-    mask = np.zeros((len(reasons), len(catalog.names)), dtype=bool)
-    for row, codes in enumerate(reasons):
-        for code in list(codes) if codes is not None else []:
-            if code in column:
-                mask[row, column[code]] = True
-    return mask
-
-
-def _reward_model(
-    frame: pd.DataFrame, scorer: BundleScorer, catalog: Catalog
-) -> NDArray[np.float64]:
-    """Expected reward per [customer, action]: value x (1 - p_churn) + EV(action)."""
-    p_churn, uplift, expansion_share = scorer.predict(feature_matrix(frame))
-    value = frame["contract_value"].to_numpy(np.float64)
-    ev = expected_value(
-        np.clip(uplift, -1.0, 1.0),
-        expansion_share * value[:, None],
-        value,
-        catalog.cost_matrix(value),
-    )
-    return (value * (1.0 - p_churn))[:, None] + ev
-
-
-def candidate_decisions(
-    data: OffPolicyData, scorer: BundleScorer, catalog: Catalog, budget: float
-) -> Decisions:
-    """A candidate's treatment policy alone (no holdout, no exploration) over the logged
-    customers, choosing only among the actions that were available at each decision."""
-    policy = PolicyConfig(catalog=catalog, arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
-    return score_all(data.snapshot, scorer, policy, budget, unavailable=data.unavailable)
-
-
-def evaluate_candidates(
-    data: OffPolicyData,
-    registry: Registry,
-    catalog: Catalog,
-    versions: dict[str, str],
-    budget_factor: float = 1.0,
-    alpha: float = 0.05,
-) -> dict[str, dict[str, Estimate]]:
-    """Each named model version's treatment policy at the logged spend x ``budget_factor``."""
-    if budget_factor <= 0:
-        raise ConfigError("--budget-factor must be > 0")
-    found = {}
-    for name, version in versions.items():
-        scorer = BundleScorer(registry, catalog, version, threads=0)
-        target = candidate_decisions(data, scorer, catalog, data.spend * budget_factor).action
-        found[name] = evaluate_policy(data.log, target, alpha)
-    return found
-
-
-class Promotion(BaseModel):
-    champion: str
-    challenger: str
-    champion_value: float
-    challenger_value: float
-    difference: float
-    difference_ci: tuple[float, float]
-    margin: float
-    promoted: bool
-    reason: str
-
-
-def promote_if_better(
-    registry: Registry,
-    catalog: Catalog,
-    data: OffPolicyData,
-    challenger: str,
-    margin: float,
-    alpha: float = 0.05,
-) -> Promotion:
-    """Promote ``challenger`` only if its DR value per decision beats the champion's by more
-    than ``margin`` dollars and the paired difference's CI lies above zero."""
-    champion = registry.champion()
-    if champion is None:
-        raise ModelManifestError("no champion to compare with; promote one first")
-    found = evaluate_candidates(
-        data, registry, catalog, {"champion": champion, "challenger": challenger}, alpha=alpha
-    )
-    difference = compare(found["challenger"]["dr"], found["champion"]["dr"], alpha)
-    wins = difference.value > margin and difference.ci_low > 0
-    if wins:
-        registry.promote(challenger)
-    reason = (
-        "won: DR difference above the margin with its CI above zero"
-        if wins
-        else f"kept the champion: DR difference {difference.value:+,.2f} "
-        f"(CI {difference.ci_low:+,.2f} .. {difference.ci_high:+,.2f}) vs margin {margin:,.2f}"
-    )
-    return Promotion(
-        champion=champion,
-        challenger=challenger,
-        champion_value=found["champion"]["dr"].value,
-        challenger_value=found["challenger"]["dr"].value,
-        difference=difference.value,
-        difference_ci=(difference.ci_low, difference.ci_high),
-        margin=margin,
-        promoted=wins,
-        reason=reason,
     )
 
 
@@ -372,7 +187,7 @@ def decision_report(
     registry = Registry(settings.model_registry)
     if data_dir is not None and registry.champion() is not None:
         snapshot = read_snapshot(data_dir / "customers.parquet")
-        qini, drift = _model_views(feedback.joined, snapshot, registry)
+        qini, drift = model_views(feedback.joined, snapshot, registry)
     page = render_decision_report(
         report, feedback.joined, "NBA decision report", settings.budget, qini, drift
     )
@@ -382,36 +197,6 @@ def decision_report(
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
     return out
-
-
-def _model_views(
-    joined: pd.DataFrame, snapshot: pd.DataFrame, registry: Registry
-) -> tuple[QiniInput | None, dict[str, float] | None]:
-    """Qini input (retained, predicted uplift of the policy's pick, treated) over the A/B rows
-    whose pick is an action, and each feature's PSI over the decided customers."""
-    catalog = default_catalog()
-    scorer = BundleScorer(registry, catalog, threads=0)
-    rows, frame = _with_features(joined, snapshot)
-    if rows.empty:
-        return None, None
-    features = feature_matrix(frame)
-    _, uplift, _ = scorer.predict(features)
-    reference = DriftReference.read(registry.folder(scorer.version))
-    drift = None
-    if reference is not None:
-        tracker = DriftTracker(reference, half_life_rows=float("inf"))
-        tracker.observe(features, FEATURES, {})
-        drift = tracker.feature_psi()
-    names = list(catalog.names)
-    pick = rows["policy_pick"].map(lambda a: names.index(a) if a in names else 0).to_numpy()
-    ab = rows["arm"].isin(["treatment", "holdout"]).to_numpy() & (pick > 0)
-    score = uplift[np.arange(len(rows)), pick]
-    qini = (
-        rows["retained"].to_numpy(float)[ab],
-        score[ab],
-        (rows["arm"] == "treatment").to_numpy(int)[ab],
-    )
-    return qini, drift
 
 
 def assign_base(

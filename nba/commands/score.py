@@ -1,69 +1,65 @@
-"""`nba score --all`: score and decide for a whole customer base in one vectorized pass, with the
-same bundle and the same policy as the stream (features from a snapshot or the offline store)."""
+"""`nba score --all`: the whole base scored and decided in one pass (``model_export.serving``),
+its inputs checked before any model is loaded, the decisions written as parquet."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
-from model_export.features import engagement_score, feature_matrix, logins_per_seat, policy_scores
-from policies.arms import Arm
-from policies.catalog import CHANNELS
-from policies.decide import Decisions, PolicyConfig, decide_batch
-from policies.rules import ContactState
-from policies.segments import SEGMENTS
-from stream_app.scorer import BundleScorer
+from model_export.manifest import Registry
+from model_export.serving import BundleScorer, decisions_frame, score_all
+from policies.catalog import default_catalog
+from policies.decide import PolicyConfig
+from policies.errors import ConfigError, ModelManifestError
 
-__all__ = ["decisions_frame", "score_all"]
+__all__ = ["BatchRun", "check_inputs", "score_base", "write_decisions"]
 
 
-def score_all(
-    snapshot: pd.DataFrame,
-    scorer: BundleScorer,
-    policy: PolicyConfig,
-    budget: float,
-    unavailable: NDArray[np.bool_] | None = None,
-) -> Decisions:
-    """One bundle call and one allocation for every customer of the snapshot (``unavailable``:
-    [customer, action] choices ruled out on top of the contact rules)."""
-    features = feature_matrix(snapshot)
-    p_churn, uplift, expansion_share = scorer.predict(features)
-    ids = snapshot["customer_id"].astype(str).tolist()
-    engagement = engagement_score(snapshot, np.sort(logins_per_seat(snapshot)))
-    scores = policy_scores(
-        snapshot, [f"batch:{c}" for c in ids], p_churn, uplift, expansion_share, engagement
-    )
-    consent = np.column_stack([snapshot[f"consent_{c}"].to_numpy(bool) for c in CHANNELS])
-    state = ContactState.fresh(len(ids), consent)
-    return decide_batch(scores, state, policy, budget, unavailable=unavailable)
+@dataclass(frozen=True)
+class BatchRun:
+    decisions: pd.DataFrame
+    path: Path
+    seconds: float
+    model_version: str
 
 
-def decisions_frame(
-    snapshot: pd.DataFrame, decisions: Decisions, model_version: str
-) -> pd.DataFrame:
-    names = np.asarray(decisions.catalog.names)
-    return pd.DataFrame(
-        {
-            "customer_id": snapshot["customer_id"].astype(str).to_numpy(),
-            "action": names[decisions.action],
-            "expected_value": decisions.expected_value,
-            "uplift": decisions.uplift,
-            "p_churn": decisions.p_churn,
-            "customer_value": decisions.customer_value,
-            "cost": decisions.cost,
-            "segment": np.asarray(SEGMENTS)[decisions.segment],
-            "arm": np.asarray([a.label for a in Arm])[decisions.arm],
-            "propensity": decisions.propensity,
-            "model_version": model_version,
-            "policy_version": decisions.policy_version,
-        }
-    )
+def check_inputs(data_dir: Path, registry: Registry) -> Path:
+    """The snapshot to score, or one clear error: a missing file or no promoted model."""
+    snapshot = data_dir / "customers.parquet"
+    if not snapshot.is_file():
+        raise ConfigError(
+            f"{snapshot} not found: --data must be a folder with customers.parquet "
+            "(as `nba simulate world` writes)"
+        )
+    if registry.champion() is None:
+        raise ModelManifestError(
+            f"no promoted model in {registry.root} (NBA_MODEL_REGISTRY): "
+            "nba train, nba export, nba models promote"
+        )
+    return snapshot
+
+
+def score_base(data_dir: Path, registry: Registry, budget: float, out: Path) -> BatchRun:
+    path = check_inputs(data_dir, registry)
+    scorer = BundleScorer(registry, default_catalog(), threads=0)
+    try:
+        snapshot = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    started = time.perf_counter()
+    decisions = score_all(snapshot, scorer, PolicyConfig(), budget)
+    elapsed = time.perf_counter() - started
+    frame = decisions_frame(snapshot, decisions, scorer.version)
+    return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version)
 
 
 def write_decisions(frame: pd.DataFrame, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out, index=False)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feedback.drift import DriftReference, DriftTracker, build_reference, psi
+from feedback.drift import DriftTracker, psi
+from model_export.drift_reference import DriftReference, build_reference
 from policies.errors import SchemaError
 
 NAMES = ("logins", "seats")

@@ -11,13 +11,14 @@ import pytest
 from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer
 from model_export.training import train_models
 from policies.catalog import default_catalog
 from policies.errors import ModelManifestError
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.world import World, build_world
-from stream_app.scorer import BundleScorer, FeatureScoreSource, snapshot_reader
+from stream_app.scorer import FeatureScoreSource, snapshot_reader
 
 CATALOG = default_catalog()
 
@@ -77,7 +78,7 @@ def test_no_promoted_model_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_batch_mode_decides_the_whole_base_within_budget(registry: Registry, world: World) -> None:
-    from nba.commands.score import decisions_frame, score_all
+    from model_export.serving import decisions_frame, score_all
     from policies.decide import PolicyConfig
 
     scorer = BundleScorer(registry, CATALOG, threads=0)

@@ -1,0 +1,53 @@
+"""What the command modules share: option types, argument checks, writing JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from policies.errors import ConfigError
+
+__all__ = [
+    "Only",
+    "check_alpha",
+    "check_not_negative",
+    "check_positive",
+    "services",
+    "write_json",
+]
+
+Only = Annotated[str, typer.Option(help="Comma-separated subset of: kafka,redis,prometheus.")]
+
+
+def services(only: str) -> list[str]:
+    return [name.strip() for name in only.split(",") if name.strip()]
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ConfigError("--alpha must lie strictly between 0 and 1")
+
+
+def check_positive(**values: float) -> None:
+    """One clear line naming the first option that is not > 0."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value:g})")
+
+
+def check_not_negative(**values: float) -> None:
+    for name, value in values.items():
+        if value < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 (got {value:g})")
+
+
+def write_json(path: Path, payload: object) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, default=str))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    typer.echo(f"wrote {path}")

@@ -1,0 +1,190 @@
+"""`nba simulate ...`, `nba features ...`, `nba schemas ...`: the data the engine reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nba.cli.common import check_positive
+from policies.errors import ConfigError
+from stream_app.settings import load_settings
+
+__all__ = ["features_app", "schemas_app", "simulate_app"]
+
+simulate_app = typer.Typer(
+    help="A synthetic world with known counterfactuals (demo data).",
+    no_args_is_help=True,
+)
+features_app = typer.Typer(
+    help="The Feast feature repository: build, apply, load, read.",
+    no_args_is_help=True,
+)
+schemas_app = typer.Typer(
+    help="JSON Schemas of the topic messages (schemas/).", no_args_is_help=True
+)
+
+
+@simulate_app.command("world")
+def simulate_world(
+    out: Annotated[Path, typer.Option(help="Folder to write the data sets into.")] = Path(
+        "data/world"
+    ),
+    customers: Annotated[int, typer.Option(help="Number of customer accounts.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same world.")] = 7,
+    churn_rate: Annotated[
+        float, typer.Option(help="Share of accounts that churn without contact.")
+    ] = 0.18,
+    events_days: Annotated[
+        float, typer.Option(help="Also write this many days of engagement events.")
+    ] = 0.0,
+) -> None:
+    """Write a simulated world's data sets as parquet / JSON lines.
+
+    Customers, ground truth, a randomized experiment, a biased legacy log, transactions and
+    (with --events-days) engagement events.
+    """
+    from nba.commands.simulate import write_world
+    from simulator.config import validated
+
+    config = validated(n_customers=customers, seed=seed, baseline_churn_rate=churn_rate)
+    for name, rows in write_world(config, out, events_days).items():
+        typer.echo(f"{out / name}: {rows:,} rows")
+
+
+@simulate_app.command("replay")
+def simulate_replay(
+    rate: Annotated[float, typer.Option(help="Target events per second.")] = 1_000.0,
+    seconds: Annotated[
+        float, typer.Option(help="How long to replay (rate x seconds events).")
+    ] = 10.0,
+    customers: Annotated[int, typer.Option(help="Number of customer accounts.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the world.")] = 7,
+    topic: Annotated[str | None, typer.Option(help="Topic (default NBA_TOPIC_EVENTS).")] = None,
+) -> None:
+    """Send the world's engagement events into Kafka at a rate.
+
+    Keyed by customer, with the partitioner the Faust workers use.
+    """
+    check_positive(rate=rate, seconds=seconds, customers=customers)
+    from nba.replay import replay_events
+    from simulator.config import validated
+    from simulator.events import days_holding, generate_events
+    from simulator.world import build_world
+    from stream_app import kafka_clients
+
+    settings = load_settings()
+    world = build_world(validated(n_customers=customers, seed=seed))
+    wanted = int(rate * seconds)
+    events = generate_events(world, days=days_holding(world, wanted))
+    producer = kafka_clients.producer(settings)
+    stats = replay_events(events, producer, topic or settings.topic_events, rate, limit=wanted)
+    typer.echo(f"sent {stats.sent:,} events in {stats.seconds:.1f}s ({stats.rate:,.0f}/s)")
+
+
+@schemas_app.command("write")
+def schemas_write() -> None:
+    """Regenerate schemas/*.schema.json from the message models."""
+    from stream_app.schemas import write_schemas
+
+    for path in write_schemas():
+        typer.echo(f"wrote {path}")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail when schemas/ differs from the message models."""
+    from stream_app.schemas import check_schemas
+
+    check_schemas()
+    typer.echo("schemas are up to date")
+
+
+def _feature_store() -> Any:
+    from stream_app.feature_store import FeatureStoreAdapter
+
+    settings = load_settings()
+    return FeatureStoreAdapter(settings, settings.feature_repo, settings.feature_data)
+
+
+@features_app.command("build")
+def features_build(
+    data: Annotated[Path, typer.Option(help="Folder written by `nba simulate world`.")] = Path(
+        "data/world"
+    ),
+) -> None:
+    """Run the batch feature jobs; write every view's parquet.
+
+    The CLV, RFM, persona and activity-window jobs, into NBA_FEATURE_DATA.
+    """
+    import json
+
+    from nba.commands.features import build_sources
+    from simulator.config import WorldConfig
+    from simulator.world import build_world
+
+    settings = load_settings()
+    try:
+        config = WorldConfig.model_validate(json.loads((data / "world.json").read_text())["config"])
+    except OSError:
+        raise ConfigError(
+            f"{data / 'world.json'} not found: write it with `nba simulate world --out {data}`"
+        ) from None
+    for name, rows in build_sources(build_world(config), settings.feature_data).items():
+        typer.echo(f"{settings.feature_data / name}: {rows:,} rows")
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the entity, sources, views and nba_scoring."""
+    _feature_store().apply()
+    typer.echo("applied: customer, profile, engagement_stream, clv, rfm, persona, nba_scoring")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    days: Annotated[int, typer.Option(help="Load feature values of the last N days.")] = 400,
+) -> None:
+    """Load the batch sources into the Redis online store."""
+    from datetime import timedelta
+
+    from simulator.world import AS_OF
+
+    check_positive(days=days)
+    _feature_store().materialize(AS_OF - timedelta(days=days), AS_OF + timedelta(days=1))
+    typer.echo("materialized into the online store")
+
+
+@features_app.command("read")
+def features_read(
+    customers: Annotated[str, typer.Option(help="Comma-separated customer ids.")],
+) -> None:
+    """Print some customers' nba_scoring features.
+
+    Unknown customers show nulls.
+    """
+    frame = _feature_store().read([c.strip() for c in customers.split(",") if c.strip()])
+    typer.echo(frame.T.to_string())
+
+
+@features_app.command("push-test")
+def features_push_test(
+    customer: Annotated[str, typer.Option(help="A customer id to push to.")] = "C00000000",
+) -> None:
+    """Push one engagement row and read it back."""
+    import pandas as pd
+
+    from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP
+
+    store = _feature_store()
+    row = {"customer_id": [customer], TIMESTAMP: [pd.Timestamp.now(tz="UTC")]}
+    row.update({name: [k + 1] for k, name in enumerate(ENGAGEMENT_FIELDS)})
+    store.push_engagement(pd.DataFrame(row))
+    back = store.read([customer]).iloc[0]
+    same = all(int(back[name]) == k + 1 for k, name in enumerate(ENGAGEMENT_FIELDS))
+    typer.echo(
+        f"pushed {len(ENGAGEMENT_FIELDS)} engagement features for {customer}; read back: {same}"
+    )
+    if not same:
+        raise typer.Exit(1)

@@ -1,0 +1,127 @@
+"""`nba demo`, `nba worker`, `nba score`, `nba dlq ...`: running the engine and operating it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nba.cli.common import check_not_negative, check_positive
+from policies.errors import ConfigError
+from stream_app.settings import load_settings
+
+__all__ = ["demo", "dlq_app", "score", "worker"]
+
+dlq_app = typer.Typer(
+    help="Dead-letter queue: why records landed there; replay them.",
+    no_args_is_help=True,
+)
+
+
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers in the simulated world.")] = 20_000,
+    rate: Annotated[float, typer.Option(help="Events per second replayed into Kafka.")] = 2_000.0,
+    seconds: Annotated[float, typer.Option(help="How long to replay events.")] = 30.0,
+    budget: Annotated[
+        float, typer.Option(help="Budget of the demo period, in dollars.")
+    ] = 100_000.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the world.")] = 7,
+) -> None:
+    """Run the whole loop end to end on the local stack.
+
+    Starts its own Kafka and Redis, trains and serves the models, replays events through a
+    worker, closes the loop from the topics and prints what happened.
+    """
+    # Checked before the heavy imports below, so a typo is answered at once.
+    check_positive(customers=customers, rate=rate, seconds=seconds)
+    check_not_negative(budget=budget)
+    from rich.console import Console
+
+    from nba.demo import DemoOptions, run_demo
+
+    options = DemoOptions(customers=customers, rate=rate, seconds=seconds, budget=budget, seed=seed)
+    run_demo(load_settings(), options, Console())
+
+
+def worker() -> None:
+    """Run the decision worker until SIGTERM or Ctrl-C.
+
+    A Faust app: NBA_TOPIC_EVENTS in, decisions out on NBA_TOPIC_ACTIONS. Start more with the
+    same NBA_CONSUMER_GROUP to share the partitions.
+    """
+    from stream_app.worker import run_worker
+
+    settings = load_settings()
+    consumed = run_worker(
+        settings,
+        on_ready=lambda: typer.echo(
+            f"worker: consuming {settings.topic_events} as {settings.consumer_group}; Ctrl-C stops",
+        ),
+    )
+    typer.echo(f"worker: stopped after {consumed:,} events; offsets committed")
+
+
+def score(
+    data: Annotated[
+        Path, typer.Option(help="Folder with customers.parquet (the offline features).")
+    ] = Path("data/world"),
+    budget: Annotated[float, typer.Option(help="Budget of the period, in dollars.")] = 100_000.0,
+    out: Annotated[Path, typer.Option(help="Where to write the decisions (parquet).")] = Path(
+        "data/decisions.parquet"
+    ),
+    all_customers: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Score every customer of the snapshot (the only mode; must be given)."
+        ),
+    ] = False,
+) -> None:
+    """Batch mode: score and decide for the whole base.
+
+    The promoted bundle and the same policy as the stream, in one vectorized pass.
+    """
+    if not all_customers:
+        raise ConfigError("batch scoring covers the whole base: pass --all")
+    check_not_negative(budget=budget)
+    from model_export.manifest import Registry
+    from nba.commands.score import score_base
+
+    run = score_base(data, Registry(load_settings().model_registry), budget, out)
+    acted = run.decisions[run.decisions["action"] != "do_nothing"]
+    typer.echo(
+        f"{len(run.decisions):,} customers scored and decided in {run.seconds:.1f}s "
+        f"(model {run.model_version}): {len(acted):,} actions, spend "
+        f"${acted['cost'].sum():,.0f} of ${budget:,.0f}; wrote {run.path}"
+    )
+
+
+@dlq_app.command("inspect")
+def dlq_inspect(
+    samples: Annotated[int, typer.Option(help="How many records to show.")] = 5,
+) -> None:
+    """Count the DLQ's records by reason and show a few.
+
+    Nothing is consumed for good.
+    """
+    from nba.commands.dlq import inspect_dlq
+
+    summary = inspect_dlq(load_settings(), samples)
+    typer.echo(f"{summary.total:,} records; by reason: {dict(summary.by_reason.most_common())}")
+    for record in summary.samples:
+        typer.echo(
+            f"  {record.error_code}: {record.error_message} "
+            f"({record.source_topic}[{record.source_partition}]@{record.source_offset})"
+        )
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    reason: Annotated[str, typer.Option(help="Replay records with this error code.")],
+) -> None:
+    """Send one reason's originals back to the events topic, once."""
+    from nba.commands.dlq import replay_dlq
+
+    settings = load_settings()
+    sent = replay_dlq(settings, reason)
+    typer.echo(f"replayed {sent:,} records with reason {reason} to {settings.topic_events}")

@@ -1,0 +1,179 @@
+"""`nba experiment ...`, `nba ope`, `nba retrain`, `nba report`: the loop closed from the topics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nba.cli.common import check_alpha, check_positive, write_json
+from stream_app.settings import load_settings
+
+__all__ = ["experiment_app", "ope", "report", "retrain"]
+
+experiment_app = typer.Typer(
+    help="A/B tests: plan their size, read out the holdout test.",
+    no_args_is_help=True,
+)
+
+
+@experiment_app.command("plan")
+def experiment_plan(
+    baseline: Annotated[float, typer.Option(help="Baseline rate, e.g. the retention rate 0.82.")],
+    mde: Annotated[float, typer.Option(help="Minimum detectable absolute change, e.g. 0.02.")],
+    alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
+    power: Annotated[float, typer.Option(help="Power wanted, e.g. 0.8 or 0.9.")] = 0.8,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            help="customers.parquet to assign: treatment/holdout per risk x value x tenure."
+        ),
+    ] = None,
+    holdout_share: Annotated[float, typer.Option(help="Share of each stratum held out.")] = 0.5,
+    out: Annotated[Path, typer.Option(help="Where to write the assignment (parquet).")] = Path(
+        "data/assignment.parquet"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed of the assignment.")] = 0,
+) -> None:
+    """Customers needed per arm to detect a change.
+
+    With --base, also a stratified treatment/holdout assignment of that base (churn risk from
+    the promoted model x contract value x tenure).
+    """
+    from feedback.experiments import sample_size_per_arm
+
+    n = sample_size_per_arm(baseline, mde, alpha, power)
+    typer.echo(
+        f"{n:,} customers per arm (alpha {alpha}, power {power}, {baseline} -> {baseline + mde})"
+    )
+    if base is not None:
+        from nba.commands.feedback import assign_base
+
+        assignment = assign_base(load_settings(), base, holdout_share, seed, out)
+        arms = assignment["arm"].value_counts()
+        smallest = int(arms.min())
+        typer.echo(
+            f"wrote {out}: {arms.get('treatment', 0):,} treatment, {arms.get('holdout', 0):,} "
+            f"holdout over {assignment['stratum'].nunique()} strata; "
+            + ("enough for the test" if smallest >= n else f"UNDERPOWERED: {smallest:,} < {n:,}")
+        )
+
+
+@experiment_app.command("report")
+def experiment_report(
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the full report as JSON here.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level of tests and CIs.")] = 0.05,
+) -> None:
+    """Treatment vs holdout, read from the actions and outcomes.
+
+    NBA_TOPIC_ACTIONS joined to NBA_TOPIC_OUTCOMES: retention per arm with CIs, lift, p-value,
+    power, cost per save, ROI; per segment and per action; guardrails (complaints, opt-outs);
+    what the join had to leave out.
+    """
+    from nba.commands.feedback import load_feedback, render_report
+
+    check_alpha(alpha)
+    report = load_feedback(load_settings()).report(alpha)
+    typer.echo(render_report(report))
+    if out is not None:
+        write_json(out, report)
+
+
+def ope(
+    data: Annotated[
+        Path, typer.Option(help="Folder with customers.parquet: the logged customers' features.")
+    ] = Path("data/world"),
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A registered model version to evaluate (repeatable; default: the champion)."
+        ),
+    ] = None,
+    budget_factor: Annotated[
+        float, typer.Option(help="The candidates' budget as a multiple of the logged spend.")
+    ] = 1.0,
+    alpha: Annotated[float, typer.Option(help="1 - confidence of the intervals.")] = 0.05,
+) -> None:
+    """Value candidate models off-policy on the logged decisions.
+
+    What each candidate's policy would earn per decision (IPS, SNIPS, doubly robust, with
+    CIs), from the logged decisions, their propensities and outcomes.
+    """
+    check_alpha(alpha)
+    check_positive(budget_factor=budget_factor)
+    from feedback.champion_challenger import evaluate_candidates, off_policy_log
+    from model_export.manifest import Registry
+    from nba.commands.feedback import load_feedback, logging_model, read_snapshot, render_estimates
+    from policies.catalog import default_catalog
+
+    settings = load_settings()
+    registry = Registry(settings.model_registry)
+    catalog = default_catalog()
+    snapshot = read_snapshot(data / "customers.parquet")
+    served = logging_model(registry, catalog)
+    versions = candidate or [served.version]
+    log = off_policy_log(load_feedback(settings).joined, snapshot, served, catalog)
+    found = evaluate_candidates(
+        log, registry, catalog, {v: v for v in versions}, budget_factor, alpha
+    )
+    typer.echo(render_estimates(found))
+    limited = int(log.unavailable.any(axis=1).sum())
+    if limited:
+        typer.echo(
+            f"{limited:,} of {log.unavailable.shape[0]:,} decisions were made after an action's "
+            "capacity had run out: the candidates are valued without that action there"
+        )
+
+
+def retrain(
+    data: Annotated[
+        Path, typer.Option(help="Folder with the newest experiment.parquet and customers.parquet.")
+    ] = Path("data/world"),
+    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    margin: Annotated[
+        float, typer.Option(help="Dollars per decision the challenger must win by (DR).")
+    ] = 0.0,
+) -> None:
+    """Train a challenger; promote it only if it beats the champion.
+
+    The challenger is evaluated off-policy against the champion on the logged decisions and
+    promoted only if it wins by the margin with its CI above zero. Running workers pick up a
+    promoted model within NBA_MODEL_RELOAD_S seconds, without a restart.
+    """
+    from rich.console import Console
+
+    from nba.commands.feedback import retrain as run_retrain
+
+    result = run_retrain(load_settings(), data, learner, seed, margin, Console(stderr=True))
+    verdict = "PROMOTED" if result.promoted else "not promoted"
+    typer.echo(
+        f"challenger {result.challenger}: {verdict}. DR per decision "
+        f"{result.challenger_value:,.2f} vs champion {result.champion} "
+        f"{result.champion_value:,.2f}; difference "
+        f"{result.difference:+,.2f} [{result.difference_ci[0]:+,.2f}, "
+        f"{result.difference_ci[1]:+,.2f}]; {result.reason}"
+    )
+
+
+def report(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML page.")] = Path(
+        "nba-report.html"
+    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder with customers.parquet: adds the Qini curve and drift."),
+    ] = None,
+) -> None:
+    """The decision report: one self-contained HTML page.
+
+    Lift by arm with CIs, Qini curve, spend vs budget over time, decisions by segment, drift,
+    guardrails.
+    """
+    from nba.commands.feedback import decision_report
+
+    path = decision_report(load_settings(), data, out)
+    typer.echo(f"wrote {path}; open it in a browser")

@@ -1,0 +1,118 @@
+"""`nba train`, `nba export`, `nba evaluate`, `nba models ...`: from data to a served bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from policies.errors import ConfigError
+from stream_app.settings import Settings, load_settings
+
+__all__ = ["evaluate", "export", "models_app", "train"]
+
+models_app = typer.Typer(
+    help="The model registry: list versions, promote the one served.", no_args_is_help=True
+)
+
+
+@models_app.command("list")
+def models_list(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="List the registry of the latest `nba demo` run.")
+    ] = False,
+) -> None:
+    """Registered versions; * marks the promoted one.
+
+    The registry is NBA_MODEL_REGISTRY; `nba demo` keeps its own under NBA_STATE_DIR/demo/.
+    """
+    from model_export.manifest import Registry
+    from nba.commands.models import describe
+
+    settings = load_settings()
+    registry = Registry(_latest_demo_registry(settings) if demo else settings.model_registry)
+    versions = registry.versions()
+    typer.echo(f"registry: {registry.root}")
+    if not versions:
+        typer.echo(
+            "no models yet: train and export one (nba train, nba export), or "
+            "`nba models list --demo` for the demo's"
+        )
+    for manifest in versions:
+        typer.echo(describe(manifest, registry.champion()))
+
+
+def _latest_demo_registry(settings: Settings) -> Path:
+    runs = sorted((settings.state_dir / "demo").glob("*/models"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise ConfigError(
+            f"no demo run under {settings.state_dir / 'demo'} (NBA_STATE_DIR): run `nba demo`"
+        )
+    return runs[-1]
+
+
+@models_app.command("promote")
+def models_promote(version: Annotated[str, typer.Argument(help="The version to serve.")]) -> None:
+    """Serve a version, after checking its checksum and parity."""
+    from model_export.manifest import Registry
+
+    manifest = Registry(load_settings().model_registry).promote(version)
+    typer.echo(f"promoted {manifest.version}")
+
+
+def train(
+    data: Annotated[
+        Path, typer.Option(help="Folder written by `nba simulate world` (experiment.parquet).")
+    ] = Path("data/world"),
+    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default models/runs/<time>).")
+    ] = None,
+) -> None:
+    """Train the churn and uplift models; write a run and its report.
+
+    The run folder holds XGBoost's own model files, held-out rows and an HTML report.
+    """
+    from rich.console import Console
+
+    from nba.commands.models import run_training
+
+    folder = run_training(data, learner, seed, out, Console())
+    typer.echo(
+        f"run written: {folder} (open {folder / 'report.html'}); next: nba export --run {folder}"
+    )
+
+
+def export(
+    run: Annotated[Path, typer.Option(help="A run folder written by `nba train`.")],
+    version: Annotated[
+        str | None, typer.Option(help="Version name (default: the run's name).")
+    ] = None,
+) -> None:
+    """Build the ONNX bundle, check parity, register it.
+
+    Registered only if the bundle matches the native models within 1e-5.
+    """
+    from model_export.manifest import Registry
+    from nba.commands.models import run_export
+
+    manifest = run_export(run, Registry(load_settings().model_registry), version)
+    typer.echo(
+        f"registered {manifest.version}: parity {manifest.parity.max_abs_diff:.1e} on "
+        f"{manifest.parity.rows} rows; next: nba models promote {manifest.version}"
+    )
+
+
+def evaluate(
+    version: Annotated[str, typer.Option(help="A registered model version.")],
+    data: Annotated[
+        Path, typer.Option(help="Folder with experiment.parquet (and truth.parquet).")
+    ] = Path("data/world"),
+) -> None:
+    """Qini, AUUC and uplift@k of a registered bundle on data."""
+    from model_export.manifest import Registry
+    from nba.commands.models import dump, evaluate_version
+
+    typer.echo(dump(evaluate_version(Registry(load_settings().model_registry), version, data)))
