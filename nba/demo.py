@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import redis
@@ -36,7 +35,6 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from feedback.readout import Feedback
 from model_export.manifest import Registry
@@ -47,6 +45,7 @@ from model_export.training import train_models
 from nba.commands.features import build_sources
 from nba.commands.feedback import decision_report, load_feedback
 from nba.commands.simulate import truth_frame
+from nba.demo_summary import DemoRun, summarize
 from nba.local_servers import stack
 from nba.observe import action_latencies, events_processed_or_none, wait_for_events
 from nba.replay import ReplayStats, replay_events
@@ -57,10 +56,8 @@ from policies.pacing import Pacer, initial_price
 from simulator.config import validated
 from simulator.datasets import randomized_experiment
 from simulator.events import days_holding, generate_events, outcome_events
-from simulator.truth import oracle_policy, score_policy
 from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
-from stream_app.engine import latency_percentiles
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.ledger import BudgetLedger
 from stream_app.scorer import FeatureScoreSource
@@ -275,19 +272,22 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         [a["action_id"] for a in actions],
     )
     feedback, report_path = _close_the_loop(engine, world)
-    return _summary(
+    return summarize(
         console,
-        world,
-        actions,
-        choice,
-        decided_rows,
-        ledger,
-        options,
-        totals,
-        latencies,
-        replayed[0] if replayed else None,
-        feedback,
-        report_path,
+        DemoRun(
+            world=world,
+            actions=actions,
+            choice=choice,
+            decided_rows=decided_rows,
+            spent=ledger.spent(),
+            budget=options.budget,
+            totals=totals,
+            latencies=latencies,
+            replay=replayed[0] if replayed else None,
+            feedback=feedback,
+            report_path=report_path,
+            registry=engine.model_registry,
+        ),
     )
 
 
@@ -339,96 +339,3 @@ def _emit_outcomes(
             topic, key=str(message["customer_id"]).encode(), value=json.dumps(message).encode()
         )
     producer.flush(30)
-
-
-def _readout_line(feedback: Feedback) -> str:
-    overall = feedback.report()["overall"]
-    if overall.get("status") == "no data":
-        return "no data yet"
-    low, high = overall["lift_abs_ci"]
-    label = " (underpowered)" if overall["status"] == "underpowered" else ""
-    return f"{100 * overall['lift_abs']:+.2f} pts [{100 * low:+.2f}, {100 * high:+.2f}]{label}"
-
-
-def _true_lift(world: World, feedback: Feedback) -> float:
-    """Retention under the served actions minus under do_nothing, for the treatment arm."""
-    treated = feedback.joined[feedback.joined["arm"] == "treatment"]
-    index = {c: i for i, c in enumerate(world.customers["customer_id"].astype(str))}
-    rows = treated["customer_id"].astype(str).map(index).to_numpy(np.int64)
-    names = list(world.actions)
-    chosen = treated["action"].map(names.index).to_numpy(np.int64)
-    if rows.size == 0:
-        return 0.0
-    return float((world.retained[rows, chosen].astype(float) - world.retained[rows, 0]).mean())
-
-
-def _summary(
-    console: Console,
-    world: World,
-    actions: list[dict[str, Any]],
-    choice: np.ndarray,
-    decided_rows: np.ndarray,
-    ledger: BudgetLedger,
-    options: DemoOptions,
-    totals: Counter[str],
-    latencies: list[float],
-    replay: ReplayStats | None,
-    feedback: Feedback,
-    report_path: Path,
-) -> dict[str, object]:
-    engine = score_policy(world, choice)
-    eligible = np.zeros((world.n, len(world.actions)), dtype=bool)
-    eligible[decided_rows] = True
-    oracle = score_policy(
-        world, oracle_policy(world, ledger.spent() or options.budget, eligible=eligible)
-    )
-    p50, p99 = latency_percentiles(latencies)
-    by_action = Counter(str(a["action"]) for a in actions)
-    by_segment = Counter(str(a["segment"]) for a in actions)
-    by_arm = Counter(str(a["arm"]) for a in actions)
-    table = Table(title="nba demo: what happened")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    rows = [
-        (
-            "events sent / processed",
-            f"{replay.sent if replay else 0:,} / {totals['consumed']:,} "
-            f"({(replay.rate if replay else 0):,.0f}/s sent)",
-        ),
-        ("invalid events (to DLQ)", f"{totals['invalid']:,}"),
-        ("decisions published (distinct action_ids)", f"{len(actions):,}"),
-        ("decisions by action", ", ".join(f"{k} {v:,}" for k, v in by_action.most_common())),
-        ("decisions by segment", ", ".join(f"{k} {v:,}" for k, v in by_segment.most_common())),
-        ("arms", ", ".join(f"{k} {v:,}" for k, v in by_arm.most_common())),
-        ("spend vs budget", f"${ledger.spent():,.0f} of ${options.budget:,.0f}"),
-        ("latency event->action p50 / p99", f"{p50:,.0f} ms / {p99:,.0f} ms"),
-        (
-            "true incremental value (engine)",
-            f"${engine.net_value:,.0f} (saves {engine.saves:,}, "
-            f"sleeping dogs woken {engine.sleeping_dogs_woken:,})",
-        ),
-        ("true incremental value (oracle, same spend)", f"${oracle.net_value:,.0f}"),
-        (
-            "engine / oracle",
-            f"{engine.net_value / oracle.net_value:.0%}" if oracle.net_value > 0 else "n/a",
-        ),
-        ("A/B readout from the topics (treatment vs holdout)", _readout_line(feedback)),
-        (
-            "true retention lift of the served policy",
-            f"{100 * _true_lift(world, feedback):+.2f} pts",
-        ),
-        ("decision report", str(report_path)),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
-    return {
-        "decisions": len(actions),
-        "spent": ledger.spent(),
-        "engine_net_value": engine.net_value,
-        "oracle_net_value": oracle.net_value,
-        "latency_p50_ms": p50,
-        "latency_p99_ms": p99,
-        "consumed": totals["consumed"],
-        "invalid": totals["invalid"],
-    }

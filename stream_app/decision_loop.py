@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
-from stream_app.engine import BatchStats, DecisionEngine, LoopSettings
+from stream_app.engine import BatchStats, DecisionEngine, LoopSettings, assemble
 from stream_app.pipeline import RawMessage
 
 __all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "raw_message"]
@@ -35,13 +35,13 @@ def raw_message(msg: Message) -> RawMessage:
 
 
 class DecisionLoop:
-    """``consumer`` (subscribed) feeds ``engine``, or a DecisionEngine built from the other
-    keyword arguments."""
+    """``consumer`` (subscribed) feeds ``engine``, or the engine ``assemble`` builds from the
+    other keyword arguments."""
 
     def __init__(
         self, *, consumer: Consumer, engine: DecisionEngine | None = None, **parts: Any
     ) -> None:
-        self.engine = engine if engine is not None else DecisionEngine(**parts)
+        self.engine = engine if engine is not None else assemble(**parts)
         self._consumer = consumer
 
     @property

@@ -4,11 +4,14 @@ Pass a ``CollectorRegistry`` to keep tests and several engines in one process ap
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["LATENCY_BUCKETS", "EngineMetrics"]
+__all__ = ["LATENCY_BUCKETS", "EngineMetrics", "counting_errors", "timed"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
@@ -141,3 +144,26 @@ class EngineMetrics:
                 registry=registry,
             ),
         )
+
+
+@contextmanager
+def timed(metrics: EngineMetrics | None, step: str) -> Iterator[None]:
+    """Observe the block's duration as ``nba_step_seconds{step}``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if metrics is not None:
+            metrics.step_seconds.labels(step=step).observe(time.perf_counter() - started)
+
+
+@contextmanager
+def counting_errors(metrics: EngineMetrics | None, component: str) -> Iterator[None]:
+    """Count a dependency's failure for the alert rules, then let it stop the batch: its
+    offsets stay uncommitted, so the events are decided again once the dependency is back."""
+    try:
+        yield
+    except Exception:
+        if metrics is not None:
+            metrics.errors.labels(component=component).inc()
+        raise

@@ -23,7 +23,7 @@ from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
-from stream_app.engine import DecisionEngine, LoopSettings
+from stream_app.engine import DecisionEngine, LoopSettings, assemble
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
@@ -79,7 +79,7 @@ def build_engine(
     source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
     client = redis.Redis.from_url(settings.effective_redis_url())
     policy = policy_config(settings, catalog)
-    return DecisionEngine(
+    return assemble(
         settings=LoopSettings(
             events_topic=settings.topic_events,
             actions_topic=settings.topic_actions,

@@ -1,0 +1,195 @@
+"""The decision engine: one micro-batch of raw records in, decisions published, at least once.
+
+Per batch: validate (bad records -> DLQ with a reason; ``Intake``), update the streaming
+aggregates and write them to the online store (when a sink is given), pick triggers, look up
+earlier decisions for the same triggers (a replay republishes the stored decision, never a new
+one; ``DecisionState``), score and decide the new ones (``Decider``), reserve their spend in the
+Redis ledger and publish to `nba-actions` (``Publisher``). The caller flushes and then commits
+the consumed offsets: the Faust worker (stream_app.faust_app) and the in-process loop
+(stream_app.decision_loop) drive the very same engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from policies.decide import PolicyConfig
+from stream_app.engine.decider import Decider
+from stream_app.engine.intake import Intake, ValidEvents
+from stream_app.engine.publisher import Publisher
+from stream_app.engine.state import DecisionState
+from stream_app.ledger import BudgetLedger
+from stream_app.messages import Trigger, action_id_for
+from stream_app.metrics import EngineMetrics, counting_errors, timed
+from stream_app.pipeline import RawMessage, build_actions, select_triggers
+
+__all__ = ["BatchStats", "DecisionEngine", "LoopSettings", "latency_percentiles"]
+
+_DEPENDENCY_CHECK_S = 10.0
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    events_topic: str
+    actions_topic: str
+    dlq_topic: str
+    trigger_types: frozenset[str]
+    min_interval_s: float
+    max_message_bytes: int
+    batch_size: int = 500
+    batch_wait_s: float = 0.05
+    model_version: str = "truth+noise"
+    budget_period: str = "demo"
+    pacing_start_s: float | None = None  # epoch seconds; None: when the engine starts
+
+
+@dataclass
+class BatchStats:
+    consumed: int = 0
+    invalid: int = 0
+    decided: int = 0
+    republished: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class DecisionEngine:
+    def __init__(
+        self,
+        *,
+        settings: LoopSettings,
+        intake: Intake,
+        state: DecisionState,
+        decider: Decider,
+        publisher: Publisher,
+        metrics: EngineMetrics | None = None,
+        model_version: Callable[[], str] | None = None,
+        aggregates: Callable[[ValidEvents], None] | None = None,
+    ) -> None:
+        """``model_version``: the version serving right now (it changes on a hot reload);
+        defaults to the settings' fixed version. ``aggregates``: called with each batch's valid
+        events before any decision (the Faust worker's table and online-store write)."""
+        self.settings = settings
+        self._intake = intake
+        self._state = state
+        self._decider = decider
+        self._publisher = publisher
+        self._metrics = metrics
+        self._model_version = model_version or (lambda: settings.model_version)
+        self._aggregates = aggregates
+        self._announced = ""
+        self._checked_at = float("-inf")
+        self._announce_versions()
+
+    @property
+    def policy(self) -> PolicyConfig:
+        return self._decider.policy
+
+    @property
+    def ledger(self) -> BudgetLedger:
+        return self._decider.ledger
+
+    def process(self, raws: list[RawMessage]) -> BatchStats:
+        """Validate, decide and publish one batch; the caller then calls ``flush``."""
+        stats = BatchStats(consumed=len(raws))
+        valid, rejected = self._intake.accept(raws)
+        stats.invalid = len(rejected)
+        if self._aggregates is not None and valid:
+            with timed(self._metrics, "aggregates"):
+                with counting_errors(self._metrics, "feature_store_or_model"):
+                    self._aggregates(valid)
+        last = self._state.last_triggers({e.customer_id for _, e in valid})
+        triggers = select_triggers(
+            valid, last, self.settings.trigger_types, self.settings.min_interval_s
+        )
+        if triggers:
+            self._decide(triggers, stats)
+            self._state.remember_triggers([e for _, e in triggers])
+        stats.latencies_ms = self._publisher.take_latencies()
+        return stats
+
+    def flush(self) -> None:
+        """Every record of the batch on the broker, or DeliveryError (see ``Publisher``)."""
+        self._publisher.flush()
+
+    def after_batch(self, lag: int | None = None) -> None:
+        """Move the pacing price and refresh the gauges (``lag``: the consumer's backlog)."""
+        self._report_state(self._decider.reprice(), lag)
+
+    def dependencies_answer(self) -> dict[str, bool]:
+        """For /readyz: does the broker answer a metadata request, does Redis answer PING?"""
+        return {"kafka": self._publisher.broker_answers(), "redis": self._state.answers()}
+
+    def close(self) -> None:
+        """Flush what is still pending."""
+        self._publisher.close()
+
+    def _decide(self, triggers: ValidEvents, stats: BatchStats) -> None:
+        ids = [
+            action_id_for(
+                Trigger(topic=r.topic, partition=r.partition, offset=r.offset, event_id=e.event_id),
+                self.policy.version,
+            )
+            for r, e in triggers
+        ]
+        stored = self._state.stored_decisions(ids)
+        for (raw, event), payload in zip(triggers, stored, strict=True):
+            if payload is not None:
+                self._publisher.republish(raw, event, payload)
+                stats.republished += 1
+        fresh = [t for t, s in zip(triggers, stored, strict=True) if s is None]
+        if not fresh:
+            return
+        decisions = self._decider.decide(fresh)
+        actions = build_actions(
+            decisions,
+            fresh,
+            self.policy.catalog,
+            self._announce_versions(),  # the version that scored this batch
+            self.settings.budget_period,
+            datetime.now(UTC),
+        )
+        with timed(self._metrics, "ledger_and_publish"):
+            capacity = self._decider.capacity.tolist()
+            published = self._publisher.reserve_and_publish(fresh, actions, decisions, capacity)
+        stats.decided += len(published)
+
+    def _announce_versions(self) -> str:
+        version = self._model_version()
+        if self._metrics is not None and version != self._announced:
+            self._metrics.versions.info(
+                {"model_version": version, "policy_version": self.policy.version}
+            )
+        self._announced = version
+        return version
+
+    def _report_state(self, spent: float, lag: int | None) -> None:
+        """Budget, capacity and consumer lag gauges, after each batch."""
+        if self._metrics is None:
+            return
+        self._metrics.budget_spent.set(spent)
+        self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
+        self._metrics.budget_target.set(self._decider.pacing.target_spend(self._decider.elapsed()))
+        left = self._decider.capacity_left()
+        for index, name in enumerate(self.policy.catalog.names):
+            if np.isfinite(left[index]):
+                self._metrics.capacity_left.labels(action=name).set(left[index])
+        if lag is not None:
+            self._metrics.consumer_lag.set(lag)
+        if time.monotonic() - self._checked_at >= _DEPENDENCY_CHECK_S:
+            self._checked_at = time.monotonic()
+            for dependency, answered in self.dependencies_answer().items():
+                self._metrics.dependency_up.labels(dependency=dependency).set(
+                    1.0 if answered else 0.0
+                )
+
+
+def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float]:
+    if not latencies_ms:
+        return 0.0, 0.0
+    p50, p99 = np.percentile(np.asarray(latencies_ms), [50, 99])
+    return float(p50), float(p99)

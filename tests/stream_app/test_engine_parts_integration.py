@@ -1,0 +1,118 @@
+"""The engine's stateful parts alone, against the real Redis and broker: the shared decision
+state, and the decider + publisher pair (reservation refusals, stored decisions, delivery)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from policies.decide import PolicyConfig
+from policies.pacing import Pacer, PacingConfig
+from simulator.config import WorldConfig
+from simulator.sources import WorldScoreSource
+from simulator.truth import contact_state, noisy_scores
+from simulator.world import build_world
+from stream_app import kafka_clients
+from stream_app.engine.decider import Decider
+from stream_app.engine.publisher import Publisher
+from stream_app.engine.state import DecisionState
+from stream_app.ledger import BudgetLedger
+from stream_app.messages import EngagementEvent, NbaAction
+from stream_app.pipeline import RawMessage, build_actions
+from stream_app.settings import load_settings
+from tests.conftest import TopicFactory, drain
+
+pytestmark = pytest.mark.integration
+
+
+def _event(customer: str, event_id: str, hour: int = 10) -> EngagementEvent:
+    return EngagementEvent(
+        event_id=event_id,
+        customer_id=customer,
+        event_type="login",
+        occurred_at=datetime(2026, 12, 1, hour, tzinfo=UTC),
+    )
+
+
+def test_decision_state_is_shared_first_write_wins_and_forgets(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    topic = f"events-{uuid.uuid4().hex}"
+    state, other_worker = DecisionState(client, topic), DecisionState(client, topic)
+
+    state.remember_triggers([_event("C1", "e1"), _event("C2", "e2", hour=11)])
+    last = other_worker.last_triggers({"C1", "C2", "C3"})
+    assert last == {
+        "C1": (datetime(2026, 12, 1, 10, tzinfo=UTC).timestamp(), "e1"),
+        "C2": (datetime(2026, 12, 1, 11, tzinfo=UTC).timestamp(), "e2"),
+    }
+    assert DecisionState(client, f"{topic}-other").last_triggers({"C1"}) == {}
+
+    action_id = uuid.uuid4().hex
+    state.store_decision(action_id, b"first")
+    other_worker.store_decision(action_id, b"second")
+    assert state.stored_decisions([action_id, "never"]) == [b"first", None]
+    state.forget_decision(action_id)
+    assert other_worker.stored_decisions([action_id]) == [None]
+    assert state.answers()
+
+
+def test_decision_state_says_when_redis_does_not_answer() -> None:
+    gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    assert DecisionState(gone, "events").answers() is False
+
+
+def test_decider_and_publisher_reserve_store_and_publish_each_decision(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    actions_topic = make_topic("actions", partitions=1)
+    client = redis.Redis.from_url(redis_url)
+    world = build_world(WorldConfig(n_customers=200, seed=5))
+    source = WorldScoreSource(world, noisy_scores(world, 0.2, 1), contact_state(world))
+    budget = 150.0  # enough for a few actions: later reservations are refused
+    ledger = BudgetLedger(client, f"parts-{uuid.uuid4().hex}", budget=budget)
+    policy = PolicyConfig()
+    decider = Decider(
+        policy=policy,
+        scores=source.scores,
+        contacts=source.contacts,
+        ledger=ledger,
+        pacing=PacingConfig(budget=1e9, period_s=3_600.0),
+        pacer=Pacer(0.0),  # the pacer would spend; only the ledger holds back
+    )
+    state = DecisionState(client, f"events-{uuid.uuid4().hex}")
+    publisher = Publisher(
+        producer=kafka_clients.producer(settings),
+        actions_topic=actions_topic,
+        state=state,
+        ledger=ledger,
+    )
+    customers = world.customers["customer_id"].astype(str).tolist()
+    fresh = [
+        (RawMessage("events", 0, k, c.encode(), b"{}", {}, 0), _event(c, f"e-{k}"))
+        for k, c in enumerate(customers)
+    ]
+
+    decisions = decider.decide(fresh)
+    actions = build_actions(decisions, fresh, policy.catalog, "v-test", "parts", datetime.now(UTC))
+    published = publisher.reserve_and_publish(fresh, actions, decisions, decider.capacity.tolist())
+    publisher.flush()
+
+    wanted = [a for a in actions if a.action != "do_nothing"]
+    refused = [a for a in published if any(r.startswith("ledger:") for r in a.reasons)]
+    assert wanted and refused, "the tiny budget grants some reservations and refuses others"
+    assert all(a.action == "do_nothing" and a.cost == 0.0 for a in refused)
+    assert ledger.spent() == pytest.approx(sum(a.cost for a in published))
+    assert ledger.spent() <= budget
+    stored = state.stored_decisions([a.action_id for a in published])
+    assert [NbaAction.model_validate_json(s) for s in stored if s] == published
+
+    consumer = kafka_clients.consumer(settings, f"g-{uuid.uuid4().hex}")
+    consumer.subscribe([actions_topic])
+    got = drain(consumer, len(published))
+    consumer.close()
+    assert [json.loads(m.value())["action_id"] for m in got] == [a.action_id for a in published]
