@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import redis
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
 from rich.progress import Progress
@@ -166,7 +165,7 @@ def _worker_process(engine: Settings, price: float) -> Iterator[subprocess.Popen
 
 
 def _create_topics(settings: Settings, names: list[str]) -> None:
-    admin = AdminClient(kafka_clients.client_config(settings))
+    admin = kafka_clients.admin(settings)
     futures = admin.create_topics(
         [NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=1) for n in names]
     )

@@ -55,6 +55,24 @@ Aggregates = Callable[[list[tuple[RawMessage, EngagementEvent]]], None]
 _LOG = logging.getLogger("nba.worker")
 
 
+class _NewChangelogNotYetKnown(logging.Filter):
+    """Drops aiokafka's ERROR "Topic <...>-changelog not found in cluster metadata".
+
+    Faust creates the table's changelog topic at start; for a moment the broker's metadata does
+    not list it yet, and aiokafka logs each such lookup at ERROR although nothing is wrong (the
+    worker waits for the topic in ``_changelog_known`` before its first batch). Any other topic
+    missing from the metadata is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.msg.startswith("Topic %s not found") or not record.args:
+            return True
+        topic = record.args[0] if isinstance(record.args, tuple) else None
+        return not (isinstance(topic, str) and topic.endswith("-changelog"))
+
+
+logging.getLogger("aiokafka.cluster").addFilter(_NewChangelogNotYetKnown())
+
+
 def _bounded_fetch_wait(wait_ms: int) -> None:
     """Make Faust's consumer ask the broker to answer a fetch within ``wait_ms``.
 
@@ -302,9 +320,7 @@ class EngineApp:
 
 def _partitions(settings: Settings, topic: str) -> int:
     """How many partitions the topic has on the broker (a missing topic is a setup error)."""
-    from confluent_kafka.admin import AdminClient
-
-    count = kafka_clients.partition_count(AdminClient(kafka_clients.client_config(settings)), topic)
+    count = kafka_clients.partition_count(kafka_clients.admin(settings), topic)
     if count is None:
         raise ConfigError(
             f"events topic {topic!r} does not exist on the broker (NBA_TOPIC_EVENTS); create it "

@@ -3,23 +3,41 @@
 Every producer feeding a Faust topic uses ``partitioner="murmur2_random"``: confluent-kafka's
 default partitioner places keys elsewhere than Faust/aiokafka (murmur2), which corrupts table
 state after a rebalance (shared/STACK_NOTES.md).
+
+librdkafka's own log lines (``%4|...``) would go straight to stderr; every client here hands
+them to the Python logger ``nba.librdkafka`` instead, which the `nba` command line shows from
+ERROR up (``nba.cli.main``): a worker's log keeps real failures, not librdkafka's chatter.
 """
 
 from __future__ import annotations
+
+import logging
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from stream_app.settings import Settings
 
-__all__ = ["client_config", "consumer", "partition_count", "producer"]
+__all__ = [
+    "LIBRDKAFKA_LOGGER",
+    "admin",
+    "client_config",
+    "consumer",
+    "partition_count",
+    "producer",
+]
 
 
-def client_config(settings: Settings) -> dict[str, str | int | float | bool]:
+ConfigValue = str | int | float | bool | logging.Logger
+LIBRDKAFKA_LOGGER = logging.getLogger("nba.librdkafka")
+
+
+def client_config(settings: Settings) -> dict[str, ConfigValue]:
     """Bootstrap and security options common to producers, consumers and admin clients."""
-    config: dict[str, str | int | float | bool] = {
+    config: dict[str, ConfigValue] = {
         "bootstrap.servers": settings.effective_kafka_bootstrap(),
         "security.protocol": settings.kafka_security_protocol,
+        "logger": LIBRDKAFKA_LOGGER,
     }
     if settings.kafka_sasl_mechanism:
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism
@@ -32,8 +50,13 @@ def client_config(settings: Settings) -> dict[str, str | int | float | bool]:
     return config
 
 
-def producer(settings: Settings, **overrides: str | int) -> Producer:
-    config: dict[str, str | int | float | bool] = {
+def admin(settings: Settings) -> AdminClient:
+    # confluent-kafka takes a logging.Logger as "logger"; its stub types the config as scalars.
+    return AdminClient(client_config(settings))  # type: ignore[arg-type]
+
+
+def producer(settings: Settings, **overrides: ConfigValue) -> Producer:
+    config: dict[str, ConfigValue] = {
         **client_config(settings),
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
@@ -43,8 +66,8 @@ def producer(settings: Settings, **overrides: str | int) -> Producer:
     return Producer(config)
 
 
-def consumer(settings: Settings, group_id: str, **overrides: str | int) -> Consumer:
-    config: dict[str, str | int | float | bool] = {
+def consumer(settings: Settings, group_id: str, **overrides: ConfigValue) -> Consumer:
+    config: dict[str, ConfigValue] = {
         **client_config(settings),
         "group.id": group_id,
         "auto.offset.reset": "earliest",

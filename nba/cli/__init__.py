@@ -7,6 +7,7 @@ command, after its arguments are checked, so that `--help` and a typo are answer
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -47,7 +48,16 @@ app.command("retrain")(feedback.retrain)
 app.command("report")(feedback.report)
 
 
+def _route_logs() -> None:
+    """Warnings and errors to stderr; librdkafka's lines (``nba.librdkafka``) from ERROR up: its
+    warnings are retries that the clients resolve by themselves (e.g. a producer's id fetched
+    again while a fresh broker loads its coordinator)."""
+    logging.basicConfig(level=logging.WARNING, format="nba: %(name)s: %(levelname)s %(message)s")
+    logging.getLogger("nba.librdkafka").setLevel(logging.ERROR)
+
+
 def main() -> None:
+    _route_logs()
     try:
         app()
     except NbaError as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer
 
 from nba.replay import EVENT_SCHEMA_VERSION
-from nba.topic_reader import read_to_end
+from nba.topic_reader import read_to_end, topic_consumer
 from stream_app import kafka_clients
 from stream_app.messages import DlqRecord
 from stream_app.settings import Settings
@@ -37,8 +37,8 @@ def _records(consumer: Consumer) -> list[DlqRecord]:
 
 
 def inspect_dlq(settings: Settings, samples: int = 5) -> DlqSummary:
-    consumer = kafka_clients.consumer(settings, f"nba-dlq-inspect-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([settings.topic_dlq])
+    group = f"nba-dlq-inspect-{uuid.uuid4().hex[:8]}"
+    consumer = topic_consumer(settings, settings.topic_dlq, group)
     try:
         records = _records(consumer)
     finally:
@@ -53,8 +53,7 @@ def inspect_dlq(settings: Settings, samples: int = 5) -> DlqSummary:
 
 def replay_dlq(settings: Settings, reason: str, group: str = "nba-dlq-replay") -> int:
     """Re-send the originals of records with this reason to the events topic; returns how many."""
-    consumer = kafka_clients.consumer(settings, group)
-    consumer.subscribe([settings.topic_dlq])
+    consumer = topic_consumer(settings, settings.topic_dlq, group)
     producer = kafka_clients.producer(settings)
     sent = 0
     try:

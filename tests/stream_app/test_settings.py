@@ -1,9 +1,6 @@
-"""Settings validation and the CLI's one-line errors (no servers needed)."""
+"""Settings validation (no servers needed)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
@@ -46,37 +43,6 @@ def test_settings_are_frozen() -> None:
 def test_unknown_service_is_a_clear_error() -> None:
     with pytest.raises(Exception, match="unknown service 'zookeeper'"):
         stack.status(load_settings(), ["zookeeper"])
-
-
-@pytest.mark.parametrize(
-    ("argv", "env", "needle"),
-    [
-        (["infra", "status"], {"NBA_REDIS_PORT": "99"}, "NBA_REDIS_PORT"),
-        (["infra", "status", "--only", "zookeeper"], {}, "unknown service"),
-        (["infra", "status"], {"NBA_TRIGGER_EVENT_TYPES": "login"}, "NBA_TRIGGER_EVENT_TYPES"),
-        (["experiment", "report", "--alpha", "2"], {}, "--alpha"),
-        (["ope", "--budget-factor", "0"], {}, "--budget-factor"),
-        (["ope", "--data", "/nonexistent"], {}, "customers.parquet"),
-        (
-            ["retrain", "--data", "/nonexistent"],
-            {"NBA_MODEL_REGISTRY": "/nonexistent/registry"},
-            "no promoted model",
-        ),
-    ],
-)
-def test_cli_bad_input_is_one_line_exit_2(
-    argv: list[str], env: dict[str, str], needle: str
-) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "nba", *argv],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", **env},
-        check=False,
-    )
-    assert result.returncode == 2, result
-    assert needle in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_kraft_cluster_ids_never_start_with_a_dash() -> None:

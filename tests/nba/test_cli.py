@@ -1,0 +1,74 @@
+"""The `nba` command line: one-line errors with exit 2, and help a newcomer can read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nba.cli import app
+
+UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["infra", "status"], {"NBA_REDIS_PORT": "99"}, "NBA_REDIS_PORT"),
+        (["infra", "status", "--only", "zookeeper"], {}, "unknown service"),
+        (["infra", "status"], {"NBA_TRIGGER_EVENT_TYPES": "login"}, "NBA_TRIGGER_EVENT_TYPES"),
+        (["experiment", "report", "--alpha", "2"], {}, "--alpha"),
+        (["ope", "--budget-factor", "0"], {}, "--budget-factor"),
+        (["ope", "--data", "/nonexistent"], {}, "customers.parquet"),
+        (
+            ["retrain", "--data", "/nonexistent"],
+            {"NBA_MODEL_REGISTRY": "/nonexistent/registry"},
+            "no promoted model",
+        ),
+        (["score", "--all", "--data", "/nonexistent"], {}, "customers.parquet not found"),
+        (["score"], {}, "pass --all"),
+        (["demo", "--budget", "-100"], {}, "--budget must be >= 0"),
+        (["demo", "--rate", "0"], {}, "--rate must be > 0"),
+        (["models", "list", "--demo"], {"NBA_STATE_DIR": "/nonexistent"}, "no demo run"),
+        # An unreachable broker: one line, not librdkafka's connection retries and "0 records".
+        (["dlq", "inspect"], UNREACHABLE, "cannot reach the Kafka broker at 127.0.0.1:1"),
+        (["experiment", "report"], UNREACHABLE, "cannot reach the Kafka broker"),
+        (["report", "--out", "never.html"], UNREACHABLE, "cannot reach the Kafka broker"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(
+    argv: list[str], env: dict[str, str], needle: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nba", *argv],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        check=False,
+    )
+    assert result.returncode == 2, result
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _commands(group: typer.Typer, prefix: list[str]) -> list[list[str]]:
+    found = [prefix]
+    for info in group.registered_commands:
+        found.append([*prefix, info.name or ""])
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None and sub.name is not None
+        found += _commands(sub.typer_instance, [*prefix, sub.name])
+    return found
+
+
+@pytest.mark.parametrize("argv", _commands(app, []), ids=lambda a: " ".join(a) or "nba")
+def test_help_lists_whole_summaries_and_no_type_noise(argv: list[str]) -> None:
+    result = CliRunner().invoke(app, [*argv, "--help"], prog_name="nba")
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("Commands:")[1] if "Commands:" in result.output else ""
+    assert "..." not in listed, f"a summary is cut in `nba {' '.join(argv)} --help`"
+    assert "<bool>" not in result.output
+    assert "(required)" not in result.output
