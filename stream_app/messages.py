@@ -10,8 +10,17 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from policies.errors import first_problem
 from simulator.events import EVENT_TYPES
 
 __all__ = [
@@ -34,6 +43,44 @@ class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class _Properties(BaseModel):
+    """The properties an event type is known to carry, with their ranges; others pass."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _Ticket(_Properties):
+    severity: Annotated[int, Field(ge=1, le=5)]
+
+
+class _Nps(_Properties):
+    score: Annotated[int, Field(ge=0, le=10)]
+
+
+class _Seats(_Properties):
+    count: Annotated[int, Field(ge=1)] = 1
+
+
+class _Billing(_Properties):
+    attempt: Annotated[int, Field(ge=1)] = 1
+
+
+class _Export(_Properties):
+    rows: Annotated[int, Field(ge=0)] = 0
+
+
+# The properties the features read (max ticket severity, NPS, seat changes...): a value out of
+# its range would be decided on as if it were true, so such an event goes to the DLQ instead.
+PROPERTY_RULES: dict[str, type[_Properties]] = {
+    "support_ticket": _Ticket,
+    "nps_response": _Nps,
+    "seat_added": _Seats,
+    "seat_removed": _Seats,
+    "billing_failed": _Billing,
+    "export_data": _Export,
+}
+
+
 class EngagementEvent(_Message):
     """`engagement-events`: one product event; the schema version travels in a header."""
 
@@ -42,6 +89,20 @@ class EngagementEvent(_Message):
     event_type: EventType
     occurred_at: AwareDatetime
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("properties")
+    @classmethod
+    def _known_properties_in_range(
+        cls, properties: dict[str, Any], info: ValidationInfo
+    ) -> dict[str, Any]:
+        rules = PROPERTY_RULES.get(str(info.data.get("event_type", "")))
+        if rules is not None:
+            try:
+                rules.model_validate(properties)
+            except ValidationError as exc:
+                where, message, _ = first_problem(exc, "properties")
+                raise ValueError(f"{where}: {message}") from None
+        return properties
 
 
 class Outcome(_Message):
@@ -86,9 +147,16 @@ class NbaAction(_Message):
 
 
 class DlqRecord(_Message):
-    """`nba-dlq`: a message the engine could not use, with why, and its original bytes."""
+    """`nba-dlq`: a message the engine could not use, with why, and its original bytes.
+
+    An original longer than the engine accepts is kept only up to that limit
+    (``original_truncated``), so that a DLQ record always fits the topic; its full size and
+    SHA-256 identify it at the source."""
 
     original_base64: str
+    original_size_bytes: Annotated[int, Field(ge=0)] = 0
+    original_sha256: str = ""
+    original_truncated: bool = False
     source_topic: str
     source_partition: int
     source_offset: int
@@ -97,9 +165,8 @@ class DlqRecord(_Message):
     failed_at: AwareDatetime
 
 
-def action_id_for(trigger: Trigger, policy_version: str) -> str:
-    """Deterministic from the trigger and the policy version: a replay yields the same id."""
-    name = (
-        f"{trigger.topic}|{trigger.partition}|{trigger.offset}|{trigger.event_id}|{policy_version}"
-    )
-    return str(uuid.uuid5(ACTION_ID_NAMESPACE, name))
+def action_id_for(topic: str, event_id: str) -> str:
+    """Deterministic from the trigger event's identity: a replay of its offset and a re-sent
+    copy at another offset (a producer's retry) yield the same id, so the same decision is
+    republished and its spend reserved once."""
+    return str(uuid.uuid5(ACTION_ID_NAMESPACE, f"{topic}|{event_id}"))

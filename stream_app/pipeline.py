@@ -6,6 +6,7 @@ become DLQ records with a reason), pick the triggers worth a decision, and turn 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,10 @@ from policies.segments import SEGMENTS
 from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
 
 __all__ = [
+    "DLQ_ORIGINAL_MAX_BYTES",
+    "MAX_JSON_DEPTH",
     "SUPPORTED_SCHEMA_VERSIONS",
+    "Limits",
     "RawMessage",
     "build_actions",
     "parse_events",
@@ -48,9 +52,23 @@ class RawMessage:
         return self.topic, self.partition, self.offset
 
 
-def _dlq(raw: RawMessage, code: str, message: str) -> DlqRecord:
+# A DLQ record keeps at most this much of its original, so it always fits the DLQ topic
+# (Kafka's default limit is 1 MB; base64 grows the bytes by a third).
+DLQ_ORIGINAL_MAX_BYTES = 256_000
+# Nesting deeper than this is no event a product service sends; checked after parsing, and
+# the parser's own recursion limit is caught for anything deeper still.
+MAX_JSON_DEPTH = 32
+DEFAULT_MAX_FUTURE_S = 300.0
+
+
+def _dlq(raw: RawMessage, code: str, message: str, keep_bytes: int) -> DlqRecord:
+    original = raw.value or b""
+    kept = original[: min(keep_bytes, DLQ_ORIGINAL_MAX_BYTES)]
     return DlqRecord(
-        original_base64=base64.b64encode(raw.value or b"").decode(),
+        original_base64=base64.b64encode(kept).decode(),
+        original_size_bytes=len(original),
+        original_sha256=hashlib.sha256(original).hexdigest(),
+        original_truncated=len(kept) < len(original),
         source_topic=raw.topic,
         source_partition=raw.partition,
         source_offset=raw.offset,
@@ -60,46 +78,94 @@ def _dlq(raw: RawMessage, code: str, message: str) -> DlqRecord:
     )
 
 
-def _parse_one(raw: RawMessage, max_bytes: int) -> EngagementEvent | DlqRecord:
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of parsed JSON, without recursion (the input may be hostile)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            stack.extend((child, level + 1) for child in item if isinstance(child, dict | list))
+    return deepest
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the engine accepts of one record: its size (checked before parsing), and how far in
+    the future its event time may lie (clock skew between producers and the engine)."""
+
+    max_bytes: int
+    max_future_s: float = DEFAULT_MAX_FUTURE_S
+
+
+def _check_record(raw: RawMessage, limits: Limits) -> tuple[str, str] | None:
     version = raw.headers.get("schema-version")
     if version is None:
-        return _dlq(raw, "missing_header", "no schema-version header")
+        return "missing_header", "no schema-version header"
     if version not in SUPPORTED_SCHEMA_VERSIONS:
-        return _dlq(
-            raw, "unsupported_schema_version", f"schema-version {version!r} is not supported"
-        )
-    if raw.value is None or len(raw.value) > max_bytes:
+        return "unsupported_schema_version", f"schema-version {version!r} is not supported"
+    if raw.value is None or len(raw.value) > limits.max_bytes:
         size = 0 if raw.value is None else len(raw.value)
-        return _dlq(
-            raw, "too_large" if size else "empty", f"payload of {size} bytes (limit {max_bytes})"
+        return (
+            "too_large" if size else "empty",
+            f"payload of {size} bytes (limit {limits.max_bytes})",
         )
+    return None
+
+
+def _parse_one(raw: RawMessage, limits: Limits, now: datetime) -> EngagementEvent | DlqRecord:
+    def reject(code: str, message: str) -> DlqRecord:
+        return _dlq(raw, code, message, limits.max_bytes)
+
+    problem = _check_record(raw, limits)
+    if problem is not None:
+        return reject(*problem)
     try:
-        payload = json.loads(raw.value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _dlq(raw, "invalid_json", str(exc))
+        payload = json.loads(raw.value or b"", parse_constant=_no_constants)
+    except RecursionError:
+        return reject("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        return reject("invalid_json", str(exc))
+    if _depth(payload) > MAX_JSON_DEPTH:
+        return reject("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         event = EngagementEvent.model_validate(payload)
     except ValidationError as exc:
         where, message, kind = first_problem(exc, "event")
         unknown = where == "event_type" and kind == "enum"
-        return _dlq(
-            raw, "unknown_event_type" if unknown else "invalid_schema", f"{where}: {message}"
-        )
+        return reject("unknown_event_type" if unknown else "invalid_schema", f"{where}: {message}")
     if raw.key is not None and raw.key.decode(errors="replace") != event.customer_id:
-        return _dlq(
-            raw, "key_mismatch", f"key {raw.key!r} is not customer_id {event.customer_id!r}"
+        return reject("key_mismatch", f"key {raw.key!r} is not customer_id {event.customer_id!r}")
+    ahead_s = (event.occurred_at - now).total_seconds()
+    if ahead_s > limits.max_future_s:
+        return reject(
+            "from_the_future",
+            f"occurred_at {event.occurred_at.isoformat()} is {ahead_s:,.0f} s ahead of the "
+            f"engine's clock (allowed {limits.max_future_s:,.0f} s)",
         )
     return event
 
 
 def parse_events(
-    messages: Iterable[RawMessage], max_bytes: int
+    messages: Iterable[RawMessage], limits: Limits, now: datetime | None = None
 ) -> tuple[list[tuple[RawMessage, EngagementEvent]], list[DlqRecord]]:
-    """Valid events (with their record) and DLQ records for the rest; never raises on bad input."""
+    """Valid events (with their record) and DLQ records for the rest; never raises on bad input:
+    whatever goes wrong with one record (even an error no check foresaw) is that record's
+    DLQ reason, so no record can stop a partition."""
+    now = now or datetime.now(UTC)
     valid: list[tuple[RawMessage, EngagementEvent]] = []
     rejected: list[DlqRecord] = []
     for raw in messages:
-        parsed = _parse_one(raw, max_bytes)
+        try:
+            parsed = _parse_one(raw, limits, now)
+        except Exception as exc:  # the last line of defence: one record, never the partition
+            parsed = _dlq(raw, "unreadable", f"{type(exc).__name__}: {exc}", limits.max_bytes)
         if isinstance(parsed, DlqRecord):
             rejected.append(parsed)
         else:
@@ -147,7 +213,7 @@ def build_actions(
         name = decisions.action_name(i)
         actions.append(
             NbaAction(
-                action_id=action_id_for(trigger, decisions.policy_version),
+                action_id=action_id_for(raw.topic, event.event_id),
                 customer_id=event.customer_id,
                 action=name,
                 channel=channels.get(name, "none"),

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlparse
 
-from pydantic import AwareDatetime, Field, SecretStr, ValidationError
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from policies.errors import ConfigError
@@ -70,7 +71,10 @@ class Settings(BaseSettings):
         {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
     )
     trigger_min_interval_s: float = Field(default=86_400.0, ge=0)
-    max_message_bytes: int = Field(default=64_000, ge=1_000)
+    max_message_bytes: int = Field(default=64_000, ge=1_000, le=900_000)
+    max_event_future_s: float = Field(
+        default=300.0, ge=0, description="how far ahead of the engine's clock an event may be"
+    )
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_wait_s: float = Field(default=0.05, gt=0, le=5)
     budget: float = Field(
@@ -121,6 +125,23 @@ class Settings(BaseSettings):
     @property
     def local_kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, url: SecretStr | None) -> SecretStr | None:
+        """A malformed URL fails here, in one line that never shows the URL (it may hold a
+        password), not later inside the Redis client."""
+        text = url.get_secret_value() if url is not None else ""
+        if not text:
+            return url
+        parts = urlparse(text)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            parts.port  # noqa: B018  # urllib checks the port only when asked
+        except ValueError:
+            raise ValueError("its port is not a number between 0 and 65535") from None
+        return url
 
     @property
     def local_redis_url(self) -> str:

@@ -87,6 +87,7 @@ def build_engine(
             trigger_types=settings.trigger_event_types,
             min_interval_s=settings.trigger_min_interval_s,
             max_message_bytes=settings.max_message_bytes,
+            max_future_s=settings.max_event_future_s,
             batch_size=settings.batch_size,
             batch_wait_s=settings.batch_wait_s,
             model_version=scorer.version,

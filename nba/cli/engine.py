@@ -123,5 +123,10 @@ def dlq_replay(
     from nba.commands.dlq import replay_dlq
 
     settings = load_settings()
-    sent = replay_dlq(settings, reason)
-    typer.echo(f"replayed {sent:,} records with reason {reason} to {settings.topic_events}")
+    result = replay_dlq(settings, reason)
+    typer.echo(f"replayed {result.sent:,} records with reason {reason} to {settings.topic_events}")
+    if result.truncated:
+        typer.echo(
+            f"{result.truncated:,} record(s) of that reason kept only part of their original "
+            "(too large for the DLQ): fix them at the source; see original_sha256 to find them"
+        )

@@ -22,7 +22,7 @@ from stream_app import kafka_clients
 from stream_app.messages import DlqRecord
 from stream_app.settings import Settings
 
-__all__ = ["DlqSummary", "inspect_dlq", "replay_dlq"]
+__all__ = ["DlqReplay", "DlqSummary", "inspect_dlq", "replay_dlq"]
 
 
 @dataclass
@@ -51,15 +51,25 @@ def inspect_dlq(settings: Settings, samples: int = 5) -> DlqSummary:
     return summary
 
 
-def replay_dlq(settings: Settings, reason: str, group: str = "nba-dlq-replay") -> int:
-    """Re-send the originals of records with this reason to the events topic; returns how many."""
+@dataclass(frozen=True)
+class DlqReplay:
+    sent: int
+    truncated: int  # records of the reason whose original was cut to fit the DLQ: not re-sent
+
+
+def replay_dlq(settings: Settings, reason: str, group: str = "nba-dlq-replay") -> DlqReplay:
+    """Re-send the originals of records with this reason to the events topic, once (the group
+    commits what it read); a truncated original is never re-sent, only counted."""
     consumer = topic_consumer(settings, settings.topic_dlq, group)
     producer = kafka_clients.producer(settings)
-    sent = 0
+    sent = truncated = 0
     try:
         records = _records(consumer)
         for record in records:
             if record.error_code != reason:
+                continue
+            if record.original_truncated:
+                truncated += 1
                 continue
             original = base64.b64decode(record.original_base64)
             producer.produce(
@@ -74,7 +84,7 @@ def replay_dlq(settings: Settings, reason: str, group: str = "nba-dlq-replay") -
             consumer.commit(asynchronous=False)
     finally:
         consumer.close()
-    return sent
+    return DlqReplay(sent, truncated)
 
 
 def _customer_key(original: bytes) -> bytes | None:

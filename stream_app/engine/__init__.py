@@ -28,6 +28,7 @@ from stream_app.engine.publisher import DeliveryError, Publisher
 from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
+from stream_app.pipeline import Limits
 
 __all__ = [
     "BatchStats",
@@ -62,7 +63,7 @@ def assemble(
         intake=Intake(
             producer=producer,
             dlq_topic=settings.dlq_topic,
-            max_message_bytes=settings.max_message_bytes,
+            limits=Limits(settings.max_message_bytes, settings.max_future_s),
             metrics=metrics,
         ),
         state=state,

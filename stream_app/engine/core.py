@@ -24,9 +24,9 @@ from stream_app.engine.intake import Intake, ValidEvents
 from stream_app.engine.publisher import Publisher
 from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
-from stream_app.messages import Trigger, action_id_for
+from stream_app.messages import action_id_for
 from stream_app.metrics import EngineMetrics, counting_errors, timed
-from stream_app.pipeline import RawMessage, build_actions, select_triggers
+from stream_app.pipeline import DEFAULT_MAX_FUTURE_S, RawMessage, build_actions, select_triggers
 
 __all__ = ["BatchStats", "DecisionEngine", "LoopSettings", "latency_percentiles"]
 
@@ -41,6 +41,7 @@ class LoopSettings:
     trigger_types: frozenset[str]
     min_interval_s: float
     max_message_bytes: int
+    max_future_s: float = DEFAULT_MAX_FUTURE_S  # how far ahead of the clock an event may be
     batch_size: int = 500
     batch_wait_s: float = 0.05
     model_version: str = "truth+noise"
@@ -129,13 +130,7 @@ class DecisionEngine:
         self._publisher.close()
 
     def _decide(self, triggers: ValidEvents, stats: BatchStats) -> None:
-        ids = [
-            action_id_for(
-                Trigger(topic=r.topic, partition=r.partition, offset=r.offset, event_id=e.event_id),
-                self.policy.version,
-            )
-            for r, e in triggers
-        ]
+        ids = [action_id_for(raw.topic, event.event_id) for raw, event in triggers]
         stored = self._state.stored_decisions(ids)
         for (raw, event), payload in zip(triggers, stored, strict=True):
             if payload is not None:

@@ -8,7 +8,7 @@ from confluent_kafka import Producer
 
 from stream_app.messages import DlqRecord, EngagementEvent
 from stream_app.metrics import EngineMetrics
-from stream_app.pipeline import RawMessage, parse_events
+from stream_app.pipeline import Limits, RawMessage, parse_events
 
 __all__ = ["Intake", "ValidEvents"]
 
@@ -21,17 +21,17 @@ class Intake:
         *,
         producer: Producer,
         dlq_topic: str,
-        max_message_bytes: int,
+        limits: Limits,
         metrics: EngineMetrics | None = None,
     ) -> None:
         self._producer = producer
         self._dlq_topic = dlq_topic
-        self._max_message_bytes = max_message_bytes
+        self._limits = limits
         self._metrics = metrics
 
     def accept(self, raws: list[RawMessage]) -> tuple[ValidEvents, list[DlqRecord]]:
         """The valid events, in order; the rejected records are on their way to the DLQ."""
-        valid, rejected = parse_events(raws, self._max_message_bytes)
+        valid, rejected = parse_events(raws, self._limits)
         for record in rejected:
             self._producer.produce(self._dlq_topic, value=record.model_dump_json().encode())
         self._count(valid, rejected)

@@ -30,6 +30,12 @@ UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 
         ),
         (["score", "--all", "--data", "/nonexistent"], {}, "customers.parquet not found"),
         (["score"], {}, "pass --all"),
+        (
+            ["infra", "status"],
+            {"NBA_REDIS_URL": "redis://:hunter2@127.0.0.1:abc/0"},
+            "NBA_REDIS_URL: Value error, its port is not a number",
+        ),
+        (["infra", "status"], {"NBA_REDIS_URL": "http://127.0.0.1:6379"}, "NBA_REDIS_URL"),
         (["demo", "--budget", "-100"], {}, "--budget must be >= 0"),
         (["demo", "--rate", "0"], {}, "--rate must be > 0"),
         (["models", "list", "--demo"], {"NBA_STATE_DIR": "/nonexistent"}, "no demo run"),
@@ -52,6 +58,7 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert result.returncode == 2, result
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def _commands(group: typer.Typer, prefix: list[str]) -> list[list[str]]:

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 import redis
+from confluent_kafka import Message
 
 from nba.replay import replay_events
 from policies.decide import PolicyConfig
@@ -21,27 +22,44 @@ from simulator.world import build_world
 from stream_app import kafka_clients
 from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
-from stream_app.settings import load_settings
+from stream_app.settings import Settings, load_settings
 from tests.conftest import TopicFactory, drain
 
 pytestmark = pytest.mark.integration
 
-POISON = [
-    (b"{not json", [("schema-version", b"1")]),
+V1 = [("schema-version", b"1")]
+_FINE = {
+    "event_id": "p",
+    "customer_id": "C00000001",
+    "event_type": "login",
+    "occurred_at": "2026-01-01T00:00:00Z",
+}
+
+
+def _poison(**changes: object) -> bytes:
+    return json.dumps({**_FINE, **changes}).encode()
+
+
+# Every DLQ code, each from a record a buggy or hostile producer could send (key C00000001).
+POISON: list[tuple[bytes | None, list[tuple[str, bytes]], str]] = [
+    (b"{not json", V1, "invalid_json"),
+    (_poison(properties={"n": 1}).replace(b'"n": 1', b'"n": NaN'), V1, "invalid_json"),
+    (_poison(event_type="teleport"), V1, "unknown_event_type"),
+    (b'{"event_id": 5}', V1, "invalid_schema"),
+    (_poison(event_type="nps_response", properties={"score": 99}), V1, "invalid_schema"),
+    (_poison(event_type="support_ticket", properties={"severity": -3}), V1, "invalid_schema"),
+    (b"y" * 100_000, V1, "too_large"),
+    (_poison(properties={"blob": "z" * 900_000}), V1, "too_large"),
     (
-        json.dumps(
-            {
-                "event_id": "x",
-                "customer_id": "C00000001",
-                "event_type": "teleport",
-                "occurred_at": "2026-01-01T00:00:00Z",
-            }
-        ).encode(),
-        [("schema-version", b"1")],
+        _poison(properties={"x": 0}).replace(b"0}", b"[" * 5_000 + b"]" * 5_000 + b"}"),
+        V1,
+        "too_deep",
     ),
-    (b'{"event_id": 5}', [("schema-version", b"1")]),
-    (b"y" * 100_000, [("schema-version", b"1")]),
-    (b'{"event_id":"z"}', []),
+    (_poison(occurred_at="2099-01-01T00:00:00Z"), V1, "from_the_future"),
+    (_poison(customer_id="C00000002"), V1, "key_mismatch"),
+    (None, V1, "empty"),
+    (_poison(), [("schema-version", b"9")], "unsupported_schema_version"),
+    (b'{"event_id":"z"}', [], "missing_header"),
 ]
 
 
@@ -115,21 +133,22 @@ def test_poison_goes_to_dlq_and_a_replay_republishes_the_same_actions(
     events = generate_events(world, days=0.5)
     producer = kafka_clients.producer(settings)
     replay_events(events, producer, topics["events"], rate=50_000, limit=1_500)
-    for value, headers in POISON:
+    for value, headers, _ in POISON:
         producer.produce(topics["events"], key=b"C00000001", value=value, headers=headers)
     assert producer.flush(30) == 0
+    total = 1_500 + len(POISON)
     client = redis.Redis.from_url(redis_url)
     period = f"test-{uuid.uuid4().hex}"
 
-    first = _run_until(_loop(settings, topics, world, client, period, f"g1-{period}"), 1_505)
-    assert first.consumed == 1_505 and first.invalid == len(POISON)
+    first = _run_until(_loop(settings, topics, world, client, period, f"g1-{period}"), total)
+    assert first.consumed == total and first.invalid == len(POISON)
     assert first.decided > 50
     ledger = BudgetLedger(client, period, budget=20_000.0)
     spent = ledger.spent()
     assert 0 < spent <= 20_000.0
 
     # Replay the whole topic from offset 0 with a new consumer group (a new worker fleet).
-    second = _run_until(_loop(settings, topics, world, client, period, f"g2-{period}"), 1_505)
+    second = _run_until(_loop(settings, topics, world, client, period, f"g2-{period}"), total)
     assert second.decided == 0 and second.republished == first.decided
     assert ledger.spent() == spent, "a replay spends nothing more"
 
@@ -148,15 +167,61 @@ def test_poison_goes_to_dlq_and_a_replay_republishes_the_same_actions(
     records = [json.loads(m.value()) for m in drain(dlq, 2 * len(POISON))]
     dlq.close()
     codes = Counter(r["error_code"] for r in records)
-    expected = [
-        "invalid_json",
-        "unknown_event_type",
-        "invalid_schema",
-        "too_large",
-        "missing_header",
-    ]
-    assert codes == {code: 2 for code in expected}, "each poison message, once per pass"
+    expected = Counter(code for _, _, code in POISON)
+    assert codes == {code: 2 * n for code, n in expected.items()}, "each poison, once per pass"
+    assert all(len(json.dumps(r)) < 400_000 for r in records), "every DLQ record fits the topic"
+    assert any(r["original_truncated"] for r in records if r["error_code"] == "too_large")
     client.close()
+
+
+def test_a_re_sent_event_gets_the_same_decision_and_is_paid_once(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    """A producer's retry: the same bytes again at a later offset. The engine answers with the
+    decision it made for that event_id (same action_id, same bytes) and reserves nothing more."""
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name, partitions=1) for name in ("events", "actions", "dlq")}
+    world = _world_streaming_600_events(settings, topics["events"], seed=4)
+    client = redis.Redis.from_url(redis_url)
+    period = f"test-{uuid.uuid4().hex}"
+    group = f"g-{period}"
+    first = _run_until(_loop(settings, topics, world, client, period, group), 600)
+    ledger = BudgetLedger(client, period, budget=20_000.0)
+    spent = ledger.spent()
+    actions = _read_all(settings, topics["actions"], first.decided)
+    assert first.decided > 20 and spent > 0
+
+    # The same bytes of every decided trigger, produced again (new offsets, same event_id).
+    decided = {json.loads(v)["trigger"]["event_id"] for v in actions}
+    originals = [
+        m
+        for m in _read_messages(settings, topics["events"], 600)
+        if json.loads(m.value())["event_id"] in decided
+    ]
+    producer = kafka_clients.producer(settings)
+    for m in originals:
+        producer.produce(topics["events"], key=m.key(), value=m.value(), headers=m.headers())
+    assert producer.flush(30) == 0
+
+    again = _run_until(_loop(settings, topics, world, client, period, group), len(originals))
+    assert again.decided == 0 and again.republished == len(originals) == first.decided
+    assert ledger.spent() == spent, "a re-sent event is paid once"
+    republished = _read_all(settings, topics["actions"], 2 * first.decided)[first.decided :]
+    assert sorted(republished) == sorted(actions), "the same action_ids, byte for byte"
+    client.close()
+
+
+def _read_messages(settings: Settings, topic: str, expected: int) -> list[Message]:
+    reader = kafka_clients.consumer(settings, f"r-{uuid.uuid4().hex}")
+    reader.subscribe([topic])
+    found = drain(reader, expected)
+    reader.close()
+    assert len(found) == expected
+    return found
+
+
+def _read_all(settings: Settings, topic: str, expected: int) -> list[bytes]:
+    return [m.value() for m in _read_messages(settings, topic, expected)]
 
 
 def test_a_refused_publish_releases_its_reservation_and_the_replay_decides_afresh(

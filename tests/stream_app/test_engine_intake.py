@@ -8,7 +8,7 @@ from typing import Any
 
 from stream_app.engine.intake import Intake
 from stream_app.messages import DlqRecord
-from stream_app.pipeline import RawMessage
+from stream_app.pipeline import Limits, RawMessage
 
 HEADERS = {"schema-version": b"1"}
 
@@ -38,7 +38,7 @@ def _event(event_id: str) -> bytes:
 
 def test_valid_events_pass_and_each_bad_record_reaches_the_dlq_with_its_reason() -> None:
     producer = RecordingProducer()
-    intake = Intake(producer=producer, dlq_topic="dlq", max_message_bytes=1_000)  # type: ignore[arg-type]  # a recording stand-in
+    intake = Intake(producer=producer, dlq_topic="dlq", limits=Limits(1_000))  # type: ignore[arg-type]  # a recording stand-in
     raws = [
         _raw(0, _event("e1")),
         _raw(1, b"{not json"),
