@@ -23,9 +23,11 @@ customers at once and each update lands in the partition the worker owns.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,10 +42,11 @@ from policies.errors import ConfigError
 from stream_app import kafka_clients
 from stream_app.aggregates import updated, windows
 from stream_app.commit_guard import CommitGuard, LogProbe
-from stream_app.engine import BatchStats, DecisionEngine
+from stream_app.engine import BatchStats, DecisionEngine, DeliveryError
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
+from stream_app.outage import OutageWaiter
 from stream_app.outcome_feed import OutcomeFeed
 from stream_app.pipeline import RawMessage
 from stream_app.settings import Settings
@@ -170,7 +173,8 @@ def _batches(
 
 
 def _die(agent: str) -> NoReturn:
-    """A batch that cannot be processed (a dependency is down) ends the process at once.
+    """A batch that cannot be processed (a bug, or a dependency down for longer than
+    NBA_MAX_OUTAGE_S) ends the process at once.
 
     Faust acknowledges a batch's events when its iterator is closed, whatever happened to them,
     so leaving the loop by an exception would commit events that were never decided. Exiting
@@ -192,8 +196,11 @@ class EngineApp:
         build_engine: Callable[[Aggregates], DecisionEngine],
         features: FeatureStoreAdapter,
         outcome_feed: OutcomeFeed,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics
+        self._outage = OutageWaiter(settings.max_outage_s, metrics, on_wait=self._report_lag)
         _bounded_fetch_wait(settings.kafka_fetch_max_wait_ms)
         datadir = settings.state_dir / "faust" / settings.consumer_group
         datadir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +267,7 @@ class EngineApp:
         batches = _batches(stream, settings.batch_size, settings.batch_wait_s)
         async for batch in batches:
             try:
-                stats = self._process(batch)
+                stats = await self._outage.until_done(self._batch_step(batch), "decide")
             except Exception:
                 _die("decide")
             self._commits.record(batch)
@@ -276,13 +283,35 @@ class EngineApp:
         topic = self.activity.changelog_topic.get_topic_name()
         await self.app.producer._ensure_producer().partitions_for(topic)  # type: ignore[attr-defined]
 
-    def _process(self, batch: Sequence[EventT[bytes]]) -> BatchStats:
-        stats = self.engine.process([_raw(event) for event in batch])
-        self.engine.flush()
-        for event in batch:
-            self._next_offsets[event.message.tp] = event.message.offset + 1
-        self.engine.after_batch(self._lag())
-        return stats
+    def _batch_step(self, batch: Sequence[EventT[bytes]]) -> Callable[[], BatchStats]:
+        """One try at the batch: process it (unless an earlier try did and only its flush
+        failed), flush, then the gauges. Every part is safe to repeat: decisions are stored by
+        action_id and republished, reservations are keyed by it, the aggregates count an offset
+        once, contacts are recorded as a set."""
+        raws = [_raw(event) for event in batch]
+        processed: list[BatchStats] = []
+
+        def step() -> BatchStats:
+            if not processed:
+                processed.append(self.engine.process(raws))
+            try:
+                self.engine.flush()
+            except DeliveryError as exc:
+                if not exc.still_queued:
+                    processed.clear()  # records failed: decide (or republish) them again
+                raise
+            for event in batch:
+                self._next_offsets[event.message.tp] = event.message.offset + 1
+            self.engine.after_batch(self._lag())
+            if self._metrics is not None:
+                self._metrics.last_batch.set(time.time())
+            return processed[0]
+
+        return step
+
+    def _report_lag(self) -> None:
+        if self._metrics is not None:
+            self._metrics.consumer_lag.set(self._lag())
 
     def _lag(self) -> int:
         """Events not yet decided on the partitions this worker holds now."""
@@ -296,8 +325,9 @@ class EngineApp:
 
     async def _count_outcomes(self, stream: StreamT[bytes]) -> None:
         async for batch in _batches(stream, _OUTCOME_BATCH, 1.0):
+            count = functools.partial(self._outcomes.count, [e.message.value for e in batch])
             try:
-                self._outcomes.count([e.message.value for e in batch])
+                await self._outage.until_done(count, "outcomes")
             except Exception:
                 _die("outcomes")
             self._commits.record(batch)
@@ -331,16 +361,16 @@ def _partitions(settings: Settings, topic: str) -> int:
 
 def create_app(settings: Settings, metrics: EngineMetrics | None = None) -> EngineApp:
     """The worker's Faust app for these settings (the engine as `nba worker` serves it)."""
-    import redis
-
+    from stream_app.redis_clients import redis_client
     from stream_app.worker import build_engine, feature_store
 
     features = feature_store(settings)
-    client = redis.Redis.from_url(settings.effective_redis_url())
+    client = redis_client(settings)
     return EngineApp(
         settings,
         _partitions(settings, settings.topic_events),
         lambda aggregates: build_engine(settings, features, metrics=metrics, aggregates=aggregates),
         features,
         OutcomeFeed(client, settings.topic_outcomes, metrics),
+        metrics,
     )

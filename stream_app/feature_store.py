@@ -30,8 +30,10 @@ __all__ = ["FeatureStoreAdapter", "fill_cold_start", "redis_connection_string"]
 _INTEGER_KINDS = "iu"
 
 
-def redis_connection_string(url: str) -> str:
-    """Feast's ``host:port,db=N[,password=...,ssl=true]`` from a ``redis://`` URL."""
+def redis_connection_string(url: str, timeout_s: float = 2.0) -> str:
+    """Feast's ``host:port,db=N[,password=...,ssl=true]`` from a ``redis://`` URL, with socket
+    timeouts (Feast hands its parameters to redis-py): a hung Redis fails a read in
+    ``timeout_s`` instead of stalling the worker."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
         raise ConfigError(
@@ -40,6 +42,8 @@ def redis_connection_string(url: str) -> str:
     parts = [
         f"{parsed.hostname}:{parsed.port or 6379}",
         f"db={(parsed.path or '/0').lstrip('/') or '0'}",
+        f"socket_timeout={timeout_s:g}",
+        f"socket_connect_timeout={timeout_s:g}",
     ]
     if parsed.password:
         parts.append(f"password={parsed.password}")
@@ -62,7 +66,9 @@ class FeatureStoreAdapter:
             registry=str(repo_dir / "registry.db"),
             online_store={
                 "type": "redis",
-                "connection_string": redis_connection_string(settings.effective_redis_url()),
+                "connection_string": redis_connection_string(
+                    settings.effective_redis_url(), settings.redis_timeout_s
+                ),
             },
             entity_key_serialization_version=3,
             repo_path=repo_dir,

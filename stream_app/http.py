@@ -1,5 +1,9 @@
 """The worker's HTTP port: `/metrics` (Prometheus), `/healthz` (the process is up) and `/readyz`
-(the broker, Redis and the model answer), for Kubernetes probes and Prometheus alike."""
+(the broker, Redis and the model answer), for Kubernetes probes and Prometheus alike.
+
+The readiness checks talk to the broker and Redis, which may hang: they run on their own timer
+thread, and `/readyz` answers at once from the latest result (503 naming what is down), so a
+probe never waits on a stalled dependency."""
 
 from __future__ import annotations
 
@@ -14,21 +18,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 __all__ = ["ReadinessCheck", "serve"]
 
 ReadinessCheck = Callable[[], dict[str, bool]]
-_CACHE_S = 5.0  # probes come often; the checks talk to the broker and Redis
+REFRESH_S = 2.0
 
 
 class _Readiness:
+    """The latest result of ``check``, refreshed every ``REFRESH_S`` by a daemon thread."""
+
     def __init__(self, check: ReadinessCheck) -> None:
         self._check = check
         self._lock = threading.Lock()
-        self._at = 0.0
-        self._last: dict[str, bool] = {}
+        self._last: dict[str, bool] = {"checked": False}
+        threading.Thread(target=self._refresh_forever, name="nba-readiness", daemon=True).start()
+
+    def _refresh_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                result = self._check()
+            except Exception:  # a check that cannot run says "not ready", never stops the thread
+                result = {"checked": False}
+            with self._lock:
+                self._last = result
+            time.sleep(max(REFRESH_S - (time.monotonic() - started), 0.1))
 
     def __call__(self) -> dict[str, bool]:
         with self._lock:
-            if time.monotonic() - self._at > _CACHE_S:
-                self._last = self._check()
-                self._at = time.monotonic()
             return dict(self._last)
 
 

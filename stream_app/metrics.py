@@ -32,6 +32,7 @@ class EngineMetrics:
     dependency_up: Gauge
     capacity_left: Gauge
     consumer_lag: Gauge
+    last_batch: Gauge
     versions: Info
     feature_psi: Gauge
     score_psi: Gauge
@@ -114,6 +115,11 @@ class EngineMetrics:
             consumer_lag=Gauge(
                 "nba_consumer_lag_messages",
                 "Messages not yet consumed on the assigned partitions.",
+                registry=registry,
+            ),
+            last_batch=Gauge(
+                "nba_last_batch_timestamp_seconds",
+                "When this worker last completed a micro-batch (unix time; 0: not yet).",
                 registry=registry,
             ),
             versions=Info(

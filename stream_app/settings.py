@@ -99,6 +99,14 @@ class Settings(BaseSettings):
 
     # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
     model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")
+    redis_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="longest wait for Redis to connect or answer"
+    )
+    max_outage_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a worker waits out Kafka or Redis before it exits",
+    )
     log_level: str = Field(
         default="WARNING",
         pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",

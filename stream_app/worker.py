@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
-import redis
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from model_export.manifest import Registry
@@ -30,6 +30,7 @@ from stream_app.ledger import BudgetLedger
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import RawMessage
+from stream_app.redis_clients import redis_client
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
@@ -77,7 +78,7 @@ def build_engine(
     )
     store = features or feature_store(settings)
     source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
-    client = redis.Redis.from_url(settings.effective_redis_url())
+    client = redis_client(settings)
     policy = policy_config(settings, catalog)
     return assemble(
         settings=LoopSettings(
@@ -97,7 +98,7 @@ def build_engine(
         policy=policy,
         scores=source.scores,
         contacts=source.contacts,
-        producer=kafka_clients.producer(settings),
+        producer=engine_producer(settings),
         redis_client=client,
         ledger=BudgetLedger(client, settings.budget_period, settings.budget),
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
@@ -107,6 +108,14 @@ def build_engine(
         contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
         aggregates=aggregates,
     )
+
+
+def engine_producer(settings: Settings) -> Producer:
+    """The engine's producer keeps a record queued for as long as the worker waits out a broker
+    outage (NBA_MAX_OUTAGE_S, plus a minute): a record the broker has not taken yet is
+    delivered when it returns, instead of timing out while the worker still waits."""
+    timeout_ms = int((settings.max_outage_s + 60.0) * 1000)
+    return kafka_clients.producer(settings, **{"message.timeout.ms": timeout_ms})
 
 
 def feature_store(settings: Settings) -> FeatureStoreAdapter:
@@ -121,10 +130,14 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] | None = None) -
     from stream_app.faust_app import create_app
 
     registry = CollectorRegistry()
+    metrics = EngineMetrics.create(registry)
     holder: dict[str, DecisionEngine] = {}
     try:
         server = serve(
-            settings.metrics_host, settings.metrics_port, registry, lambda: _readiness(holder)
+            settings.metrics_host,
+            settings.metrics_port,
+            registry,
+            lambda: _readiness(holder, metrics),
         )
     except OSError as exc:
         raise ConfigError(
@@ -132,7 +145,7 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] | None = None) -
             f"({exc.strerror}); set NBA_METRICS_PORT"
         ) from None
     try:
-        app = create_app(settings, EngineMetrics.create(registry))
+        app = create_app(settings, metrics)
         holder["engine"] = app.engine
         if on_ready is not None:
             on_ready()
@@ -143,9 +156,13 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] | None = None) -
         server.server_close()
 
 
-def _readiness(holder: dict[str, DecisionEngine]) -> dict[str, bool]:
-    """Ready when the model is loaded and the broker and Redis answer."""
+def _readiness(holder: dict[str, DecisionEngine], metrics: EngineMetrics) -> dict[str, bool]:
+    """Ready when the model is loaded and the broker and Redis answer; the dependency gauges
+    follow the same checks (on the readiness timer, so they stay true while batches stall)."""
     engine = holder.get("engine")
     if engine is None:
         return {"model_loaded": False}
-    return {"model_loaded": True, **engine.dependencies_answer()}
+    answers = engine.dependencies_answer()
+    for dependency, answered in answers.items():
+        metrics.dependency_up.labels(dependency=dependency).set(1.0 if answered else 0.0)
+    return {"model_loaded": True, **answers}

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nba.local_servers import stack
+from stream_app.kafka_clients import LIBRDKAFKA_LOGGER
 from stream_app.settings import Settings, load_settings
 
 
@@ -76,7 +77,7 @@ TopicFactory = Callable[..., str]
 @contextmanager
 def topic_factory(kafka_bootstrap: str) -> Iterator[TopicFactory]:
     """Create topics unique to this test run; they are deleted afterwards."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "logger": LIBRDKAFKA_LOGGER})
     created: list[str] = []
 
     def create(prefix: str = "t", partitions: int = 3) -> str:

@@ -11,7 +11,6 @@ the consumed offsets: the Faust worker (stream_app.faust_app) and the in-process
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +28,6 @@ from stream_app.metrics import EngineMetrics, counting_errors, timed
 from stream_app.pipeline import DEFAULT_MAX_FUTURE_S, RawMessage, build_actions, select_triggers
 
 __all__ = ["BatchStats", "DecisionEngine", "LoopSettings", "latency_percentiles"]
-
-_DEPENDENCY_CHECK_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,6 @@ class DecisionEngine:
         self._model_version = model_version or (lambda: settings.model_version)
         self._aggregates = aggregates
         self._announced = ""
-        self._checked_at = float("-inf")
         self._announce_versions()
 
     @property
@@ -122,7 +118,8 @@ class DecisionEngine:
         self._report_state(self._decider.reprice(), lag)
 
     def dependencies_answer(self) -> dict[str, bool]:
-        """For /readyz: does the broker answer a metadata request, does Redis answer PING?"""
+        """For /readyz and the dependency gauges (the worker's readiness timer calls it): does
+        the broker answer a metadata request, does Redis answer PING?"""
         return {"kafka": self._publisher.broker_answers(), "redis": self._state.answers()}
 
     def close(self) -> None:
@@ -175,12 +172,6 @@ class DecisionEngine:
                 self._metrics.capacity_left.labels(action=name).set(left[index])
         if lag is not None:
             self._metrics.consumer_lag.set(lag)
-        if time.monotonic() - self._checked_at >= _DEPENDENCY_CHECK_S:
-            self._checked_at = time.monotonic()
-            for dependency, answered in self.dependencies_answer().items():
-                self._metrics.dependency_up.labels(dependency=dependency).set(
-                    1.0 if answered else 0.0
-                )
 
 
 def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float]:

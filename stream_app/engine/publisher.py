@@ -36,8 +36,20 @@ _MAYBE_WRITTEN = frozenset(
 )
 
 
+_FLUSH_TIMEOUT_S = 10.0
+
+
 class DeliveryError(RuntimeError):
-    """The broker did not take every record of the batch: its offsets must stay uncommitted."""
+    """The broker did not take every record of the batch: its offsets must stay uncommitted.
+
+    ``still_queued``: nothing failed, some records are still waiting in the producer (the
+    broker is away): flushing again later completes the batch. Otherwise some records failed:
+    the batch must be processed again (its stored decisions are republished, the refused ones
+    decided afresh)."""
+
+    def __init__(self, message: str, *, still_queued: bool) -> None:
+        super().__init__(message)
+        self.still_queued = still_queued
 
 
 class Publisher:
@@ -97,25 +109,33 @@ class Publisher:
         its stored decision dropped, so the replay of its trigger decides and reserves afresh.
         Either way the batch fails (DeliveryError) and its offsets stay uncommitted. The batch's
         contacts enter the contact history only once delivered."""
-        pending = self._producer.flush(30)
+        pending = self._producer.flush(_FLUSH_TIMEOUT_S)
         undelivered, self._undelivered = self._undelivered, []
-        contacts, self._contacts_pending = self._contacts_pending, []
-        refused = [
-            action_id
-            for action_id, error in undelivered
-            if action_id is not None and error.code() not in _MAYBE_WRITTEN
-        ]
-        for action_id in refused:
-            self._ledger.release(action_id)
-            self._state.forget_decision(action_id)
-        if pending or undelivered:
-            first = undelivered[0][1].str() if undelivered else "timed out"
+        if undelivered:
+            refused = [
+                action_id
+                for action_id, error in undelivered
+                if action_id is not None and error.code() not in _MAYBE_WRITTEN
+            ]
+            for action_id in refused:
+                self._ledger.release(action_id)
+                self._state.forget_decision(action_id)
+            self._contacts_pending = []  # processed again, the batch records them again
             raise DeliveryError(
-                f"kafka: {pending + len(undelivered)} decision(s) not delivered ({first}); "
-                f"{len(refused)} reservation(s) released; offsets stay uncommitted"
+                f"kafka: {pending + len(undelivered)} decision(s) not delivered "
+                f"({undelivered[0][1].str()}); {len(refused)} reservation(s) released; "
+                "offsets stay uncommitted",
+                still_queued=False,
             )
-        if self._contact_log is not None:
-            self._contact_log.record(contacts)
+        if pending:
+            raise DeliveryError(
+                f"kafka: {pending} record(s) still queued after {_FLUSH_TIMEOUT_S:.0f} s (the "
+                "broker does not answer); offsets stay uncommitted",
+                still_queued=True,
+            )
+        if self._contact_log is not None:  # idempotent: a retried flush records them again
+            self._contact_log.record(self._contacts_pending)
+        self._contacts_pending = []
 
     def take_latencies(self) -> list[float]:
         """Event time to publish, in ms, of every record produced since the last call."""
@@ -129,7 +149,7 @@ class Publisher:
     def broker_answers(self) -> bool:
         """Does the broker answer a metadata request?"""
         try:
-            return bool(self._producer.list_topics(timeout=2.0).brokers)
+            return bool(self._producer.list_topics(timeout=1.0).brokers)
         except Exception:  # any failure means "not answering"
             return False
 

@@ -21,6 +21,7 @@ from simulator.truth import contact_state, noisy_scores
 from simulator.world import build_world
 from stream_app import kafka_clients
 from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
+from stream_app.kafka_clients import LIBRDKAFKA_LOGGER
 from stream_app.ledger import BudgetLedger
 from stream_app.settings import Settings, load_settings
 from tests.conftest import TopicFactory, drain
@@ -241,7 +242,7 @@ def test_a_refused_publish_releases_its_reservation_and_the_replay_decides_afres
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     topics = {name: make_topic(name, partitions=1) for name in ("events", "dlq")}
     topics["actions"] = f"actions-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "logger": LIBRDKAFKA_LOGGER})
     tiny = NewTopic(topics["actions"], 1, 1, config={"max.message.bytes": "200"})
     admin.create_topics([tiny])[topics["actions"]].result(timeout=30)
     world = _world_streaming_600_events(settings, topics["events"], seed=3)

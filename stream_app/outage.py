@@ -1,0 +1,97 @@
+"""Waiting out an outage of Kafka or Redis inside a worker, instead of ending it.
+
+A batch that fails because a dependency does not answer (a Redis error or timeout, a broker
+that does not take the batch's records) is tried again with exponential backoff and jitter
+(tenacity), for up to ``NBA_MAX_OUTAGE_S``; only then does the worker exit. Meanwhile nothing
+of the batch is committed, the consumer holds its position, the lag gauge is refreshed at each
+wait, and ``/readyz`` (refreshed by its own timer) says which dependency is down. Any other
+error is a bug, not an outage, and ends the worker at once (its batch uncommitted).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+from confluent_kafka import KafkaException
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from stream_app.engine import DeliveryError
+from stream_app.metrics import EngineMetrics
+
+__all__ = ["DEPENDENCY_ERRORS", "OutageWaiter", "component_of"]
+
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, KafkaException, DeliveryError)
+_LOG = logging.getLogger("nba.worker.outage")
+T = TypeVar("T")
+
+
+def component_of(error: BaseException | None) -> str:
+    return "redis" if isinstance(error, redis.RedisError) else "kafka"
+
+
+class OutageWaiter:
+    def __init__(
+        self,
+        max_outage_s: float,
+        metrics: EngineMetrics | None = None,
+        on_wait: Callable[[], None] | None = None,
+        max_wait_s: float = 15.0,
+    ) -> None:
+        """``on_wait``: called before each wait (the worker refreshes its lag gauge)."""
+        self._max_outage_s = max_outage_s
+        self._metrics = metrics
+        self._on_wait = on_wait
+        self._max_wait_s = max_wait_s
+
+    async def until_done(self, step: Callable[[], T], agent: str) -> T:
+        """``step()`` once it succeeds; its last error after NBA_MAX_OUTAGE_S of failures."""
+        started = time.monotonic()
+        results: list[T] = []
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(DEPENDENCY_ERRORS),
+            wait=wait_exponential_jitter(initial=0.2, max=self._max_wait_s),
+            stop=stop_after_delay(self._max_outage_s),
+            before_sleep=lambda state: self._waiting(state, agent),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                results.append(step())
+        waited = time.monotonic() - started
+        if waited > 1.0:
+            _LOG.warning(
+                "agent %s: dependencies answer again; the batch went through after %.1f s",
+                agent,
+                waited,
+            )
+        return results[-1]
+
+    def _waiting(self, state: RetryCallState, agent: str) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        component = component_of(error)
+        if self._metrics is not None:
+            self._metrics.errors.labels(component=component).inc()
+        if self._on_wait is not None:
+            self._on_wait()
+        pause = state.next_action.sleep if state.next_action is not None else 0.0
+        _LOG.warning(
+            "agent %s: %s unavailable (%s); batch held uncommitted, retry %d in %.1f s "
+            "(waited %.0f of %.0f s, NBA_MAX_OUTAGE_S)",
+            agent,
+            component,
+            error,
+            state.attempt_number,
+            pause,
+            state.seconds_since_start or 0.0,
+            self._max_outage_s,
+        )

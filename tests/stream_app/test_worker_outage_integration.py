@@ -1,0 +1,119 @@
+"""`nba worker` waits out Redis instead of ending: a hung Redis (SIGSTOP) and a stopped one,
+under traffic. The worker stays up, `/readyz` answers at once with 503 naming Redis, and once
+Redis is back every trigger customer is decided, nothing is paid twice, the budget holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nba.local_servers import stack
+from nba.observe import wait_for_events
+from nba.replay import replay_events
+from simulator.events import generate_events
+from stream_app import kafka_clients
+from stream_app.settings import Settings
+from tests.conftest import TopicFactory, own_infra_settings
+from tests.stream_app.test_worker_integration import (
+    _customers,
+    _decisions_until_decided,
+    _no_worker_left_behind,  # noqa: F401  # the autouse fixture: no worker outlives a test
+    _prepare,
+    _start,
+    _trigger_customers,
+    _wait_ready,
+    settings_of,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Settings]:
+    """A Redis of this test's own, to stop and hang without touching the session's."""
+    settings = own_infra_settings(tmp_path / "own-redis")
+    stack.up(settings, ["redis"])
+    yield settings
+    stack.down(settings, ["redis"])
+
+
+def _readyz(port: str) -> tuple[int, dict[str, object], float]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as answer:  # noqa: S310  # our own worker
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as refused:
+        status, body = refused.code, refused.read()
+    return status, json.loads(body), time.monotonic() - started
+
+
+def _wait_readyz(port: str, status: int, timeout_s: float = 20.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got, body, took = _readyz(port)
+        assert took < 1.0, "/readyz answers within a second, whatever Redis does"
+        if got == status:
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"/readyz never answered {status}")
+
+
+def test_a_hung_and_a_stopped_redis_are_waited_out_and_nothing_is_lost(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, own_redis: Settings
+) -> None:
+    env, settings, world, run = _prepare(
+        kafka_bootstrap, own_redis.local_redis_url, make_topic, tmp_path
+    )
+    env.update({"NBA_MAX_OUTAGE_S": "120", "NBA_REDIS_TIMEOUT_S": "1", "NBA_LOG_LEVEL": "INFO"})
+    events = generate_events(world, days=1.0)
+    total = min(3_000, len(events))
+    log = tmp_path / "w1.log"
+    worker = _start(env, log)
+    _wait_ready(log)
+    port = env["NBA_METRICS_PORT"]
+    sender = threading.Thread(
+        target=replay_events,
+        args=(events, kafka_clients.producer(settings), env["NBA_TOPIC_EVENTS"], 200.0, total),
+    )
+    sender.start()  # about 15 s of traffic
+    wait_for_events(settings_of(env), 300, 90)
+    redis_pid = stack.status(own_redis, ["redis"])[0].pid
+    assert redis_pid is not None
+
+    os.kill(redis_pid, signal.SIGSTOP)  # hung: connections open, no replies
+    try:
+        body = _wait_readyz(port, 503)
+        assert body["checks"] == {"model_loaded": True, "kafka": True, "redis": False}
+        time.sleep(5)
+        assert worker.poll() is None, "the worker waits a hung Redis out"
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    _wait_readyz(port, 200)
+
+    stack.down(own_redis, ["redis"])  # stopped: connections refused
+    _wait_readyz(port, 503)
+    time.sleep(8)
+    assert worker.poll() is None, "the worker waits a stopped Redis out"
+    stack.up(own_redis, ["redis"])
+    _wait_readyz(port, 200)
+
+    sender.join()
+    wait_for_events(settings_of(env), total, 180)
+    expected = _trigger_customers(events, total)
+    ids = _decisions_until_decided(kafka_bootstrap, env, f"reader-{run}", expected, 60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, log.read_text()
+    text = log.read_text()
+    assert "redis unavailable" in text and "batch went through after" in text, text[-3000:]
+    assert not expected - _customers(ids), "every trigger customer decided after the outages"
+    assert all(len(v) == 1 for v in ids.values()), "no action_id with two different contents"
+    assert sum(json.loads(next(iter(v)))["cost"] for v in ids.values()) <= 5_000 + 1e-6
