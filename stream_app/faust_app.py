@@ -44,6 +44,7 @@ from stream_app.aggregates import updated, windows
 from stream_app.commit_guard import CommitGuard, LogProbe
 from stream_app.engine import BatchStats, DecisionEngine, DeliveryError
 from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.log_limits import limit_repeats
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
 from stream_app.outage import OutageWaiter
@@ -74,6 +75,7 @@ class _NewChangelogNotYetKnown(logging.Filter):
 
 
 logging.getLogger("aiokafka.cluster").addFilter(_NewChangelogNotYetKnown())
+limit_repeats()
 
 
 def _bounded_fetch_wait(wait_ms: int) -> None:

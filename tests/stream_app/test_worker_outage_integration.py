@@ -1,6 +1,7 @@
-"""`nba worker` waits out Redis instead of ending: a hung Redis (SIGSTOP) and a stopped one,
-under traffic. The worker stays up, `/readyz` answers at once with 503 naming Redis, and once
-Redis is back every trigger customer is decided, nothing is paid twice, the budget holds."""
+"""`nba worker` waits out Redis and Kafka instead of ending: a hung Redis (SIGSTOP), a stopped
+one, and a stopped broker, under traffic. The worker stays up, `/readyz` answers at once with 503
+naming the dependency, and once it is back every trigger customer is decided, nothing is paid
+twice, the budget holds."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from nba.replay import replay_events
 from simulator.events import generate_events
 from stream_app import kafka_clients
 from stream_app.settings import Settings
-from tests.conftest import TopicFactory, own_infra_settings
+from tests.conftest import TopicFactory, own_infra_settings, topic_factory
 from tests.stream_app.test_worker_integration import (
     _customers,
     _decisions_until_decided,
@@ -115,5 +116,54 @@ def test_a_hung_and_a_stopped_redis_are_waited_out_and_nothing_is_lost(
     text = log.read_text()
     assert "redis unavailable" in text and "batch went through after" in text, text[-3000:]
     assert not expected - _customers(ids), "every trigger customer decided after the outages"
+    assert all(len(v) == 1 for v in ids.values()), "no action_id with two different contents"
+    assert sum(json.loads(next(iter(v)))["cost"] for v in ids.values()) <= 5_000 + 1e-6
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[Settings]:
+    """A broker of this test's own, to stop and start again under a running worker."""
+    settings = own_infra_settings(tmp_path / "own-kafka")
+    stack.up(settings, ["kafka"])
+    yield settings
+    stack.down(settings, ["kafka"])
+
+
+def test_a_stopped_broker_is_waited_out_and_nothing_is_lost(
+    redis_url: str, tmp_path: Path, own_kafka: Settings
+) -> None:
+    bootstrap = own_kafka.local_kafka_bootstrap
+    with topic_factory(bootstrap) as make_topic:
+        env, settings, world, run = _prepare(bootstrap, redis_url, make_topic, tmp_path)
+        env.update({"NBA_MAX_OUTAGE_S": "120", "NBA_LOG_LEVEL": "INFO"})
+        events = generate_events(world, days=1.0)
+        total = min(3_000, len(events))
+        log = tmp_path / "w1.log"
+        worker = _start(env, log)
+        _wait_ready(log)
+        port = env["NBA_METRICS_PORT"]
+        replay_events(
+            events, kafka_clients.producer(settings), env["NBA_TOPIC_EVENTS"], 300.0, total // 2
+        )
+        wait_for_events(settings_of(env), 300, 90)
+
+        stack.down(own_kafka, ["kafka"])
+        body = _wait_readyz(port, 503)
+        assert body["checks"] == {"model_loaded": True, "kafka": False, "redis": True}
+        time.sleep(20)
+        assert worker.poll() is None, "the worker waits the broker out"
+        stack.up(own_kafka, ["kafka"])
+        _wait_readyz(port, 200, timeout_s=60)
+
+        producer = kafka_clients.producer(settings)
+        replay_events(
+            events, producer, env["NBA_TOPIC_EVENTS"], 1_000.0, total
+        )  # all of them again
+        wait_for_events(settings_of(env), total // 2 + total, 180)
+        expected = _trigger_customers(events, total)
+        ids = _decisions_until_decided(bootstrap, env, f"reader-{run}", expected, 90)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert not expected - _customers(ids), "every trigger customer decided after the outage"
     assert all(len(v) == 1 for v in ids.values()), "no action_id with two different contents"
     assert sum(json.loads(next(iter(v)))["cost"] for v in ids.values()) <= 5_000 + 1e-6
