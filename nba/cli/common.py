@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from nba.commands.files import write_output
 from policies.errors import ConfigError
 
 __all__ = [
@@ -45,9 +46,5 @@ def check_not_negative(**values: float) -> None:
 
 
 def write_json(path: Path, payload: object) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, default=str))
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    write_output(path, lambda out: out.write_text(json.dumps(payload, indent=2, default=str)))
     typer.echo(f"wrote {path}")

@@ -26,6 +26,7 @@ from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run
 from model_export.serving import BundleScorer
+from nba.commands.files import write_output
 from nba.commands.models import run_training
 from nba.topic_reader import read_topic
 from policies.catalog import Catalog, default_catalog
@@ -191,12 +192,7 @@ def decision_report(
     page = render_decision_report(
         report, feedback.joined, "NBA decision report", settings.budget, qini, drift
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
-    return out
+    return write_output(out, lambda path: path.write_text(page))
 
 
 def assign_base(
@@ -214,9 +210,5 @@ def assign_base(
         holdout_share,
         seed,
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        assignment.to_parquet(out, index=False)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+    write_output(out, lambda path: assignment.to_parquet(path, index=False))
     return assignment

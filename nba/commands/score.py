@@ -11,6 +11,7 @@ import pandas as pd
 
 from model_export.manifest import Registry
 from model_export.serving import BundleScorer, decisions_frame, score_all
+from nba.commands.files import write_output
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError, ModelManifestError
@@ -57,9 +58,4 @@ def score_base(data_dir: Path, registry: Registry, budget: float, out: Path) -> 
 
 
 def write_decisions(frame: pd.DataFrame, out: Path) -> Path:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(out, index=False)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
-    return out
+    return write_output(out, lambda path: frame.to_parquet(path, index=False))

@@ -38,13 +38,18 @@ from tests.stream_app.test_worker_integration import (
 pytestmark = pytest.mark.integration
 
 
+def _own(service: str, folder: Path) -> Iterator[Settings]:
+    """A server of this test's own, to stop, hang and start again without touching the
+    session's."""
+    settings = own_infra_settings(folder)
+    stack.up(settings, [service])
+    yield settings
+    stack.down(settings, [service])
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Settings]:
-    """A Redis of this test's own, to stop and hang without touching the session's."""
-    settings = own_infra_settings(tmp_path / "own-redis")
-    stack.up(settings, ["redis"])
-    yield settings
-    stack.down(settings, ["redis"])
+    yield from _own("redis", tmp_path / "own-redis")
 
 
 def _readyz(port: str) -> tuple[int, dict[str, object], float]:
@@ -122,11 +127,7 @@ def test_a_hung_and_a_stopped_redis_are_waited_out_and_nothing_is_lost(
 
 @pytest.fixture
 def own_kafka(tmp_path: Path) -> Iterator[Settings]:
-    """A broker of this test's own, to stop and start again under a running worker."""
-    settings = own_infra_settings(tmp_path / "own-kafka")
-    stack.up(settings, ["kafka"])
-    yield settings
-    stack.down(settings, ["kafka"])
+    yield from _own("kafka", tmp_path / "own-kafka")
 
 
 def test_a_stopped_broker_is_waited_out_and_nothing_is_lost(
