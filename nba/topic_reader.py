@@ -9,7 +9,6 @@ within a few seconds, not a stream of librdkafka's connection lines and an empty
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException
@@ -17,6 +16,7 @@ from confluent_kafka import Consumer, KafkaException
 from policies.errors import ConfigError, InfraError
 from stream_app import kafka_clients
 from stream_app.settings import Settings
+from stream_app.topic_scan import read_to_end
 
 __all__ = ["read_to_end", "read_topic", "topic_consumer"]
 
@@ -46,36 +46,6 @@ def topic_consumer(settings: Settings, topic: str, group_id: str) -> Consumer:
         consumer.close()
         raise
     return consumer
-
-
-def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
-    """Every value up to the end of the subscribed topic (after joining the group), resuming at
-    the group's committed offsets or the start."""
-    deadline = time.monotonic() + timeout_s
-    while not consumer.assignment() and time.monotonic() < deadline:
-        consumer.poll(0.2)  # joins the group; a message seen here would be lost, so rewind below
-    assigned = consumer.assignment()
-    if not assigned:
-        return []
-    committed = consumer.committed(assigned, timeout=10)
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in assigned}
-    for tp in committed:
-        tp.offset = (
-            tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=10)[0]
-        )
-        consumer.seek(tp)
-    found: list[bytes] = []
-    done = {tp.partition for tp in committed if tp.offset >= ends[tp.partition]}
-    while len(done) < len(assigned) and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.5):
-            value = msg.value()
-            if msg.error() is not None:
-                continue
-            if isinstance(value, bytes):
-                found.append(value)
-            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
-                done.add(msg.partition() or 0)
-    return found
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[bytes]:

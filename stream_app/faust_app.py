@@ -44,6 +44,7 @@ from stream_app.aggregates import updated, windows
 from stream_app.commit_guard import CommitGuard, LogProbe
 from stream_app.engine import BatchStats, DecisionEngine, DeliveryError
 from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.ledger import LedgerLost
 from stream_app.log_limits import limit_repeats
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
@@ -198,10 +199,12 @@ class EngineApp:
         build_engine: Callable[[Aggregates], DecisionEngine],
         features: FeatureStoreAdapter,
         outcome_feed: OutcomeFeed,
+        restore_ledger: Callable[[DecisionEngine], object],
         metrics: EngineMetrics | None = None,
     ) -> None:
         self.settings = settings
         self._metrics = metrics
+        self._restore_ledger = restore_ledger
         self._outage = OutageWaiter(settings.max_outage_s, metrics, on_wait=self._report_lag)
         _bounded_fetch_wait(settings.kafka_fetch_max_wait_ms)
         datadir = settings.state_dir / "faust" / settings.consumer_group
@@ -295,7 +298,12 @@ class EngineApp:
 
         def step() -> BatchStats:
             if not processed:
-                processed.append(self.engine.process(raws))
+                try:
+                    processed.append(self.engine.process(raws))
+                except LedgerLost:
+                    self.engine.close()  # what is queued reaches the topic before it is read
+                    self._restore_ledger(self.engine)
+                    raise  # the batch is tried again on the rebuilt ledger
             try:
                 self.engine.flush()
             except DeliveryError as exc:
@@ -363,6 +371,8 @@ def _partitions(settings: Settings, topic: str) -> int:
 
 def create_app(settings: Settings, metrics: EngineMetrics | None = None) -> EngineApp:
     """The worker's Faust app for these settings (the engine as `nba worker` serves it)."""
+    from stream_app.engine.state import DecisionState
+    from stream_app.ledger_restore import restore_ledger
     from stream_app.redis_clients import redis_client
     from stream_app.worker import build_engine, feature_store
 
@@ -374,5 +384,8 @@ def create_app(settings: Settings, metrics: EngineMetrics | None = None) -> Engi
         lambda aggregates: build_engine(settings, features, metrics=metrics, aggregates=aggregates),
         features,
         OutcomeFeed(client, settings.topic_outcomes, metrics),
+        lambda engine: restore_ledger(
+            settings, engine.ledger, DecisionState(client, settings.topic_events)
+        ),
         metrics,
     )

@@ -4,21 +4,37 @@ One Lua script checks and records a reservation in a single step, so any number 
 share one budget and one capacity per action without ever overspending. A reservation is keyed
 by ``action_id``: a replayed trigger finds its reservation and reuses it instead of spending
 twice. Reserve before publishing; release if the publish fails.
+
+The ledger knows when it was lost. Each period's ledger carries an epoch, a random token set
+when the ledger is created or rebuilt; every worker holds the epoch it opened, and every
+reservation checks it in the same script. A flushed or replaced Redis has no epoch (or
+another one), so the reservation is refused with ``LedgerLost`` and nothing is spent until the
+ledger is rebuilt from `nba-actions`, the durable record (``stream_app.ledger_restore``).
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
 
-from policies.errors import BudgetError
+from policies.errors import BudgetError, InfraError
 
-__all__ = ["BudgetLedger", "Reservation"]
+__all__ = ["BudgetLedger", "LedgerLost", "Reservation"]
 
-# KEYS: 1 spent (float), 2 reservations (hash action_id -> "action|cost"), 3 counts per action
-# ARGV: 1 action_id, 2 action, 3 cost, 4 budget, 5 capacity (-1: unlimited)
+
+class LedgerLost(InfraError):
+    """The ledger's Redis state is gone or was replaced: nothing may be spent until it is rebuilt
+    from the published actions."""
+
+
+# KEYS: 1 spent (float), 2 reservations (hash action_id -> "action|cost"), 3 counts per action,
+#       4 epoch
+# ARGV: 1 action_id, 2 action, 3 cost, 4 budget, 5 capacity (-1: unlimited), 6 epoch held
 _RESERVE = """
+if redis.call('GET', KEYS[4]) ~= ARGV[6] then return {3, 'lost'} end
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
 if existing then return {2, existing} end
 local cost = tonumber(ARGV[3])
@@ -66,9 +82,65 @@ class BudgetLedger:
         self.period = period
         self.budget = budget
         base = f"{prefix}:{period}"
-        self._keys = [f"{base}:spent", f"{base}:reservations", f"{base}:counts"]
+        self._keys = [f"{base}:spent", f"{base}:reservations", f"{base}:counts", f"{base}:epoch"]
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
+        self.epoch: str | None = None
+
+    def stored_epoch(self) -> str | None:
+        value: bytes | None = self._client.get(self._keys[3])  # type: ignore[assignment]  # sync client
+        return value.decode() if value is not None else None
+
+    def forget_epoch(self) -> None:
+        """Drop the epoch: every worker holding it stops spending and rebuilds (`nba ledger
+        rebuild --force`)."""
+        self._client.delete(self._keys[3])
+
+    def open(self, create: bool = False) -> str:
+        """Hold the period's epoch. A missing one is created only with ``create`` (a ledger
+        known to be new: tests, in-process loops); a worker rebuilds it instead (``rebuild``),
+        since a missing epoch may mean a lost ledger."""
+        if create:
+            self._client.set(self._keys[3], uuid.uuid4().hex, nx=True)
+        epoch = self.stored_epoch()
+        if epoch is None:
+            raise LedgerLost(f"the ledger of period {self.period!r} has no epoch: rebuild it")
+        self.epoch = epoch
+        return epoch
+
+    def rebuild(self, reservations: Iterable[tuple[str, str, float]]) -> bool:
+        """Replace the period's ledger by these (action_id, action, cost) reservations and give
+        it a new epoch; True when this call rebuilt it. Optimistic (WATCH on the epoch): a worker
+        that finds an epoch already there (another rebuilt first, from the same record) adopts
+        it and writes nothing."""
+        spent = 0.0
+        counts: dict[str, int] = {}
+        held: dict[str, str] = {}
+        for action_id, action, cost in reservations:
+            if action_id in held:
+                continue
+            held[action_id] = f"{action}|{float(cost)!r}"
+            spent += float(cost)
+            counts[action] = counts.get(action, 0) + 1
+        with self._client.pipeline() as pipe:
+            try:
+                pipe.watch(self._keys[3])  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                if pipe.get(self._keys[3]) is None:
+                    pipe.multi()
+                    pipe.delete(*self._keys[:3])
+                    pipe.set(self._keys[0], repr(spent))
+                    if held:
+                        pipe.hset(self._keys[1], mapping=held)
+                        pipe.hset(self._keys[2], mapping=counts)
+                    pipe.set(self._keys[3], uuid.uuid4().hex)
+                    pipe.execute()
+                    rebuilt = True
+                else:
+                    rebuilt = False
+            except redis.WatchError:
+                rebuilt = False
+        self.open()
+        return rebuilt
 
     def reserve(
         self, action_id: str, action: str, cost: float, capacity: float | None = None
@@ -76,9 +148,16 @@ class BudgetLedger:
         if cost < 0:
             raise BudgetError(f"cost must be >= 0, got {cost}")
         cap = -1 if capacity is None or capacity == float("inf") else int(capacity)
+        epoch = self.epoch if self.epoch is not None else self.open(create=True)
         status, detail = self._reserve(
-            keys=self._keys, args=[action_id, action, repr(float(cost)), repr(self.budget), cap]
+            keys=self._keys,
+            args=[action_id, action, repr(float(cost)), repr(self.budget), cap, epoch],
         )
+        if int(status) == 3:
+            raise LedgerLost(
+                f"the ledger of period {self.period!r} was lost or replaced (its epoch changed): "
+                "nothing is spent until it is rebuilt from the published actions"
+            )
         if int(status) == 2:
             return Reservation(granted=True, replayed=True, reason="replay")
         reason = detail.decode() if isinstance(detail, bytes) else str(detail)
@@ -86,7 +165,7 @@ class BudgetLedger:
 
     def release(self, action_id: str) -> bool:
         """Undo a reservation (its publish failed); False when there was none."""
-        return bool(self._release(keys=self._keys, args=[action_id]))
+        return bool(self._release(keys=self._keys[:3], args=[action_id]))
 
     def spent(self) -> float:
         value: bytes | None = self._client.get(self._keys[0])  # type: ignore[assignment]  # sync client

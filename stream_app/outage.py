@@ -26,17 +26,23 @@ from tenacity import (
 )
 
 from stream_app.engine import DeliveryError
+from stream_app.ledger import LedgerLost
 from stream_app.metrics import EngineMetrics
 
 __all__ = ["DEPENDENCY_ERRORS", "OutageWaiter", "component_of"]
 
-DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, KafkaException, DeliveryError)
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    redis.RedisError,
+    KafkaException,
+    DeliveryError,
+    LedgerLost,  # rebuilt before the retry (stream_app.faust_app)
+)
 _LOG = logging.getLogger("nba.worker.outage")
 T = TypeVar("T")
 
 
 def component_of(error: BaseException | None) -> str:
-    return "redis" if isinstance(error, redis.RedisError) else "kafka"
+    return "redis" if isinstance(error, redis.RedisError | LedgerLost) else "kafka"
 
 
 class OutageWaiter:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
+import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
@@ -24,9 +25,11 @@ from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
 from stream_app.engine import DecisionEngine, LoopSettings, assemble
+from stream_app.engine.state import DecisionState
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
+from stream_app.ledger_restore import restore_ledger
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import RawMessage
@@ -80,6 +83,7 @@ def build_engine(
     source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
     client = redis_client(settings)
     policy = policy_config(settings, catalog)
+    ledger = opened_ledger(settings, client)
     return assemble(
         settings=LoopSettings(
             events_topic=settings.topic_events,
@@ -100,7 +104,7 @@ def build_engine(
         contacts=source.contacts,
         producer=engine_producer(settings),
         redis_client=client,
-        ledger=BudgetLedger(client, settings.budget_period, settings.budget),
+        ledger=ledger,
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
         pacer=pacer or Pacer(settings.pacing_initial_price),
         metrics=metrics,
@@ -108,6 +112,17 @@ def build_engine(
         contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
         aggregates=aggregates,
     )
+
+
+def opened_ledger(settings: Settings, client: redis.Redis) -> BudgetLedger:
+    """The period's ledger with its epoch held; one without an epoch (a new period, or a lost
+    ledger: only the published actions can tell) is rebuilt from NBA_TOPIC_ACTIONS first."""
+    ledger = BudgetLedger(client, settings.budget_period, settings.budget)
+    if ledger.stored_epoch() is None:
+        restore_ledger(settings, ledger, DecisionState(client, settings.topic_events))
+    else:
+        ledger.open()
+    return ledger
 
 
 def engine_producer(settings: Settings) -> Producer:

@@ -31,6 +31,7 @@ app.command("demo")(engine.demo)
 app.command("worker")(engine.worker)
 app.command("score")(engine.score)
 app.add_typer(engine.dlq_app, name="dlq")
+app.add_typer(engine.ledger_app, name="ledger")
 
 app.add_typer(infra.app, name="infra")
 app.add_typer(data.simulate_app, name="simulate")

@@ -11,8 +11,12 @@ from nba.cli.common import check_not_negative, check_positive
 from policies.errors import ConfigError
 from stream_app.settings import load_settings
 
-__all__ = ["demo", "dlq_app", "score", "worker"]
+__all__ = ["demo", "dlq_app", "ledger_app", "score", "worker"]
 
+ledger_app = typer.Typer(
+    help="The budget ledger in Redis: what is spent; rebuild it from nba-actions.",
+    no_args_is_help=True,
+)
 dlq_app = typer.Typer(
     help="Dead-letter queue: why records landed there; replay them.",
     no_args_is_help=True,
@@ -130,3 +134,55 @@ def dlq_replay(
             f"{result.truncated:,} record(s) of that reason kept only part of their original "
             "(too large for the DLQ): fix them at the source; see original_sha256 to find them"
         )
+
+
+@ledger_app.command("status")
+def ledger_status() -> None:
+    """Spend, actions and epoch of the NBA_BUDGET_PERIOD ledger."""
+    from stream_app.ledger import BudgetLedger
+    from stream_app.redis_clients import redis_client
+
+    settings = load_settings()
+    ledger = BudgetLedger(redis_client(settings), settings.budget_period, settings.budget)
+    epoch = ledger.stored_epoch()
+    typer.echo(
+        f"period {settings.budget_period}: spent ${ledger.spent():,.2f} of "
+        f"${settings.budget:,.2f}; actions {dict(sorted(ledger.counts().items()))}; "
+        + (f"epoch {epoch}" if epoch else "NO EPOCH: lost or never opened (nba ledger rebuild)")
+    )
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Rebuild even when the ledger has an epoch (workers adopt it)."
+        ),
+    ] = False,
+) -> None:
+    """Rebuild the period's ledger from NBA_TOPIC_ACTIONS.
+
+    Every action of NBA_BUDGET_PERIOD on the topic (read_committed) becomes a reservation again
+    and its decision is stored again by action_id. Workers rebuild by themselves when they find
+    the ledger lost; this is for an operator who restored or replaced Redis.
+    """
+    from stream_app.engine.state import DecisionState
+    from stream_app.ledger import BudgetLedger
+    from stream_app.ledger_restore import restore_ledger
+    from stream_app.redis_clients import redis_client
+
+    settings = load_settings()
+    client = redis_client(settings)
+    ledger = BudgetLedger(client, settings.budget_period, settings.budget)
+    if ledger.stored_epoch() is not None and not force:
+        raise ConfigError(
+            f"the ledger of period {settings.budget_period} has an epoch (it is not lost): "
+            "pass --force to rebuild it anyway"
+        )
+    ledger.forget_epoch()
+    restored = restore_ledger(settings, ledger, DecisionState(client, settings.topic_events))
+    typer.echo(
+        f"ledger of period {settings.budget_period} rebuilt from {settings.topic_actions}: "
+        f"{restored.actions:,} actions, spent ${restored.spent:,.2f} ({restored.seconds:.1f}s)"
+    )

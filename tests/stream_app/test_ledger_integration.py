@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from policies.errors import BudgetError
-from stream_app.ledger import BudgetLedger
+from stream_app.ledger import BudgetLedger, LedgerLost
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +75,45 @@ def test_negative_amounts_are_refused(client: redis.Redis) -> None:
         BudgetLedger(client, "p", budget=-1.0)
     with pytest.raises(BudgetError):
         BudgetLedger(client, "p", budget=1.0).reserve("a", "call", -5.0)
+
+
+def _lose(client: redis.Redis, period: str) -> None:
+    """What FLUSHALL does to one period's ledger (the session's Redis is shared by tests)."""
+    client.delete(*client.keys(f"nba:ledger:{period}:*"))
+
+
+def test_a_lost_ledger_spends_nothing_until_rebuilt_and_then_holds_its_old_spend(
+    client: redis.Redis,
+) -> None:
+    period = f"p-{uuid.uuid4().hex}"
+    worker, other = BudgetLedger(client, period, 100.0), BudgetLedger(client, period, 100.0)
+    assert worker.reserve("a-1", "call", 60.0).granted
+    assert other.reserve("a-2", "email", 5.0).granted
+    _lose(client, period)
+
+    with pytest.raises(LedgerLost):
+        worker.reserve("a-3", "email", 5.0)
+    with pytest.raises(LedgerLost):
+        other.reserve("a-1", "call", 60.0)
+    assert worker.spent() == 0.0, "nothing was spent on the lost ledger"
+
+    published = [("a-1", "call", 60.0), ("a-2", "email", 5.0), ("a-1", "call", 60.0)]
+    assert worker.rebuild(published) is True
+    assert other.rebuild(published) is False, "the second worker adopts the rebuilt ledger"
+    assert worker.spent() == 65.0 and worker.counts() == {"call": 1, "email": 1}
+    assert worker.reserve("a-1", "call", 60.0).replayed, "a replay finds its reservation"
+    assert not other.reserve("a-4", "call", 60.0).granted, "the old spend still counts"
+    assert worker.epoch == other.epoch
+
+
+def test_an_operator_rebuild_makes_every_worker_rebuild(client: redis.Redis) -> None:
+    period = f"p-{uuid.uuid4().hex}"
+    worker = BudgetLedger(client, period, 100.0)
+    assert worker.reserve("a-1", "call", 60.0).granted
+    operator = BudgetLedger(client, period, 100.0)
+    operator.forget_epoch()
+    assert operator.rebuild([("a-1", "call", 60.0)])
+    with pytest.raises(LedgerLost):
+        worker.reserve("a-2", "email", 5.0)
+    worker.open()
+    assert worker.reserve("a-2", "email", 5.0).granted and worker.spent() == 65.0

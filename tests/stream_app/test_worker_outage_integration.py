@@ -168,3 +168,50 @@ def test_a_stopped_broker_is_waited_out_and_nothing_is_lost(
     assert not expected - _customers(ids), "every trigger customer decided after the outage"
     assert all(len(v) == 1 for v in ids.values()), "no action_id with two different contents"
     assert sum(json.loads(next(iter(v)))["cost"] for v in ids.values()) <= 5_000 + 1e-6
+
+
+def test_a_flushed_redis_is_detected_and_the_ledger_rebuilt_before_spending_again(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, own_redis: Settings
+) -> None:
+    """FLUSHALL under traffic: the worker refuses to spend on the empty ledger, rebuilds it from
+    nba-actions, and goes on; the rebuilt spend is what the topic holds, within the budget."""
+    import redis
+
+    from stream_app.ledger import BudgetLedger
+
+    url = own_redis.local_redis_url
+    env, settings, world, run = _prepare(kafka_bootstrap, url, make_topic, tmp_path)
+    # The whole budget is paced over the test's 10 s of traffic: it binds.
+    env.update({"NBA_BUDGET": "2000", "NBA_PACING_PERIOD_S": "10", "NBA_LOG_LEVEL": "INFO"})
+    events = generate_events(world, days=1.0)
+    total = min(3_000, len(events))
+    log = tmp_path / "w1.log"
+    worker = _start(env, log)
+    _wait_ready(log)
+    sender = threading.Thread(
+        target=replay_events,
+        args=(events, kafka_clients.producer(settings), env["NBA_TOPIC_EVENTS"], 300.0, total),
+    )
+    sender.start()  # about 10 s of traffic
+    client = redis.Redis.from_url(url)
+    ledger = BudgetLedger(client, env["NBA_BUDGET_PERIOD"], 2_000.0)
+    deadline = time.monotonic() + 60
+    while ledger.spent() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    spent_before = ledger.spent()
+    client.flushall()
+    sender.join()
+    wait_for_events(settings_of(env), total, 180)
+    expected = _trigger_customers(events, total)
+    ids = _decisions_until_decided(kafka_bootstrap, env, f"reader-{run}", expected, 60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+    assert "rebuilt from" in log.read_text(), log.read_text()[-3000:]
+    published = [json.loads(next(iter(v))) for v in ids.values()]
+    on_topic = sum(a["cost"] for a in published)
+    assert spent_before > 0 and ledger.spent() == pytest.approx(on_topic)
+    assert on_topic <= 2_000 + 1e-6, "spend never above the budget"
+    assert not expected - _customers(ids), "every trigger customer decided"
+    assert all(len(v) == 1 for v in ids.values()), "no action_id with two different contents"
+    client.close()
