@@ -14,7 +14,7 @@ from stream_app.settings import load_settings
 __all__ = ["demo", "dlq_app", "ledger_app", "score", "worker"]
 
 ledger_app = typer.Typer(
-    help="The budget ledger in Redis: what is spent; rebuild it from nba-actions.",
+    help="The budget ledger: its spend; a rebuild from nba-actions.",
     no_args_is_help=True,
 )
 dlq_app = typer.Typer(
