@@ -69,7 +69,9 @@ class _NewChangelogNotYetKnown(logging.Filter):
     missing from the metadata is still logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.msg.startswith("Topic %s not found") or not record.args:
+        if not isinstance(record.msg, str) or not record.msg.startswith("Topic %s not found"):
+            return True
+        if not record.args:
             return True
         topic = record.args[0] if isinstance(record.args, tuple) else None
         return not (isinstance(topic, str) and topic.endswith("-changelog"))

@@ -24,7 +24,7 @@ from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
 from stream_app.messages import NbaAction
 from stream_app.settings import Settings
-from stream_app.topic_scan import read_to_end
+from stream_app.topic_scan import read_from_start
 
 __all__ = ["Restored", "restore_ledger"]
 
@@ -47,8 +47,7 @@ def restore_ledger(settings: Settings, ledger: BudgetLedger, state: DecisionStat
         **{"isolation.level": "read_committed"},
     )
     try:
-        consumer.subscribe([settings.topic_actions])
-        values = read_to_end(consumer, timeout_s=120.0)
+        values = read_from_start(consumer, settings.topic_actions)
     finally:
         consumer.close()
     period = _period_actions(values, ledger.period)

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential_jitter,
@@ -29,7 +30,7 @@ from stream_app.engine import DeliveryError
 from stream_app.ledger import LedgerLost
 from stream_app.metrics import EngineMetrics
 
-__all__ = ["DEPENDENCY_ERRORS", "OutageWaiter", "component_of"]
+__all__ = ["DEPENDENCY_ERRORS", "OutageWaiter", "component_of", "wait_out_at_start"]
 
 DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     redis.RedisError,
@@ -101,3 +102,30 @@ class OutageWaiter:
             state.seconds_since_start or 0.0,
             self._max_outage_s,
         )
+
+
+def wait_out_at_start(step: Callable[[], T], what: str, max_outage_s: float) -> T:
+    """``step()`` during a worker's start (no event loop yet), waiting out the same outages as
+    a batch: a broker or Redis that is away, or a topic whose leader is not elected yet."""
+    results: list[T] = []
+
+    def waiting(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        _LOG.warning(
+            "start: %s: %s unavailable (%s); retry %d",
+            what,
+            component_of(error),
+            error,
+            state.attempt_number,
+        )
+
+    for attempt in Retrying(
+        retry=retry_if_exception_type(DEPENDENCY_ERRORS),
+        wait=wait_exponential_jitter(initial=0.2, max=15.0),
+        stop=stop_after_delay(max_outage_s),
+        before_sleep=waiting,
+        reraise=True,
+    ):
+        with attempt:
+            results.append(step())
+    return results[-1]

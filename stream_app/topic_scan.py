@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
-__all__ = ["read_to_end"]
+__all__ = ["read_from_start", "read_to_end"]
 
 
 def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
@@ -37,4 +37,36 @@ def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
                 found.append(value)
             if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
                 done.add(msg.partition() or 0)
+    return found
+
+
+def read_from_start(consumer: Consumer, topic: str, timeout_s: float = 120.0) -> list[bytes]:
+    """Every value of ``topic`` from its first offset to its end as it is now, on assigned
+    partitions: no consumer group to join, no committed offsets to ask a coordinator for (a
+    worker starting right after its topics were created met both not ready yet)."""
+    listed = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    ends: dict[int, int] = {}
+    start = []
+    for partition in listed.partitions if listed is not None else {}:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high > low:
+            ends[partition] = high
+            start.append(TopicPartition(topic, partition, low))
+    if not start:
+        return []
+    consumer.assign(start)
+    found: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while ends and time.monotonic() < deadline:
+        messages = consumer.consume(1000, 0.5)
+        for msg in messages:
+            value = msg.value()
+            if msg.error() is None and isinstance(value, bytes):
+                found.append(value)
+        # A partition is read once the position passed its end as it was (a read_committed
+        # consumer never sees transaction markers, so the last offset may never come).
+        at = consumer.position([TopicPartition(topic, p) for p in ends])
+        for tp in at:
+            if tp.offset >= ends[tp.partition]:
+                del ends[tp.partition]
     return found

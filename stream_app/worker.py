@@ -32,6 +32,7 @@ from stream_app.ledger import BudgetLedger
 from stream_app.ledger_restore import restore_ledger
 from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
+from stream_app.outage import wait_out_at_start
 from stream_app.pipeline import RawMessage
 from stream_app.redis_clients import redis_client
 from stream_app.scorer import FeatureScoreSource, ServedModel
@@ -118,10 +119,14 @@ def opened_ledger(settings: Settings, client: redis.Redis) -> BudgetLedger:
     """The period's ledger with its epoch held; one without an epoch (a new period, or a lost
     ledger: only the published actions can tell) is rebuilt from NBA_TOPIC_ACTIONS first."""
     ledger = BudgetLedger(client, settings.budget_period, settings.budget)
-    if ledger.stored_epoch() is None:
-        restore_ledger(settings, ledger, DecisionState(client, settings.topic_events))
-    else:
-        ledger.open()
+
+    def open_or_restore() -> None:
+        if ledger.stored_epoch() is None:
+            restore_ledger(settings, ledger, DecisionState(client, settings.topic_events))
+        else:
+            ledger.open()
+
+    wait_out_at_start(open_or_restore, "the budget ledger", settings.max_outage_s)
     return ledger
 
 
