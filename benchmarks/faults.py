@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,8 @@ def _round(
     events = generate_events(world, days=days_holding(world, count), seed=100 + k)
     env = {
         **_worker_env(settings),
+        # A restarted worker paces on the same curve (the round's start), as in production.
+        "NBA_PACING_START": datetime.now(UTC).isoformat(),
         "NBA_PACING_PERIOD_S": str(args.seconds),
         "NBA_MAX_OUTAGE_S": str(max(4 * args.outage_s, 120)),
     }

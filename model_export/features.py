@@ -25,7 +25,7 @@ __all__ = [
     "training_frame",
 ]
 
-_COUNTS = (
+COUNT_FEATURES = (
     "logins_30d",
     "features_used_30d",
     "support_tickets_90d",
@@ -44,14 +44,14 @@ _COUNTS = (
 _PLANS = ("starter", "growth", "enterprise")
 _CONSENTS = ("consent_email", "consent_phone", "consent_in_app")
 FEATURES: tuple[str, ...] = (
-    *_COUNTS,
+    *COUNT_FEATURES,
     "log_contract_value",
     "nps_last",  # -1 when the account never answered
     "nps_missing",
     *(f"plan_{p}" for p in _PLANS),
     *_CONSENTS,
 )
-_REQUIRED = (*_COUNTS, "contract_value", "nps_last", "plan", *_CONSENTS)
+_REQUIRED = (*COUNT_FEATURES, "contract_value", "nps_last", "plan", *_CONSENTS)
 
 
 def feature_matrix(snapshot: pd.DataFrame) -> NDArray[np.float32]:
@@ -59,9 +59,11 @@ def feature_matrix(snapshot: pd.DataFrame) -> NDArray[np.float32]:
     missing = [c for c in _REQUIRED if c not in snapshot.columns]
     if missing:
         raise SchemaError(f"the snapshot lacks column(s) {missing}")
-    numeric = snapshot[list(_COUNTS)].to_numpy(dtype=np.float64)
+    numeric = snapshot[list(COUNT_FEATURES)].to_numpy(dtype=np.float64)
     if np.any(~np.isfinite(numeric)):
-        bad = [c for c in _COUNTS if not np.all(np.isfinite(snapshot[c].to_numpy(dtype=float)))]
+        bad = [
+            c for c in COUNT_FEATURES if not np.all(np.isfinite(snapshot[c].to_numpy(dtype=float)))
+        ]
         raise SchemaError(f"feature column(s) {bad} hold NaN or infinite values")
     nps = snapshot["nps_last"].to_numpy(dtype=np.float64)
     plan = snapshot["plan"].astype(str).to_numpy()

@@ -185,16 +185,24 @@ def _decode(raw: bytes | None) -> Any:
     return None if kind is None or kind == "null_val" else getattr(value, kind)
 
 
-def fill_cold_start(frame: pd.DataFrame, defaults: pd.Series) -> pd.DataFrame:
-    """Give cold-start rows (unknown customers) the defaults, e.g. the base's medians.
+def fill_cold_start(
+    frame: pd.DataFrame, defaults: pd.Series, counts: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Give cold-start rows (unknown customers) the defaults, e.g. the base's medians, and any
+    row the defaults of the ``counts`` columns it lacks.
 
-    Only those rows: a known customer's null (an NPS never answered) is information, not a gap.
+    A known customer's null is information (an NPS never answered) except in a count: a count
+    the online store does not hold is a gap (a view not materialized, or a row the stream wrote
+    after the store was flushed), and scoring it would fail the batch on every retry.
     """
     cold = frame["cold_start"] if "cold_start" in frame.columns else frame["plan"].isna()
-    if not cold.any():  # the usual batch: a column-by-column pass was 15% of a worker's time
-        return frame
+    present = [c for c in counts if c in frame.columns]
+    gaps = frame[present].isna().any(axis=None) if present else False
+    if not cold.any() and not gaps:  # the usual batch: a column-by-column pass was 15% of a
+        return frame  # worker's time
     filled = frame.copy()
     for column, value in defaults.items():
         if column in filled.columns:
-            filled[column] = filled[column].where(~cold | filled[column].notna(), value)
+            keep = filled[column].notna() | (~cold if column not in present else False)
+            filled[column] = filled[column].where(keep, value)
     return filled

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from feedback.drift import DriftTracker
 from model_export.drift_reference import DriftReference
 from model_export.features import (
+    COUNT_FEATURES,
     FEATURES,
     engagement_score,
     feature_matrix,
@@ -144,7 +145,7 @@ class FeatureScoreSource:
         self._consent: dict[str, NDArray[np.bool_]] = {}
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
-        frame = fill_cold_start(self._read(list(customers)), self._defaults)
+        frame = fill_cold_start(self._read(list(customers)), self._defaults, COUNT_FEATURES)
         consent = frame[[f"consent_{c}" for c in CHANNELS]].astype(bool).to_numpy()
         self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
         p_churn, uplift, expansion_share = self.scorer.predict(feature_matrix(frame))

@@ -58,6 +58,25 @@ def test_scores_come_from_the_bundle_and_cold_starts_get_defaults(
     assert 0.0 <= scores.engagement.min() and scores.engagement.max() <= 1.0
 
 
+def test_a_known_customer_missing_counts_gets_the_defaults_not_a_failed_batch(
+    registry: Registry, world: World
+) -> None:
+    """A row the stream wrote after the store was flushed: profile back, 30/90-day counts gone
+    (seen in benchmarks/faults.py, where it failed every retry of the batch)."""
+    partial = world.customers.head(3).copy()
+    partial.loc[0, ["logins_30d", "support_tickets_90d"]] = np.nan
+    partial.loc[1, "nps_last"] = np.nan  # an NPS never answered: information, kept
+    scorer = BundleScorer(registry, CATALOG)
+    source = FeatureScoreSource(snapshot_reader(partial), scorer, world.customers)
+    scores = source.scores(partial["customer_id"].tolist(), ["e0", "e1", "e2"])
+    assert np.isfinite(scores.p_churn).all()
+    filled = partial.copy()
+    medians = world.customers[["logins_30d", "support_tickets_90d"]].median()
+    filled.loc[0, ["logins_30d", "support_tickets_90d"]] = medians.to_numpy()
+    p_churn, _, _ = scorer.predict(feature_matrix(filled))
+    assert np.allclose(scores.p_churn, p_churn), "the gaps got the base's medians, nps stayed"
+
+
 def test_a_manifest_that_does_not_match_the_feature_service_is_refused(
     registry: Registry, tmp_path: Path
 ) -> None:
