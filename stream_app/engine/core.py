@@ -52,6 +52,7 @@ class BatchStats:
     invalid: int = 0
     decided: int = 0
     republished: int = 0
+    already_delivered: int = 0  # replayed or re-sent triggers whose decision the CRM has
     latencies_ms: list[float] = field(default_factory=list)
 
 
@@ -128,12 +129,16 @@ class DecisionEngine:
 
     def _decide(self, triggers: ValidEvents, stats: BatchStats) -> None:
         ids = [action_id_for(raw.topic, event.event_id) for raw, event in triggers]
-        stored = self._state.stored_decisions(ids)
-        for (raw, event), payload in zip(triggers, stored, strict=True):
-            if payload is not None:
+        found = self._state.lookup(ids)
+        for (raw, event), (payload, delivered) in zip(triggers, found, strict=True):
+            if payload is None:
+                continue
+            if delivered:  # on the topic already: publishing it again would only duplicate it
+                stats.already_delivered += 1
+            else:  # decided, but its record may not have reached the broker: publish it again
                 self._publisher.republish(raw, event, payload)
                 stats.republished += 1
-        fresh = [t for t, s in zip(triggers, stored, strict=True) if s is None]
+        fresh = [t for t, (payload, _) in zip(triggers, found, strict=True) if payload is None]
         if not fresh:
             return
         decisions = self._decider.decide(fresh)

@@ -71,6 +71,7 @@ class Publisher:
         self._metrics = metrics
         self._undelivered: list[tuple[str | None, KafkaError]] = []
         self._contacts_pending: list[tuple[str, str, float]] = []
+        self._produced: list[str] = []  # action_ids of the batch's records
         self._latencies_ms: list[float] = []
 
     def republish(self, raw: RawMessage, event: EngagementEvent, payload: bytes) -> None:
@@ -121,6 +122,7 @@ class Publisher:
                 self._ledger.release(action_id)
                 self._state.forget_decision(action_id)
             self._contacts_pending = []  # processed again, the batch records them again
+            self._produced = []
             raise DeliveryError(
                 f"kafka: {pending + len(undelivered)} decision(s) not delivered "
                 f"({undelivered[0][1].str()}); {len(refused)} reservation(s) released; "
@@ -133,6 +135,8 @@ class Publisher:
                 "broker does not answer); offsets stay uncommitted",
                 still_queued=True,
             )
+        self._state.mark_delivered(self._produced)  # a retried flush marks them again
+        self._produced = []
         if self._contact_log is not None:  # idempotent: a retried flush records them again
             self._contact_log.record(self._contacts_pending)
         self._contacts_pending = []
@@ -184,7 +188,9 @@ class Publisher:
     def _publish(self, raw: RawMessage, payload: bytes, new_action: str | None) -> None:
         """``new_action``: the id of a decision published for the first time (a failed delivery
         undoes it); a replayed decision may already be with the CRM and is never undone."""
-        customer = json.loads(payload)["customer_id"]
+        sent = json.loads(payload)
+        customer = sent["customer_id"]
+        self._produced.append(sent["action_id"])
         self._producer.produce(
             self._topic,
             key=customer.encode(),

@@ -1,6 +1,7 @@
 """The engine's shared state in Redis, seen by every worker of the group: each customer's last
-trigger (for the minimum interval between decisions) and every published decision by action_id
-(a replayed trigger republishes the stored decision, never a new one)."""
+trigger (for the minimum interval between decisions), every decision by action_id (a replayed
+trigger gets the stored decision, never a new one), and which decisions the broker has taken
+(a replayed or re-sent trigger whose decision was delivered publishes nothing: the CRM has it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ _LAST_TRIGGER_KEY = "nba:last-trigger:{topic}"
 
 def _decision_key(action_id: str) -> str:
     return f"nba:decision:{action_id}"
+
+
+def _delivered_key(action_id: str) -> str:
+    return f"nba:delivered:{action_id}"
 
 
 class DecisionState:
@@ -42,12 +47,24 @@ class DecisionState:
         if mapping:
             self._redis.hset(self._trigger_key, mapping=mapping)
 
-    def stored_decisions(self, action_ids: list[str]) -> list[bytes | None]:
-        """The published payload of each action_id, None where none was stored."""
+    def lookup(self, action_ids: list[str]) -> list[tuple[bytes | None, bool]]:
+        """(stored payload or None, delivered) of each action_id, in one round trip."""
         if not action_ids:
             return []
-        found: list[bytes | None] = self._redis.mget([_decision_key(i) for i in action_ids])  # type: ignore[assignment]  # sync client
-        return found
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.mget([_decision_key(i) for i in action_ids])
+            pipe.mget([_delivered_key(i) for i in action_ids])
+            payloads, delivered = pipe.execute()
+        return [(p, d is not None) for p, d in zip(payloads, delivered, strict=True)]
+
+    def mark_delivered(self, action_ids: list[str]) -> None:
+        """The broker has taken these decisions' records (a flush returned without error)."""
+        if not action_ids:
+            return
+        with self._redis.pipeline(transaction=False) as pipe:
+            for action_id in action_ids:
+                pipe.set(_delivered_key(action_id), b"1", ex=DECISION_TTL_S)
+            pipe.execute()
 
     def store_decision(self, action_id: str, payload: bytes) -> None:
         """First write wins: a decision, once stored, is what every replay republishes."""
@@ -55,7 +72,7 @@ class DecisionState:
 
     def forget_decision(self, action_id: str) -> None:
         """Undo a decision the broker refused, so that its replay decides afresh."""
-        self._redis.delete(_decision_key(action_id))
+        self._redis.delete(_decision_key(action_id), _delivered_key(action_id))
 
     def answers(self) -> bool:
         try:

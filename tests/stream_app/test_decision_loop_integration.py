@@ -120,6 +120,7 @@ def _run_until(loop: DecisionLoop, expected_consumed: int) -> BatchStats:
         total.invalid += stats.invalid
         total.decided += stats.decided
         total.republished += stats.republished
+        total.already_delivered += stats.already_delivered
         if total.consumed >= expected_consumed:
             break
     return total
@@ -150,13 +151,15 @@ def test_poison_goes_to_dlq_and_a_replay_republishes_the_same_actions(
 
     # Replay the whole topic from offset 0 with a new consumer group (a new worker fleet).
     second = _run_until(_loop(settings, topics, world, client, period, f"g2-{period}"), total)
-    assert second.decided == 0 and second.republished == first.decided
+    assert second.decided == 0 and second.republished == 0
+    assert second.already_delivered == first.decided, "delivered before: nothing to publish"
     assert ledger.spent() == spent, "a replay spends nothing more"
 
     reader = kafka_clients.consumer(settings, f"r-{period}")
     reader.subscribe([topics["actions"]])
-    published = drain(reader, 2 * first.decided)
+    published = drain(reader, first.decided + 1, timeout_s=10)
     reader.close()
+    assert len(published) == first.decided, "one action message per trigger, replay included"
     by_id: dict[str, set[bytes]] = {}
     for msg in published:
         by_id.setdefault(json.loads(msg.value())["action_id"], set()).add(msg.value())
@@ -178,8 +181,8 @@ def test_poison_goes_to_dlq_and_a_replay_republishes_the_same_actions(
 def test_a_re_sent_event_gets_the_same_decision_and_is_paid_once(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
 ) -> None:
-    """A producer's retry: the same bytes again at a later offset. The engine answers with the
-    decision it made for that event_id (same action_id, same bytes) and reserves nothing more."""
+    """A producer's retry: the same bytes again at a later offset. The engine knows the decision
+    it made for that event_id was delivered: it publishes nothing and reserves nothing more."""
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     topics = {name: make_topic(name, partitions=1) for name in ("events", "actions", "dlq")}
     world = _world_streaming_600_events(settings, topics["events"], seed=4)
@@ -205,24 +208,29 @@ def test_a_re_sent_event_gets_the_same_decision_and_is_paid_once(
     assert producer.flush(30) == 0
 
     again = _run_until(_loop(settings, topics, world, client, period, group), len(originals))
-    assert again.decided == 0 and again.republished == len(originals) == first.decided
+    assert again.decided == 0 and again.republished == 0
+    assert again.already_delivered == len(originals) == first.decided
     assert ledger.spent() == spent, "a re-sent event is paid once"
-    republished = _read_all(settings, topics["actions"], 2 * first.decided)[first.decided :]
-    assert sorted(republished) == sorted(actions), "the same action_ids, byte for byte"
+    on_topic = _read_messages(settings, topics["actions"], first.decided + 1, timeout_s=10)
+    assert len(on_topic) == first.decided, "and the CRM reads each action once"
     client.close()
 
 
-def _read_messages(settings: Settings, topic: str, expected: int) -> list[Message]:
+def _read_messages(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 60.0
+) -> list[Message]:
+    """The topic's messages; ``expected`` of them, or (with a short timeout) what is there."""
     reader = kafka_clients.consumer(settings, f"r-{uuid.uuid4().hex}")
     reader.subscribe([topic])
-    found = drain(reader, expected)
+    found = drain(reader, expected, timeout_s)
     reader.close()
-    assert len(found) == expected
     return found
 
 
 def _read_all(settings: Settings, topic: str, expected: int) -> list[bytes]:
-    return [m.value() for m in _read_messages(settings, topic, expected)]
+    found = [m.value() for m in _read_messages(settings, topic, expected)]
+    assert len(found) == expected
+    return found
 
 
 def test_a_refused_publish_releases_its_reservation_and_the_replay_decides_afresh(

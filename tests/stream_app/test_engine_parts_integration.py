@@ -54,9 +54,11 @@ def test_decision_state_is_shared_first_write_wins_and_forgets(redis_url: str) -
     action_id = uuid.uuid4().hex
     state.store_decision(action_id, b"first")
     other_worker.store_decision(action_id, b"second")
-    assert state.stored_decisions([action_id, "never"]) == [b"first", None]
+    assert state.lookup([action_id, "never"]) == [(b"first", False), (None, False)]
+    other_worker.mark_delivered([action_id])
+    assert state.lookup([action_id]) == [(b"first", True)]
     state.forget_decision(action_id)
-    assert other_worker.stored_decisions([action_id]) == [None]
+    assert other_worker.lookup([action_id]) == [(None, False)]
     assert state.answers()
 
 
@@ -108,8 +110,9 @@ def test_decider_and_publisher_reserve_store_and_publish_each_decision(
     assert all(a.action == "do_nothing" and a.cost == 0.0 for a in refused)
     assert ledger.spent() == pytest.approx(sum(a.cost for a in published))
     assert ledger.spent() <= budget
-    stored = state.stored_decisions([a.action_id for a in published])
-    assert [NbaAction.model_validate_json(s) for s in stored if s] == published
+    stored = state.lookup([a.action_id for a in published])
+    assert [NbaAction.model_validate_json(s) for s, _ in stored if s] == published
+    assert all(delivered for _, delivered in stored), "flushed: the broker has every record"
 
     consumer = kafka_clients.consumer(settings, f"g-{uuid.uuid4().hex}")
     consumer.subscribe([actions_topic])
