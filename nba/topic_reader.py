@@ -28,8 +28,13 @@ _QUIET.propagate = False
 
 
 def topic_consumer(settings: Settings, topic: str, group_id: str) -> Consumer:
-    """A consumer of ``topic`` in ``group_id``, once the broker answered and the topic exists."""
-    consumer = kafka_clients.consumer(settings, group_id, logger=_QUIET)
+    """A consumer of ``topic`` in ``group_id``, once the broker answered and the topic exists.
+    It reads committed records only: what an aborted transaction wrote never happened."""
+    options: dict[str, kafka_clients.ConfigValue] = {
+        "logger": _QUIET,
+        "isolation.level": "read_committed",
+    }
+    consumer = kafka_clients.consumer(settings, group_id, **options)
     try:
         try:
             consumer.list_topics(timeout=BROKER_TIMEOUT_S)

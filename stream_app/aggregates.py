@@ -1,4 +1,4 @@
-"""Per-customer streaming aggregates: what the engine's changelogged table holds.
+"""Per-customer streaming aggregates, kept in Redis by the decide path (``ActivityStore``).
 
 A customer's state is a small JSON-able dict: the epoch seconds of their events in the last
 7 days (newest last, at most ``MAX_EVENTS``) and, per product feature used, when it was last
@@ -8,21 +8,35 @@ used. From it come the `engagement_stream` view's short windows (events in the l
 view stay the nightly batch job's (`nba features materialize`): the stream refreshes only the
 short windows, through Feast's online-store write (stream_app.feature_store.write_windows).
 
-Redelivery (at least once) is harmless: all of a customer's events live in one partition of the
-events topic, so their offsets only grow; the state keeps the highest offset applied and skips
-anything at or below it, and the same record twice in one batch counts once (Faust can deliver
-it twice after a restart). (After the events topic gets more partitions, customers move and
-offsets stop being comparable: run the workers under a new consumer group, hence a new table.)
+A batch processed again (its transaction aborted, or a crash before the commit) is harmless:
+all of a customer's events live in one partition of the events topic, so their offsets only
+grow; the state keeps the highest offset applied and skips anything at or below it, and the
+same record twice in one batch counts once. (After the events topic gets more partitions,
+customers move and offsets stop being comparable: run the workers under a new consumer group,
+which keys a new state.)
+
+Why Redis and not a Faust table: the decide path consumes with confluent-kafka in Kafka
+transactions (stream_app.decision_loop), so Faust's assignment of table partitions would not
+follow it; a customer's state is one Redis key, written by the one worker that owns the
+customer's partition, and shared by every worker (ARCHITECTURE: no state in one process only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from stream_app.messages import EngagementEvent
+import redis
 
-__all__ = ["MAX_EVENTS", "WINDOW_FIELDS", "updated", "windows"]
+from stream_app.messages import EngagementEvent
+from stream_app.pipeline import RawMessage
+
+__all__ = ["MAX_EVENTS", "WINDOW_FIELDS", "ActivityStore", "WindowRow", "updated", "windows"]
+
+WindowRow = tuple[str, datetime, dict[str, int]]  # customer, as of, {feature: value}
 
 _WEEK_S = 7 * 86_400.0
 MAX_EVENTS = 5_000  # a runaway producer must not grow one customer's state without bound
@@ -62,3 +76,33 @@ def windows(state: Activity) -> dict[str, int]:
     counts = {name: sum(newest - t <= span for t in times) for name, span in WINDOW_FIELDS.items()}
     counts["distinct_features_7d"] = sum(newest - t <= _WEEK_S for t in state["features"].values())
     return counts
+
+
+class ActivityStore:
+    """Each customer's state as one JSON value in Redis (``nba:activity:<group>:<customer>``),
+    expiring a day after the longest window so that idle customers leave no state behind."""
+
+    _TTL_S = int(_WEEK_S) + 86_400
+
+    def __init__(self, client: redis.Redis, consumer_group: str) -> None:
+        self._redis = client
+        self._prefix = f"nba:activity:{consumer_group}:"
+
+    def apply(self, events: Sequence[tuple[RawMessage, EngagementEvent]]) -> list[WindowRow]:
+        """Fold the batch's events into their customers' states; their windows as of now."""
+        by_customer: dict[str, list[tuple[int, EngagementEvent]]] = defaultdict(list)
+        for raw, event in events:
+            by_customer[event.customer_id].append((raw.offset, event))
+        customers = sorted(by_customer)
+        if not customers:
+            return []
+        stored: list[bytes | None] = self._redis.mget([self._prefix + c for c in customers])  # type: ignore[assignment]  # sync client
+        rows: list[WindowRow] = []
+        with self._redis.pipeline(transaction=False) as pipe:
+            for customer, before in zip(customers, stored, strict=True):
+                state = updated(json.loads(before) if before else None, by_customer[customer])
+                pipe.set(self._prefix + customer, json.dumps(state), ex=self._TTL_S)
+                as_of = datetime.fromtimestamp(state["times"][-1], UTC)
+                rows.append((customer, as_of, windows(state)))
+            pipe.execute()
+        return rows

@@ -1,4 +1,10 @@
-"""The worker's commits cover only events its agents processed (at least once under Faust).
+"""The Faust outcomes agent's commits cover only events it processed (at least once).
+
+(The decide path commits its offsets in Kafka transactions and needs none of this:
+stream_app.decision_loop.) Everything below reads or wraps private attributes of
+faust-streaming's consumer, verified on ``VERIFIED_FAUST`` only: ``check_faust_version``
+refuses any other version at the worker's start, and tests/stream_app/test_commit_guard.py
+fails when the attributes it relies on change.
 
 faust-streaming 0.15.3 commits past events that were never processed in several ways, which a
 stop, crash or rebalance turns into lost events:
@@ -43,14 +49,29 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+import faust
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import EventT
 from faust.utils.functional import consecutive_numbers
 
-__all__ = ["CommitGuard", "LogProbe", "Probe"]
+from policies.errors import ConfigError
+
+__all__ = ["VERIFIED_FAUST", "CommitGuard", "LogProbe", "Probe", "check_faust_version"]
+
+VERIFIED_FAUST = "0.15.3"
 
 _LOG = logging.getLogger("nba.worker")
 _SEEK_AGAIN_S = 30.0  # a seek back that did not bring the hole in yet is repeated after this
+
+
+def check_faust_version() -> None:
+    """The commit guard and the seek-to-committed fix are verified on one faust-streaming."""
+    if faust.__version__ != VERIFIED_FAUST:
+        raise ConfigError(
+            f"faust-streaming {faust.__version__} is installed; the outcomes agent's commit "
+            f"guard is verified on {VERIFIED_FAUST} only (pyproject.toml pins it): install that, "
+            "or run tests/stream_app/test_commit_guard.py on the new one and update VERIFIED_FAUST"
+        )
 
 
 class Probe(Protocol):

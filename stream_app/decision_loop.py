@@ -1,22 +1,61 @@
-"""The in-process driver of the decision engine on confluent-kafka: consume a micro-batch, let
-the engine decide and publish, flush, and only then commit the consumed offsets.
+"""The decide path: consume a micro-batch with confluent-kafka, let the engine decide, and
+publish the decisions and DLQ records in one Kafka transaction together with the consumed
+offsets (consume-transform-produce). A read_committed reader sees each batch's output once or
+not at all, across kill -9, SIGTERM, broker restarts and rebalances.
 
-`nba worker` runs the engine under Faust (stream_app.faust_app); this loop runs the same engine
-inside one Python process, where a Faust worker cannot (it wants the main thread and its own
-event loop): tests, benchmarks, and batch replays. No streaming aggregates here: those live in
-the Faust worker's changelogged table.
+Why confluent-kafka and not Faust's consumer: a transaction commits consumed offsets with
+``send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())``, and the group
+metadata must come from a confluent-kafka consumer of the same group (shared/STACK_NOTES.md);
+faust-streaming's own ``exactly_once`` has open reports of duplicates after a kill (#517) and
+crashes on rebalance (#323). `nba worker` runs this loop in a thread of the Faust worker
+(stream_app.faust_app); tests and benchmarks run it in-process.
+
+One batch, one transaction:
+
+1. ``begin_transaction``; the engine validates, decides and produces (stream_app.engine);
+2. ``send_offsets_to_transaction`` with the next offset of each partition of the batch;
+3. ``commit_transaction``; then the engine records what the commit made true (delivered
+   marks, contacts).
+
+A failure before the commit (Redis away, a refused record, the ledger lost) aborts the
+transaction and seeks the batch's partitions back to its first offsets: the next try reads the
+same events and republishes the stored decisions (same action_ids, same bytes, no new spend).
+A commit that timed out is retried as such (librdkafka's rule), never aborted; a commit the
+broker refused as abortable (e.g. the transaction timed out during an outage) is aborted and
+the batch processed again. Any other fatal producer error (seen here: INVALID_TXN_STATE when
+aborting after the broker vanished mid-transaction) replaces the producer: a new one with the
+same transactional.id fences the old and aborts its transaction, and the batch is processed
+again. Only a producer fenced by another worker with the same id ends the worker.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from stream_app.engine import BatchStats, DecisionEngine, LoopSettings, assemble
+from stream_app.ledger import LedgerLost
+from stream_app.outage import OutageWaiter
 from stream_app.pipeline import RawMessage
 
-__all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "raw_message"]
+__all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "RenewableProducer", "raw_message"]
+
+_LOG = logging.getLogger("nba.worker")
+_TRANSACTION_CALL_S = 10.0  # one transactional call's wait; a timeout is retried as an outage
 
 
 def raw_message(msg: Message) -> RawMessage:
@@ -34,15 +73,86 @@ def raw_message(msg: Message) -> RawMessage:
     )
 
 
+class _Phase(enum.Enum):
+    ABORTING = "aborting"  # the transaction must be aborted before anything else
+    COMMITTING = "committing"  # commit_transaction timed out: it must be called again
+    RECORDING = "recording"  # committed; the engine's after-commit writes are still due
+
+
+@dataclass
+class _Batch:
+    raws: list[RawMessage]
+    phase: _Phase = _Phase.ABORTING
+    stats: BatchStats = field(default_factory=BatchStats)
+
+    def first_offsets(self) -> dict[tuple[str, int], int]:
+        first: dict[tuple[str, int], int] = {}
+        for raw in self.raws:
+            first.setdefault((raw.topic, raw.partition), raw.offset)
+        return first
+
+    def next_offsets(self) -> list[TopicPartition]:
+        last: dict[tuple[str, int], int] = {}
+        for raw in self.raws:
+            last[(raw.topic, raw.partition)] = max(
+                raw.offset, last.get((raw.topic, raw.partition), -1)
+            )
+        return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
+
+
+def _requires_abort(error: KafkaException) -> bool:
+    first = error.args[0] if error.args else None
+    return isinstance(first, KafkaError) and bool(first.txn_requires_abort())
+
+
+def _fatal(error: KafkaException) -> bool:
+    first = error.args[0] if error.args else None
+    return isinstance(first, KafkaError) and bool(first.fatal())
+
+
+class RenewableProducer:
+    """The engine's transactional producer, replaceable after a fatal error: every call goes to
+    the current instance, so the engine's parts need not know (they hold this object)."""
+
+    def __init__(self, create: Callable[[], Producer]) -> None:
+        self._create = create
+        self.current = create()
+
+    def renew(self) -> None:
+        """A new producer with the same transactional.id (its init fences the old one)."""
+        self.current = self._create()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+
 class DecisionLoop:
-    """``consumer`` (subscribed) feeds ``engine``, or the engine ``assemble`` builds from the
-    other keyword arguments."""
+    """``consumer`` (subscribed, ``enable.auto.commit`` off) feeds ``engine`` (or the engine
+    ``assemble`` builds from the other keyword arguments); ``producer`` (a RenewableProducer of
+    kafka_clients.transactional_producer) is the engine's producer too.
+    ``on_ledger_lost``: rebuilds the ledger before the batch is tried again."""
 
     def __init__(
-        self, *, consumer: Consumer, engine: DecisionEngine | None = None, **parts: Any
+        self,
+        *,
+        consumer: Consumer,
+        producer: RenewableProducer,
+        engine: DecisionEngine | None = None,
+        on_ledger_lost: Callable[[DecisionEngine], object] | None = None,
+        **parts: Any,
     ) -> None:
-        self.engine = engine if engine is not None else assemble(**parts)
+        # The engine's parts type their producer as confluent-kafka's; this one forwards to it.
+        as_producer = cast(Producer, producer)
+        self.engine = engine if engine is not None else assemble(producer=as_producer, **parts)
         self._consumer = consumer
+        self._producer = producer
+        self._on_ledger_lost = on_ledger_lost
+        self._pending: _Batch | None = None
+        self._first: dict[tuple[str, int], int] = {}
+        self._must_renew = False
+        self.consumed = 0
+        # Fences an earlier run with the same transactional.id and aborts what it left open.
+        producer.init_transactions(_TRANSACTION_CALL_S * 3)
 
     @property
     def ledger(self) -> Any:
@@ -53,6 +163,13 @@ class DecisionLoop:
         return self.engine.policy
 
     def run_once(self) -> BatchStats:
+        """One batch through one transaction (or an earlier batch's transaction settled)."""
+        if self._must_renew:
+            self._producer.renew()
+            self._producer.init_transactions(_TRANSACTION_CALL_S * 3)
+            self._must_renew = False
+        if self._pending is not None:
+            return self._settle(self._pending)
         settings = self.engine.settings
         messages = [
             m
@@ -60,15 +177,84 @@ class DecisionLoop:
             if m.error() is None
         ]
         if not messages:
-            self.engine.after_batch()
+            self.engine.after_batch(self.lag())
             return BatchStats()
-        stats = self.engine.process([raw_message(m) for m in messages])
-        self.engine.flush()
-        self._consumer.commit(asynchronous=False)
-        self.engine.after_batch(self._lag())
-        return stats
+        batch = self._pending = _Batch([raw_message(m) for m in messages])
+        self._first = batch.first_offsets()
+        try:
+            self._producer.begin_transaction()
+            batch.stats = self.engine.process(batch.raws, self._committed_offset)
+            self._producer.send_offsets_to_transaction(
+                batch.next_offsets(),
+                self._consumer.consumer_group_metadata(),
+                _TRANSACTION_CALL_S,
+            )
+        except BaseException as exc:
+            self._fail(batch, exc)
+            raise
+        batch.phase = _Phase.COMMITTING
+        return self._settle(batch)
 
-    def _lag(self) -> int:
+    def run_until(self, stop: threading.Event, waiter: OutageWaiter) -> None:
+        """Batches until ``stop`` is set, outages waited out (``waiter`` with the same
+        ``stop`` ends its waits early); a batch in flight finishes first."""
+        while not stop.is_set():
+            self.consumed += waiter.run(self.run_once, "decide").consumed
+
+    def _settle(self, batch: _Batch) -> BatchStats:
+        if batch.phase is _Phase.COMMITTING:
+            try:
+                self._producer.commit_transaction(_TRANSACTION_CALL_S)
+            except KafkaException as exc:
+                if _requires_abort(exc) or _fatal(exc):
+                    self._fail(batch, exc)
+                raise  # a timeout stays COMMITTING: the next try commits again
+            batch.phase = _Phase.RECORDING
+        if batch.phase is _Phase.ABORTING:
+            self._abort(batch)
+            return BatchStats()  # its events come again from the rewound partitions
+        self.engine.committed()
+        self._pending = None
+        self.engine.after_batch(self.lag())
+        return batch.stats
+
+    def _fail(self, batch: _Batch, error: BaseException) -> None:
+        """Abort now if the broker lets us (else the next try does), then rebuild a lost
+        ledger: the actions topic it is rebuilt from then holds nothing of this batch."""
+        batch.phase = _Phase.ABORTING
+        with contextlib.suppress(KafkaException):
+            self._abort(batch)
+        if isinstance(error, LedgerLost) and self._on_ledger_lost is not None:
+            self._on_ledger_lost(self.engine)
+
+    def _abort(self, batch: _Batch) -> None:
+        """Abort the batch's transaction (a producer in a fatal state is replaced instead,
+        which aborts it) and rewind its partitions."""
+        try:
+            self._producer.abort_transaction(_TRANSACTION_CALL_S)
+        except KafkaException as exc:
+            if not _fatal(exc):
+                raise
+            _LOG.warning("decide: the producer failed (%s); a new one takes over", exc)
+            self._must_renew = True
+        self.engine.abandoned()
+        self._pending = None
+        for (topic, partition), offset in batch.first_offsets().items():
+            # a partition revoked meanwhile is no longer ours to seek: its new owner reads it
+            with contextlib.suppress(KafkaException):
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _committed_offset(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset: a batch starts at it, so the batch's first offset of
+        the partition; a partition outside the batch is asked of the broker."""
+        first = self._first.get((topic, partition))
+        if first is not None:
+            return first
+        found = self._consumer.committed([TopicPartition(topic, partition)], _TRANSACTION_CALL_S)
+        return found[0].offset if found and found[0].offset >= 0 else None
+
+    def lag(self) -> int:
+        """Events not yet decided on the partitions this loop holds now."""
         lag = 0
         assigned = self._consumer.assignment()
         for position in self._consumer.position(assigned) if assigned else []:
@@ -81,6 +267,6 @@ class DecisionLoop:
         return self.engine.dependencies_answer()
 
     def close(self) -> None:
-        """Flush what is pending and leave the consumer group cleanly (offsets are committed)."""
+        """Leave the consumer group (nothing to commit: offsets travel in transactions)."""
         self.engine.close()
         self._consumer.close()

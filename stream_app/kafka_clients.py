@@ -25,6 +25,7 @@ __all__ = [
     "consumer",
     "partition_count",
     "producer",
+    "transactional_producer",
 ]
 
 
@@ -64,6 +65,21 @@ def producer(settings: Settings, **overrides: ConfigValue) -> Producer:
     }
     config.update(overrides)
     return Producer(config)
+
+
+def transactional_producer(
+    settings: Settings, transactional_id: str, **overrides: ConfigValue
+) -> Producer:
+    """A producer for consume-transform-produce: ``init_transactions`` is the caller's (it
+    waits for the broker). librdkafka caps a record's delivery time at the transaction's."""
+    return producer(
+        settings,
+        **{
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": settings.kafka_transaction_timeout_ms,
+            **overrides,
+        },
+    )
 
 
 def consumer(settings: Settings, group_id: str, **overrides: ConfigValue) -> Consumer:

@@ -3,7 +3,8 @@
 Read with ``isolation.level=read_committed`` from the start of the topic to its end as it is
 now: every action of the ledger's budget period (the first content per action_id) becomes a
 reservation again, spend and per-action counts are summed from them, and each decision is
-stored again by action_id so that a replayed trigger republishes it instead of deciding anew.
+stored again by action_id, marked delivered (a committed transaction carried it), so that a
+replayed or re-sent trigger publishes nothing instead of deciding anew.
 Runs at a worker's start when the period's ledger has no epoch (new or lost: the topic tells),
 and when a reservation finds the epoch gone. What else a flushed Redis held is not rebuilt
 here: the contact history (cooldowns restart), the last trigger per customer, and the Feast
@@ -56,6 +57,7 @@ def restore_ledger(settings: Settings, ledger: BudgetLedger, state: DecisionStat
     )
     for action_id, (_, payload) in period.items():
         state.store_decision(action_id, payload)
+    state.mark_delivered(list(period))
     restored = Restored(rebuilt, len(period), ledger.spent(), time.monotonic() - started)
     _LOG.warning(
         "ledger of period %s %s from %s: %d actions, spend %.2f (%.1f s)",

@@ -11,35 +11,54 @@ error is a bug, not an outage, and ends the worker at once (its batch uncommitte
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_delay,
+    stop_when_event_set,
     wait_exponential_jitter,
 )
 
-from stream_app.engine import DeliveryError
 from stream_app.ledger import LedgerLost
 from stream_app.metrics import EngineMetrics
 
-__all__ = ["DEPENDENCY_ERRORS", "OutageWaiter", "component_of", "wait_out_at_start"]
+__all__ = [
+    "DEPENDENCY_ERRORS",
+    "OutageWaiter",
+    "component_of",
+    "is_outage",
+    "wait_out_at_start",
+]
 
 DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     redis.RedisError,
     KafkaException,
-    DeliveryError,
-    LedgerLost,  # rebuilt before the retry (stream_app.faust_app)
+    LedgerLost,  # rebuilt before the retry (stream_app.decision_loop)
 )
 _LOG = logging.getLogger("nba.worker.outage")
 T = TypeVar("T")
+
+
+# A producer fenced by a newer one with its transactional.id: two workers share an id.
+_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})
+
+
+def is_outage(error: BaseException) -> bool:
+    """A dependency that does not answer, or answers "try again" (other fatal producer errors
+    included: the decide loop replaces the producer); not a fenced producer."""
+    if isinstance(error, KafkaException) and error.args:
+        first = error.args[0]
+        return not (isinstance(first, KafkaError) and first.code() in _FENCED)
+    return isinstance(error, DEPENDENCY_ERRORS)
 
 
 def component_of(error: BaseException | None) -> str:
@@ -53,27 +72,51 @@ class OutageWaiter:
         metrics: EngineMetrics | None = None,
         on_wait: Callable[[], None] | None = None,
         max_wait_s: float = 15.0,
+        interrupt: threading.Event | None = None,
     ) -> None:
-        """``on_wait``: called before each wait (the worker refreshes its lag gauge)."""
+        """``on_wait``: called before each wait (the worker refreshes its lag gauge);
+        ``interrupt``: once set, a wait ends at once and the last error is raised (a stop)."""
         self._max_outage_s = max_outage_s
         self._metrics = metrics
         self._on_wait = on_wait
         self._max_wait_s = max_wait_s
+        self._interrupt = interrupt
 
     async def until_done(self, step: Callable[[], T], agent: str) -> T:
         """``step()`` once it succeeds; its last error after NBA_MAX_OUTAGE_S of failures."""
         started = time.monotonic()
         results: list[T] = []
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(DEPENDENCY_ERRORS),
-            wait=wait_exponential_jitter(initial=0.2, max=self._max_wait_s),
-            stop=stop_after_delay(self._max_outage_s),
-            before_sleep=lambda state: self._waiting(state, agent),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in AsyncRetrying(**self._policy(agent)):
             with attempt:
                 results.append(step())
+        self._recovered(agent, started)
+        return results[-1]
+
+    def run(self, step: Callable[[], T], agent: str) -> T:
+        """The same, blocking the calling thread while it waits."""
+        started = time.monotonic()
+        results: list[T] = []
+        for attempt in Retrying(**self._policy(agent)):
+            with attempt:
+                results.append(step())
+        self._recovered(agent, started)
+        return results[-1]
+
+    def _policy(self, agent: str) -> dict[str, Any]:
+        policy: dict[str, Any] = {
+            "retry": retry_if_exception(is_outage),
+            "wait": wait_exponential_jitter(initial=0.2, max=self._max_wait_s),
+            "stop": stop_after_delay(self._max_outage_s),
+            "before_sleep": lambda state: self._waiting(state, agent),
+            "reraise": True,
+        }
+        if self._interrupt is not None:
+            policy["stop"] = policy["stop"] | stop_when_event_set(self._interrupt)
+            policy["sleep"] = self._interrupt.wait
+        return policy
+
+    @staticmethod
+    def _recovered(agent: str, started: float) -> None:
         waited = time.monotonic() - started
         if waited > 1.0:
             _LOG.warning(
@@ -81,7 +124,6 @@ class OutageWaiter:
                 agent,
                 waited,
             )
-        return results[-1]
 
     def _waiting(self, state: RetryCallState, agent: str) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -120,7 +162,7 @@ def wait_out_at_start(step: Callable[[], T], what: str, max_outage_s: float) -> 
         )
 
     for attempt in Retrying(
-        retry=retry_if_exception_type(DEPENDENCY_ERRORS),
+        retry=retry_if_exception(is_outage),
         wait=wait_exponential_jitter(initial=0.2, max=15.0),
         stop=stop_after_delay(max_outage_s),
         before_sleep=waiting,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -66,6 +67,15 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=500, le=60_000)
     kafka_fetch_max_wait_ms: int = Field(
         default=20, ge=1, le=1_500, description="longest the broker holds a fetch without data"
+    )
+    # The decide path publishes in Kafka transactions. A worker killed mid-transaction keeps
+    # read_committed readers of its partitions waiting until its successor (same worker id)
+    # starts, or this timeout aborts the transaction on the broker.
+    kafka_transaction_timeout_ms: int = Field(default=60_000, ge=5_000, le=900_000)
+    worker_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="stable per worker (its transactional.id); default: host and metrics port",
     )
     trigger_event_types: frozenset[str] = frozenset(
         {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
@@ -154,6 +164,13 @@ class Settings(BaseSettings):
     @property
     def local_redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def transactional_id(self) -> str:
+        """The worker's Kafka transactional.id: the same across its restarts, so that a
+        restarted worker aborts what its previous run left open; unique per worker of a host
+        because each serves its own metrics port."""
+        worker = self.worker_id or f"{socket.gethostname()}-{self.metrics_port}"
+        return f"{self.consumer_group}-{worker}"
 
     def effective_kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap or self.local_kafka_bootstrap

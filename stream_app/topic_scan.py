@@ -27,17 +27,23 @@ def read_to_end(consumer: Consumer, timeout_s: float = 60.0) -> list[bytes]:
         )
         consumer.seek(tp)
     found: list[bytes] = []
-    done = {tp.partition for tp in committed if tp.offset >= ends[tp.partition]}
-    while len(done) < len(assigned) and time.monotonic() < deadline:
+    left = {tp.partition: ends[tp.partition] for tp in committed if tp.offset < ends[tp.partition]}
+    topic = committed[0].topic
+    while left and time.monotonic() < deadline:
         for msg in consumer.consume(1000, 0.5):
             value = msg.value()
-            if msg.error() is not None:
-                continue
-            if isinstance(value, bytes):
+            if msg.error() is None and isinstance(value, bytes):
                 found.append(value)
-            if (msg.offset() or 0) + 1 >= ends[msg.partition() or 0]:
-                done.add(msg.partition() or 0)
+        _drop_read(consumer, topic, left)
     return found
+
+
+def _drop_read(consumer: Consumer, topic: str, left: dict[int, int]) -> None:
+    """Forget the partitions whose position passed their end as it was: the last offset of a
+    transactional topic is a commit marker, which no consumer ever receives."""
+    for tp in consumer.position([TopicPartition(topic, p) for p in left]):
+        if tp.offset >= left[tp.partition]:
+            del left[tp.partition]
 
 
 def read_from_start(consumer: Consumer, topic: str, timeout_s: float = 120.0) -> list[bytes]:
@@ -63,10 +69,5 @@ def read_from_start(consumer: Consumer, topic: str, timeout_s: float = 120.0) ->
             value = msg.value()
             if msg.error() is None and isinstance(value, bytes):
                 found.append(value)
-        # A partition is read once the position passed its end as it was (a read_committed
-        # consumer never sees transaction markers, so the last offset may never come).
-        at = consumer.position([TopicPartition(topic, p) for p in ends])
-        for tp in at:
-            if tp.offset >= ends[tp.partition]:
-                del ends[tp.partition]
+        _drop_read(consumer, topic, ends)
     return found

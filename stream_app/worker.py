@@ -1,15 +1,17 @@
 """`nba worker`: the long-running decision process, on the local stack or a real cluster.
 
 It wires the decision engine (stream_app.engine) to the settings, the promoted ONNX bundle
-(hot-reloaded), the Feast online store, the Redis ledger, trigger state and contact history,
-and runs it in the Faust app (stream_app.faust_app) until SIGTERM or SIGINT: the batch in
-flight is finished and its offsets committed before the process exits, so a stop loses
+(hot-reloaded), the Feast online store, the Redis ledger, trigger state, contact history and
+streaming aggregates, drives it with the transactional decide loop (stream_app.decision_loop)
+and runs both in the Faust worker (stream_app.faust_app) until SIGTERM or SIGINT: the batch
+in flight is finished and its transaction committed before the process exits, so a stop loses
 nothing. Any number of workers share the consumer group, the ledger and the trigger state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import pandas as pd
 import redis
@@ -23,22 +25,22 @@ from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from stream_app import kafka_clients
+from stream_app.aggregates import ActivityStore
 from stream_app.contacts import ContactLog
+from stream_app.decision_loop import DecisionLoop, RenewableProducer
 from stream_app.engine import DecisionEngine, LoopSettings, assemble
 from stream_app.engine.state import DecisionState
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.ledger_restore import restore_ledger
-from stream_app.messages import EngagementEvent
 from stream_app.metrics import EngineMetrics
 from stream_app.outage import wait_out_at_start
-from stream_app.pipeline import RawMessage
 from stream_app.redis_clients import redis_client
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
-__all__ = ["build_engine", "feature_store", "policy_config", "run_worker"]
+__all__ = ["build_engine", "decision_loop", "feature_store", "policy_config", "run_worker"]
 
 
 def _base(settings: Settings) -> pd.DataFrame:
@@ -65,17 +67,49 @@ def policy_config(settings: Settings, catalog: Catalog | None = None) -> PolicyC
     )
 
 
+def decision_loop(
+    settings: Settings, metrics: EngineMetrics | None = None, pacer: Pacer | None = None
+) -> DecisionLoop:
+    """The worker's decide path: the engine, its transactional producer, and a consumer of
+    the events topic in NBA_CONSUMER_GROUP. ``pacer`` overrides the configured initial price
+    (the demo derives it from yesterday's traffic)."""
+    producer = RenewableProducer(
+        lambda: kafka_clients.transactional_producer(settings, settings.transactional_id())
+    )
+    client = redis_client(settings)
+    engine = build_engine(settings, cast(Producer, producer), pacer=pacer, metrics=metrics)
+    options: dict[str, kafka_clients.ConfigValue] = {
+        "isolation.level": "read_committed",
+        "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
+        # a batch held through an outage must not cost the worker its partitions
+        "max.poll.interval.ms": int((settings.max_outage_s + 120.0) * 1000),
+    }
+    consumer = kafka_clients.consumer(settings, settings.consumer_group, **options)
+    consumer.subscribe([settings.topic_events])
+    return wait_out_at_start(
+        lambda: DecisionLoop(
+            consumer=consumer,
+            producer=producer,
+            engine=engine,
+            on_ledger_lost=lambda lost: restore_ledger(
+                settings, lost.ledger, DecisionState(client, settings.topic_events)
+            ),
+        ),
+        "the transactional producer",
+        settings.max_outage_s,
+    )
+
+
 def build_engine(
     settings: Settings,
+    producer: Producer,
     features: FeatureStoreAdapter | None = None,
     pacer: Pacer | None = None,
     metrics: EngineMetrics | None = None,
-    aggregates: Callable[[list[tuple[RawMessage, EngagementEvent]]], None] | None = None,
 ) -> DecisionEngine:
     """The decision engine for these settings: the promoted bundle (hot-reloaded), features
-    from the Feast online store, the Redis ledger, trigger state and contact history.
-    ``pacer`` overrides the configured initial price (the demo derives it from yesterday's
-    traffic); ``aggregates`` is the Faust worker's streaming-aggregate step."""
+    from the Feast online store (the stream's short windows written before scoring), the Redis
+    ledger, trigger state and contact history; it produces with ``producer``."""
     catalog = default_catalog()
     scorer = ServedModel(
         Registry(settings.model_registry), catalog, settings.model_reload_s, metrics
@@ -83,6 +117,7 @@ def build_engine(
     store = features or feature_store(settings)
     source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
     client = redis_client(settings)
+    activity = ActivityStore(client, settings.consumer_group)
     policy = policy_config(settings, catalog)
     ledger = opened_ledger(settings, client)
     return assemble(
@@ -103,7 +138,7 @@ def build_engine(
         policy=policy,
         scores=source.scores,
         contacts=source.contacts,
-        producer=engine_producer(settings),
+        producer=producer,
         redis_client=client,
         ledger=ledger,
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
@@ -111,7 +146,7 @@ def build_engine(
         metrics=metrics,
         model_version=lambda: scorer.version,
         contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
-        aggregates=aggregates,
+        aggregates=lambda events: store.write_windows(activity.apply(events)),
     )
 
 
@@ -128,14 +163,6 @@ def opened_ledger(settings: Settings, client: redis.Redis) -> BudgetLedger:
 
     wait_out_at_start(open_or_restore, "the budget ledger", settings.max_outage_s)
     return ledger
-
-
-def engine_producer(settings: Settings) -> Producer:
-    """The engine's producer keeps a record queued for as long as the worker waits out a broker
-    outage (NBA_MAX_OUTAGE_S, plus a minute): a record the broker has not taken yet is
-    delivered when it returns, instead of timing out while the worker still waits."""
-    timeout_ms = int((settings.max_outage_s + 60.0) * 1000)
-    return kafka_clients.producer(settings, **{"message.timeout.ms": timeout_ms})
 
 
 def feature_store(settings: Settings) -> FeatureStoreAdapter:
@@ -166,7 +193,7 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] | None = None) -
         ) from None
     try:
         app = create_app(settings, metrics)
-        holder["engine"] = app.engine
+        holder["engine"] = app.decide.engine
         if on_ready is not None:
             on_ready()
         app.run()

@@ -19,7 +19,8 @@ from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from nba.local_servers import stack
-from stream_app.kafka_clients import LIBRDKAFKA_LOGGER
+from stream_app.decision_loop import RenewableProducer
+from stream_app.kafka_clients import LIBRDKAFKA_LOGGER, transactional_producer
 from stream_app.settings import Settings, load_settings
 
 
@@ -99,6 +100,12 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[TopicFactory]:
 def make_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
     with topic_factory(kafka_bootstrap) as create:
         yield create
+
+
+def renewable_producer(settings: Settings) -> RenewableProducer:
+    """A decide loop's transactional producer, under a transactional.id of its own."""
+    transactional_id = f"t-{uuid.uuid4().hex}"
+    return RenewableProducer(lambda: transactional_producer(settings, transactional_id))
 
 
 def drain(consumer: Consumer, expected: int, timeout_s: float = 60.0) -> list[Message]:

@@ -56,7 +56,7 @@ from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
 from stream_app.scorer import FeatureScoreSource, ServedModel, snapshot_reader
 from stream_app.settings import Settings, load_settings
-from tests.conftest import topic_factory
+from tests.conftest import renewable_producer, topic_factory
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +213,7 @@ def _run_engine(
         scores=source.scores,
         contacts=source.contacts,
         consumer=consumer,
-        producer=kafka_clients.producer(settings),
+        producer=renewable_producer(settings),
         redis_client=client,
         ledger=BudgetLedger(client, f"closed-loop-{run_id}", budget=1e9),
         pacing=PacingConfig(budget=1e9, period_s=3_600.0),

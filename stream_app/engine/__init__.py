@@ -5,7 +5,7 @@
 | `intake.py` | validation of raw records; bad ones to the DLQ with a reason |
 | `state.py` | Redis state every worker shares: last trigger per customer, decisions by action_id |
 | `decider.py` | scores, consent, contact history, pacing, capacity -> `policies.decide_stream` |
-| `publisher.py` | ledger reservation, publish to `nba-actions`, flush and undo of refused records |
+| `publisher.py` | ledger reservation, publish in the caller's transaction; marks after commit |
 | `core.py` | `DecisionEngine`: one micro-batch through the parts above, gauges, readiness |
 
 `assemble` wires the parts from plain arguments (the worker and the in-process loop use it).
@@ -21,10 +21,16 @@ from confluent_kafka import Producer
 from policies.decide import PolicyConfig
 from policies.pacing import Pacer, PacingConfig
 from stream_app.contacts import ContactLog
-from stream_app.engine.core import BatchStats, DecisionEngine, LoopSettings, latency_percentiles
+from stream_app.engine.core import (
+    BatchStats,
+    CommittedOffset,
+    DecisionEngine,
+    LoopSettings,
+    latency_percentiles,
+)
 from stream_app.engine.decider import ContactSource, Decider, ScoreSource
 from stream_app.engine.intake import Intake, ValidEvents
-from stream_app.engine.publisher import DeliveryError, Publisher
+from stream_app.engine.publisher import Publisher
 from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
@@ -32,8 +38,8 @@ from stream_app.pipeline import Limits
 
 __all__ = [
     "BatchStats",
+    "CommittedOffset",
     "DecisionEngine",
-    "DeliveryError",
     "LoopSettings",
     "assemble",
     "latency_percentiles",

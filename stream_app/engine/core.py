@@ -1,16 +1,27 @@
-"""The decision engine: one micro-batch of raw records in, decisions published, at least once.
+"""The decision engine: one micro-batch of raw records in, decisions produced in the caller's
+Kafka transaction.
 
 Per batch: validate (bad records -> DLQ with a reason; ``Intake``), update the streaming
 aggregates and write them to the online store (when a sink is given), pick triggers, look up
-earlier decisions for the same triggers (a replay republishes the stored decision, never a new
-one; ``DecisionState``), score and decide the new ones (``Decider``), reserve their spend in the
-Redis ledger and publish to `nba-actions` (``Publisher``). The caller flushes and then commits
-the consumed offsets: the Faust worker (stream_app.faust_app) and the in-process loop
-(stream_app.decision_loop) drive the very same engine.
+earlier decisions for the same triggers (``DecisionState``), score and decide the new ones
+(``Decider``), reserve their spend in the Redis ledger and publish to `nba-actions`
+(``Publisher``). The caller (stream_app.decision_loop) commits the transaction with the
+consumed offsets, then calls ``committed``; or aborts it and calls ``abandoned``.
+
+A trigger decided before is published again only when no read_committed reader can have its
+decision yet, so that each trigger has one action message on the topic:
+
+- its decision is marked delivered (set after its transaction committed): skipped;
+- its decision's trigger offset lies below the group's committed offset of that partition: the
+  transaction that moved the offset past it published it (this covers the moment between a
+  commit and its mark): skipped;
+- otherwise its transaction was aborted or never committed (a crash, an outage, a rebalance):
+  the stored decision, the same bytes, is published again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +38,10 @@ from stream_app.messages import action_id_for
 from stream_app.metrics import EngineMetrics, counting_errors, timed
 from stream_app.pipeline import DEFAULT_MAX_FUTURE_S, RawMessage, build_actions, select_triggers
 
-__all__ = ["BatchStats", "DecisionEngine", "LoopSettings", "latency_percentiles"]
+__all__ = ["BatchStats", "CommittedOffset", "DecisionEngine", "LoopSettings", "latency_percentiles"]
+
+# The group's committed offset of (topic, partition), None when unknown.
+CommittedOffset = Callable[[str, int], int | None]
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class BatchStats:
     invalid: int = 0
     decided: int = 0
     republished: int = 0
-    already_delivered: int = 0  # replayed or re-sent triggers whose decision the CRM has
+    already_delivered: int = 0  # replayed or re-sent triggers whose decision readers have
     latencies_ms: list[float] = field(default_factory=list)
 
 
@@ -91,8 +105,8 @@ class DecisionEngine:
     def ledger(self) -> BudgetLedger:
         return self._decider.ledger
 
-    def process(self, raws: list[RawMessage]) -> BatchStats:
-        """Validate, decide and publish one batch; the caller then calls ``flush``."""
+    def process(self, raws: list[RawMessage], committed: CommittedOffset) -> BatchStats:
+        """Validate, decide and publish one batch inside the caller's open transaction."""
         stats = BatchStats(consumed=len(raws))
         valid, rejected = self._intake.accept(raws)
         stats.invalid = len(rejected)
@@ -105,14 +119,18 @@ class DecisionEngine:
             valid, last, self.settings.trigger_types, self.settings.min_interval_s
         )
         if triggers:
-            self._decide(triggers, stats)
+            self._decide(triggers, stats, committed)
             self._state.remember_triggers([e for _, e in triggers])
         stats.latencies_ms = self._publisher.take_latencies()
         return stats
 
-    def flush(self) -> None:
-        """Every record of the batch on the broker, or DeliveryError (see ``Publisher``)."""
-        self._publisher.flush()
+    def committed(self) -> None:
+        """The batch's transaction is committed (see ``Publisher.committed``)."""
+        self._publisher.committed()
+
+    def abandoned(self) -> None:
+        """The batch's transaction was aborted: it will be processed again."""
+        self._publisher.abandoned()
 
     def after_batch(self, lag: int | None = None) -> None:
         """Move the pacing price and refresh the gauges (``lag``: the consumer's backlog)."""
@@ -124,18 +142,17 @@ class DecisionEngine:
         return {"kafka": self._publisher.broker_answers(), "redis": self._state.answers()}
 
     def close(self) -> None:
-        """Flush what is still pending."""
         self._publisher.close()
 
-    def _decide(self, triggers: ValidEvents, stats: BatchStats) -> None:
+    def _decide(self, triggers: ValidEvents, stats: BatchStats, committed: CommittedOffset) -> None:
         ids = [action_id_for(raw.topic, event.event_id) for raw, event in triggers]
         found = self._state.lookup(ids)
         for (raw, event), (payload, delivered) in zip(triggers, found, strict=True):
             if payload is None:
                 continue
-            if delivered:  # on the topic already: publishing it again would only duplicate it
-                stats.already_delivered += 1
-            else:  # decided, but its record may not have reached the broker: publish it again
+            if delivered or _committed_before(payload, committed):
+                stats.already_delivered += 1  # readers have it: publishing again duplicates it
+            else:  # decided in a transaction that did not commit: publish the same bytes
                 self._publisher.republish(raw, event, payload)
                 stats.republished += 1
         fresh = [t for t, (payload, _) in zip(triggers, found, strict=True) if payload is None]
@@ -177,6 +194,13 @@ class DecisionEngine:
                 self._metrics.capacity_left.labels(action=name).set(left[index])
         if lag is not None:
             self._metrics.consumer_lag.set(lag)
+
+
+def _committed_before(payload: bytes, committed: CommittedOffset) -> bool:
+    """Was the stored decision's trigger below its partition's committed offset?"""
+    trigger = json.loads(payload)["trigger"]
+    offset = committed(trigger["topic"], int(trigger["partition"]))
+    return offset is not None and int(trigger["offset"]) < offset
 
 
 def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """The engine's shared state in Redis, seen by every worker of the group: each customer's last
 trigger (for the minimum interval between decisions), every decision by action_id (a replayed
-trigger gets the stored decision, never a new one), and which decisions the broker has taken
-(a replayed or re-sent trigger whose decision was delivered publishes nothing: the CRM has it)."""
+trigger gets the stored decision, never a new one), and which decisions were committed on the
+topic (a replayed or re-sent trigger whose decision was delivered publishes nothing: the CRM
+has it)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class DecisionState:
         return [(p, d is not None) for p, d in zip(payloads, delivered, strict=True)]
 
     def mark_delivered(self, action_ids: list[str]) -> None:
-        """The broker has taken these decisions' records (a flush returned without error)."""
+        """These decisions' transaction is committed: every read_committed reader has them."""
         if not action_ids:
             return
         with self._redis.pipeline(transaction=False) as pipe:
@@ -69,10 +70,6 @@ class DecisionState:
     def store_decision(self, action_id: str, payload: bytes) -> None:
         """First write wins: a decision, once stored, is what every replay republishes."""
         self._redis.set(_decision_key(action_id), payload, ex=DECISION_TTL_S, nx=True)
-
-    def forget_decision(self, action_id: str) -> None:
-        """Undo a decision the broker refused, so that its replay decides afresh."""
-        self._redis.delete(_decision_key(action_id), _delivered_key(action_id))
 
     def answers(self) -> bool:
         try:

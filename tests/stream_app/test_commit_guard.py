@@ -15,7 +15,8 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from stream_app.commit_guard import CommitGuard
+from policies.errors import ConfigError
+from stream_app.commit_guard import VERIFIED_FAUST, CommitGuard, check_faust_version
 
 PARTITION = TP("events", 0)
 
@@ -272,3 +273,15 @@ def test_a_head_offset_without_a_record_is_a_real_gap(consumer: object) -> None:
     _state(consumer, 150, [151, 152])
     assert consumer._new_offset(PARTITION) == 153  # type: ignore[attr-defined]
     assert log.asked == [[150]]
+
+
+def test_the_guard_runs_only_on_the_faust_it_was_verified_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Upgrading faust-streaming fails here first: re-run this file on the new version (the
+    tests above exercise every private attribute the guard uses), then update VERIFIED_FAUST."""
+    assert faust.__version__ == VERIFIED_FAUST
+    check_faust_version()
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    with pytest.raises(ConfigError, match="verified on 0.15.3 only"):
+        check_faust_version()

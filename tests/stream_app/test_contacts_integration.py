@@ -25,7 +25,7 @@ from stream_app.contacts import ContactLog
 from stream_app.decision_loop import DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
 from stream_app.settings import Settings, load_settings
-from tests.conftest import TopicFactory, drain
+from tests.conftest import TopicFactory, drain, renewable_producer
 
 pytestmark = pytest.mark.integration
 DAY = 86_400.0
@@ -96,7 +96,7 @@ def _decide_and_read(
         policy=PolicyConfig(contact=rules),
         scores=source.scores,
         contacts=source.contacts,
-        producer=kafka_clients.producer(settings),
+        producer=renewable_producer(settings),
         redis_client=client,
         ledger=BudgetLedger(client, f"contacts-{run}", budget=1e9),
         pacing=PacingConfig(budget=1e9, period_s=1.0),
