@@ -26,10 +26,17 @@ the batch processed again. Any other fatal producer error (seen here: INVALID_TX
 aborting after the broker vanished mid-transaction) replaces the producer: a new one with the
 same transactional.id fences the old and aborts its transaction, and the batch is processed
 again. Only a producer fenced by another worker with the same id ends the worker.
+
+``send_offsets_to_transaction`` may block past its timeout when the group coordinator went
+away (librdkafka 2.16: confluentinc/librdkafka#5456, #5511, both open; seen here after a
+broker restart: the worker stayed blocked in it for minutes). It is therefore called in a
+helper thread with a deadline; past it, the producer is replaced as after a fatal error (the
+blocked call's thread and old producer are left to end when the fenced producer gives up).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -56,6 +63,7 @@ __all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "RenewableProducer", "r
 
 _LOG = logging.getLogger("nba.worker")
 _TRANSACTION_CALL_S = 10.0  # one transactional call's wait; a timeout is retried as an outage
+_HUNG_GRACE_S = 5.0  # past its own timeout plus this, a call is taken for hung
 
 
 def raw_message(msg: Message) -> RawMessage:
@@ -184,11 +192,7 @@ class DecisionLoop:
         try:
             self._producer.begin_transaction()
             batch.stats = self.engine.process(batch.raws, self._committed_offset)
-            self._producer.send_offsets_to_transaction(
-                batch.next_offsets(),
-                self._consumer.consumer_group_metadata(),
-                _TRANSACTION_CALL_S,
-            )
+            self._send_offsets(batch)
         except BaseException as exc:
             self._fail(batch, exc)
             raise
@@ -200,6 +204,32 @@ class DecisionLoop:
         ``stop`` ends its waits early); a batch in flight finishes first."""
         while not stop.is_set():
             self.consumed += waiter.run(self.run_once, "decide").consumed
+
+    def _send_offsets(self, batch: _Batch) -> None:
+        """The batch's offsets into its transaction, within a deadline (see the module doc)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        producer = self._producer.current
+        offsets = batch.next_offsets()
+        metadata = self._consumer.consumer_group_metadata()
+
+        def send() -> None:
+            try:
+                producer.send_offsets_to_transaction(offsets, metadata, _TRANSACTION_CALL_S)
+                done.set_result(None)
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        threading.Thread(target=send, name="nba-send-offsets", daemon=True).start()
+        try:
+            done.result(timeout=_TRANSACTION_CALL_S + _HUNG_GRACE_S)
+        except concurrent.futures.TimeoutError:
+            _LOG.warning(
+                "decide: send_offsets_to_transaction did not return within %.0f s "
+                "(librdkafka#5456); a new producer takes over",
+                _TRANSACTION_CALL_S + _HUNG_GRACE_S,
+            )
+            self._must_renew = True
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "send_offsets hung")) from None
 
     def _settle(self, batch: _Batch) -> BatchStats:
         if batch.phase is _Phase.COMMITTING:
@@ -228,10 +258,11 @@ class DecisionLoop:
             self._on_ledger_lost(self.engine)
 
     def _abort(self, batch: _Batch) -> None:
-        """Abort the batch's transaction (a producer in a fatal state is replaced instead,
-        which aborts it) and rewind its partitions."""
+        """Abort the batch's transaction (a producer in a fatal state, or one to be replaced
+        anyway, is not asked: its replacement aborts it) and rewind its partitions."""
         try:
-            self._producer.abort_transaction(_TRANSACTION_CALL_S)
+            if not self._must_renew:
+                self._producer.abort_transaction(_TRANSACTION_CALL_S)
         except KafkaException as exc:
             if not _fatal(exc):
                 raise

@@ -125,7 +125,7 @@ def _undecided(
     kafka_bootstrap: str, env: dict[str, str], missing: set[str], logs: list[Path]
 ) -> str:
     """For a failure message: where the undecided customers' events sit on the topic, what the
-    group committed, and what the workers' commit guard said."""
+    group committed, and what the workers' decide path logged."""
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     reader = kafka_clients.consumer(settings, f"diagnose-{uuid.uuid4().hex[:8]}")
     reader.subscribe([env["NBA_TOPIC_EVENTS"]])
@@ -139,8 +139,8 @@ def _undecided(
     committed = [(tp.partition, tp.offset) for tp in group.committed(partitions, timeout=10)]
     group.close()
     reader.close()
-    guard = [x for log in logs for x in log.read_text().splitlines() if "commit guard" in x]
-    return f"undecided {sorted(missing)}: events {where}; committed {committed}; guard {guard}"
+    said = [x for log in logs for x in log.read_text().splitlines() if "decide" in x]
+    return f"undecided {sorted(missing)}: events {where}; committed {committed}; logs {said}"
 
 
 def _customers(seen: dict[str, list[bytes]]) -> set[str]:
@@ -343,7 +343,7 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
     env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
-    env["NBA_LOG_LEVEL"] = "INFO"  # rebalances and table recovery in the logs, for a failure
+    env["NBA_LOG_LEVEL"] = "INFO"  # rebalances in the logs, for a failure
     env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
     workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
     for name in ("a", "b"):
@@ -392,14 +392,15 @@ def _windows_of(settings: Settings, customer: str) -> dict[str, int]:
 def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_counted(
     kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
-    """The changelogged table: windows written to the online store, a restarted worker goes on
-    from the recovered state; the outcome agent counts each outcome once per arm and action."""
+    """The aggregates' Redis state: windows written to the online store, a restarted worker
+    goes on from the stored state; the outcome agent counts each outcome once per arm and
+    action."""
     from stream_app.aggregates import updated, windows
     from stream_app.messages import EngagementEvent
     from stream_app.outcome_feed import OutcomeFeed
 
     env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
-    env["NBA_LOG_LEVEL"] = "INFO"  # rebalances and table recovery in the logs, for a failure
+    env["NBA_LOG_LEVEL"] = "INFO"  # rebalances in the logs, for a failure
     events = generate_events(world, days=1.0)
     lines = list(events.json_lines(0, 1_500))
     producer = kafka_clients.producer(settings)
@@ -419,7 +420,11 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
         time.sleep(0.5)
     assert _windows_of(settings, busiest)["events_7d"] == expected["events_7d"] > 1
 
-    reader = kafka_clients.consumer(load_settings(kafka_bootstrap=kafka_bootstrap), f"r-{run}")
+    reader = kafka_clients.consumer(
+        load_settings(kafka_bootstrap=kafka_bootstrap),
+        f"r-{run}",
+        **{"isolation.level": "read_committed"},
+    )
     reader.subscribe([env["NBA_TOPIC_ACTIONS"]])
     actions = [json.loads(m.value()) for m in drain(reader, 100_000, timeout_s=10)]
     reader.close()
@@ -438,7 +443,7 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
     assert worker.wait(timeout=60) == 0
 
     # One more event for the busiest customer, one hour after their last: the restarted worker
-    # must count it on top of the state it recovers from the changelog.
+    # must count it on top of the state the first one left in Redis.
     later = mine[-1].model_copy(
         update={
             "event_id": "after-restart",
