@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_val
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from policies.errors import ConfigError
+from simulator.project import TRIGGERS
 
 __all__ = ["Settings", "load_settings"]
 
@@ -77,9 +78,8 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]+$",
         description="stable per worker (its transactional.id); default: host and metrics port",
     )
-    trigger_event_types: frozenset[str] = frozenset(
-        {"login", "support_ticket", "billing_failed", "nps_response", "seat_removed", "export_data"}
-    )
+    # Default: the simulated world's triggers (its project file declares the same).
+    trigger_event_types: frozenset[str] = frozenset(TRIGGERS)
     trigger_min_interval_s: float = Field(default=86_400.0, ge=0)
     max_message_bytes: int = Field(default=64_000, ge=1_000, le=900_000)
     max_event_future_s: float = Field(
@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     experiment: str = Field(default="nba-default", min_length=1)
     holdout_share: float = Field(default=0.10, ge=0, lt=1)
     explore_share: float = Field(default=0.05, ge=0, lt=1)
+
+    # A team's own data: the project file (ingest/, docs/data-contract.md) and where
+    # `nba data import` publishes the validated tables (<imported_data>/current).
+    project: Path | None = Field(default=None, description="the project file (YAML)")
+    imported_data: Path = Field(default=Path("data/imported"), description="imported tables")
 
     # Features: the Feast registry folder and the parquet sources of the feature views.
     feature_repo: Path = Field(default=Path(".nba/feature_repo"), description="Feast registry")

@@ -35,6 +35,7 @@ app.add_typer(engine.ledger_app, name="ledger")
 
 app.add_typer(infra.app, name="infra")
 app.add_typer(data.simulate_app, name="simulate")
+app.add_typer(data.data_app, name="data")
 app.add_typer(data.features_app, name="features")
 app.add_typer(data.schemas_app, name="schemas")
 

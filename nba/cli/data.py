@@ -11,7 +11,7 @@ from nba.cli.common import check_positive
 from policies.errors import ConfigError
 from stream_app.settings import load_settings
 
-__all__ = ["features_app", "schemas_app", "simulate_app"]
+__all__ = ["data_app", "features_app", "schemas_app", "simulate_app"]
 
 simulate_app = typer.Typer(
     help="A synthetic world with known counterfactuals (demo data).",
@@ -19,6 +19,10 @@ simulate_app = typer.Typer(
 )
 features_app = typer.Typer(
     help="The Feast feature repository: build, apply, load, read.",
+    no_args_is_help=True,
+)
+data_app = typer.Typer(
+    help="A team's own data: validate and import it (the project file, docs/data-contract.md).",
     no_args_is_help=True,
 )
 schemas_app = typer.Typer(
@@ -188,3 +192,44 @@ def features_push_test(
     )
     if not same:
         raise typer.Exit(1)
+
+
+ProjectOption = Annotated[
+    Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
+]
+
+
+@data_app.command("validate")
+def data_validate(project: ProjectOption = None) -> None:
+    """Check every declared file against the data contract; import nothing.
+
+    Per file: rows read and rejected, then the first problems as file:line:column: reason.
+    Exit code 2 when any row is rejected or a file cannot be read.
+    """
+    from ingest.validate import validate_project
+    from nba.commands.data import print_reports, project_from
+
+    reports, _ = validate_project(project_from(project, load_settings()))
+    if not print_reports(reports):
+        raise typer.Exit(2)
+
+
+@data_app.command("import")
+def data_import(
+    project: ProjectOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Target folder; default NBA_IMPORTED_DATA.")
+    ] = None,
+) -> None:
+    """Validate, then import every table as parquet, all or nothing.
+
+    The tables land in a new folder under OUT/imports/ and OUT/current is switched to it in one
+    rename: a reader never sees a half-written import, and a failed one changes nothing.
+    """
+    from ingest.importer import import_project
+    from nba.commands.data import print_reports, project_from
+
+    settings = load_settings()
+    reports, folder = import_project(project_from(project, settings), out or settings.imported_data)
+    print_reports(reports)
+    typer.echo(f"imported into {folder}")

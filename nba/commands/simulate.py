@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from policies.errors import ConfigError
 from simulator.config import WorldConfig
 from simulator.datasets import legacy_history, randomized_experiment, transactions
 from simulator.events import generate_events
+from simulator.project import world_project
 from simulator.world import ResponseType, World, build_world
 
 __all__ = ["truth_frame", "write_world"]
@@ -64,6 +66,7 @@ def write_world(config: WorldConfig, out: Path, events_days: float) -> dict[str,
             for _, line in events.json_lines():
                 fh.write(line + b"\n")
         counts["events.jsonl"] = len(events)
+    (out / "nba.yaml").write_text(yaml.safe_dump(world_project(events_days > 0), sort_keys=False))
     (out / "world.json").write_text(
         json.dumps({"config": config.model_dump(mode="json"), "files": counts}, indent=2)
     )

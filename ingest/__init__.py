@@ -1,0 +1,1 @@
+"""The data contract: the project file, the table schemas, validate and import (README.md)."""

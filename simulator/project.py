@@ -1,0 +1,74 @@
+"""The simulated world as a project file: the same contract and path as a team's own data.
+
+``nba simulate world`` writes ``nba.yaml`` beside its parquet files; ``nba data validate
+--project <out>/nba.yaml`` reads the world like any other data set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies.catalog import default_catalog
+from simulator.events import EVENT_TYPES
+from simulator.world import AS_OF
+
+__all__ = ["TRIGGERS", "world_project"]
+
+TRIGGERS = (
+    "login",
+    "support_ticket",
+    "billing_failed",
+    "nps_response",
+    "seat_removed",
+    "export_data",
+)
+_CATEGORICAL = ("plan", "industry", "region", "acquisition_channel")
+_NUMERIC = (
+    "seats",
+    "tenure_months",
+    "logins_30d",
+    "features_used_30d",
+    "support_tickets_90d",
+    "max_ticket_severity_90d",
+    "billing_failures_90d",
+    "nps_last",
+    "pricing_page_views_30d",
+    "seats_added_90d",
+    "seats_removed_90d",
+    "days_since_last_login",
+    "exports_30d",
+    "admin_changes_30d",
+    "days_to_renewal",
+)
+
+
+def world_project(with_events: bool) -> dict[str, Any]:
+    """The project file of a folder written by ``write_world`` (as a YAML-ready mapping)."""
+    sources: dict[str, Any] = {
+        "customers": {"path": "customers.parquet"},
+        "transactions": {"path": "transactions.parquet"},
+        "experiments": {
+            "path": "experiment.parquet",
+            "columns": {"action": "treatment"},
+            "constants": {"assigned_at": AS_OF.isoformat()},
+        },
+    }
+    project: dict[str, Any] = {
+        "name": "simulated_world",
+        "sources": sources,
+        "features": [{"name": n, "kind": "categorical"} for n in _CATEGORICAL]
+        + [{"name": n, "kind": "numeric"} for n in _NUMERIC],
+        "outcome": {
+            "name": "retained",
+            "kind": "binary",
+            "window": "90d",
+            "also": {"expansion_revenue": "continuous"},
+        },
+        "value": {"source": "column", "column": "contract_value"},
+        "consent": {c: f"consent_{c}" for c in ("email", "phone", "in_app")},
+        "catalog": default_catalog().model_dump(mode="json", exclude_defaults=True),
+    }
+    if with_events:
+        sources["events"] = {"path": "events.jsonl"}
+        project["events"] = {"types": list(EVENT_TYPES), "triggers": list(TRIGGERS)}
+    return project
