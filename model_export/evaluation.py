@@ -23,6 +23,7 @@ __all__ = [
     "classification_report",
     "expected_calibration_error",
     "qini_points",
+    "quiet_sklift",
     "response_types",
     "uplift_report",
 ]
@@ -48,7 +49,7 @@ def classification_report(y: NDArray[np.bool_], p: Floats) -> dict[str, float]:
 
 
 @contextmanager
-def _quiet_sklift() -> Iterator[None]:
+def quiet_sklift() -> Iterator[None]:
     # scikit-uplift 0.5.1 calls a scikit-learn helper deprecated in 1.8; harmless here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -59,7 +60,7 @@ def qini_points(y: Floats, uplift: Floats, treated: NDArray[np.int64]) -> tuple[
     """The Qini curve (customers targeted, incremental outcomes), from scikit-uplift."""
     from sklift.metrics import qini_curve
 
-    with _quiet_sklift():
+    with quiet_sklift():
         x, q = qini_curve(y, uplift, treated)
     return np.asarray(x, dtype=np.float64), np.asarray(q, dtype=np.float64)
 
@@ -78,7 +79,7 @@ def uplift_report(
     for a in range(1, len(actions)):
         rows = (treatment == a) | (treatment == 0)
         ya, ta, ua = y[rows], (treatment[rows] == a).astype(int), uplift[rows, a]
-        with _quiet_sklift():
+        with quiet_sklift():
             metrics = {
                 "qini": round(float(qini_auc_score(ya, ua, ta)), 5),
                 "auuc": round(float(uplift_auc_score(ya, ua, ta)), 5),

@@ -32,7 +32,15 @@ from xgboost import XGBClassifier, XGBRegressor
 
 from policies.errors import SchemaError
 
-__all__ = ["LEARNERS", "Term", "UpliftLearner", "make_learner"]
+__all__ = [
+    "LEARNERS",
+    "Kind",
+    "Term",
+    "UpliftLearner",
+    "base_model",
+    "make_learner",
+    "model_output",
+]
 
 Floats = NDArray[np.float64]
 Kind = Literal["classifier", "regressor"]

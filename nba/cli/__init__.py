@@ -48,6 +48,7 @@ app.add_typer(feedback.experiment_app, name="experiment")
 app.command("ope")(feedback.ope)
 app.command("retrain")(feedback.retrain)
 app.command("report")(feedback.report)
+app.command("campaign")(feedback.campaign)
 
 
 def _route_logs() -> None:

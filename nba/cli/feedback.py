@@ -10,7 +10,7 @@ import typer
 from nba.cli.common import check_alpha, check_positive, write_json
 from stream_app.settings import load_settings
 
-__all__ = ["experiment_app", "ope", "report", "retrain"]
+__all__ = ["campaign", "experiment_app", "ope", "report", "retrain"]
 
 experiment_app = typer.Typer(
     help="A/B tests: plan their size, read out the holdout test.",
@@ -177,3 +177,37 @@ def report(
 
     path = decision_report(load_settings(), data, out)
     typer.echo(f"wrote {path}; open it in a browser")
+
+
+def campaign(
+    project: Annotated[
+        Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
+    ] = None,
+    outcome: Annotated[
+        str | None, typer.Option(help="Outcome column (default: the project's outcome).")
+    ] = None,
+    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where to write the whole report (JSON).")] = Path(
+        "campaign.json"
+    ),
+) -> None:
+    """What a past campaign earned and whom it moved, from an import.
+
+    Per action against the control: the ATE with a 95% interval, Qini / AUUC / uplift@30% of an
+    uplift model on a held-out 30% (bootstrap intervals), CATE per segment, the value of
+    targeting the top 10/30/50% (IPS, SNIPS, DR) against everyone and random, and response
+    types. Run `nba data import` first.
+    """
+    from feedback.campaign import analyze_campaign, load_campaign
+    from nba.commands.campaign import print_campaign
+    from nba.commands.data import project_from
+
+    settings = load_settings()
+    loaded = load_campaign(data or settings.imported_data, project_from(project, settings), outcome)
+    result = analyze_campaign(loaded, learner, seed)
+    print_campaign(result)
+    write_json(out, result)
