@@ -55,9 +55,7 @@ def _campaign(tmp_path: Path, seed: int, assignment: str) -> Path:
     rng = np.random.default_rng(seed)
     n = 3_000
     score = rng.normal(size=n)
-    customers = pd.DataFrame(
-        {"customer_id": [f"c{i}" for i in range(n)], "score": score.round(4)}
-    )
+    customers = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "score": score.round(4)})
     if assignment == "random":
         treated = rng.random(n) < 0.5
     elif assignment == "leaning":
