@@ -16,6 +16,8 @@ the propensity of the action received. Output, per action against the control:
   and DR on the held-out rows of the randomized log (``feedback.ope``), with intervals.
 - **Response types** (persuadable, sure thing, lost cause, sleeping dog) from the predicted
   outcomes with and without each action, counted per logged arm (binary outcomes).
+- On request, **robustness** (feedback.robustness): refutation tests of the ATE, and every
+  learner's held-out Qini beside EconML's causal forest.
 
 Propensities: a logged propensity is used as given. Without one, the arms are tested for
 randomization (how well a cross-validated logistic regression predicts the arm from the features,
@@ -42,6 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from feedback.ope import OffPolicyLog, evaluate_policy
+from feedback.robustness import compare_learners, refute
 from ingest.importer import CURRENT
 from ingest.project import CONTROL, FeatureKind, Project
 from model_export.design import DesignMatrix
@@ -308,8 +311,11 @@ def _response_types(
     return counts
 
 
-def analyze_campaign(campaign: Campaign, learner: str = "s", seed: int = 0) -> dict[str, Any]:
-    """The whole report (a JSON-ready mapping)."""
+def analyze_campaign(
+    campaign: Campaign, learner: str = "s", seed: int = 0, robustness: bool = False
+) -> dict[str, Any]:
+    """The whole report (a JSON-ready mapping); with ``robustness``, also the refutation tests
+    and the learner comparison (feedback.robustness: a minute or so on 64,000 customers)."""
     c = campaign
     x = DesignMatrix(c.project).fit(c.frame).transform(c.frame)
     rows = np.arange(c.y.size)
@@ -334,4 +340,7 @@ def analyze_campaign(campaign: Campaign, learner: str = "s", seed: int = 0) -> d
     }
     if c.binary:
         report["response_types"] = _response_types(c, test, q_hat, uplift)
+    if robustness:
+        report["refutations"] = refute(c, x, seed)
+        report["learners_qini"] = compare_learners(c, x, train, test, seed)
     return report

@@ -191,6 +191,14 @@ def campaign(
     ] = None,
     learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="Also refutation tests of the ATE and every learner's Qini beside EconML's "
+            "causal forest (slower).",
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="Where to write the whole report (JSON).")] = Path(
         "campaign.json"
     ),
@@ -208,6 +216,6 @@ def campaign(
 
     settings = load_settings()
     loaded = load_campaign(data or settings.imported_data, project_from(project, settings), outcome)
-    result = analyze_campaign(loaded, learner, seed)
+    result = analyze_campaign(loaded, learner, seed, robustness)
     print_campaign(result)
     write_json(out, result)

@@ -39,3 +39,14 @@ def print_campaign(report: dict[str, Any]) -> None:
             f"  {name:<28} {dr['value'] * scale:.2f}{unit} "
             f"[{dr['ci_low'] * scale:.2f}, {dr['ci_high'] * scale:.2f}]"
         )
+    for action, checks in report.get("refutations", {}).items():
+        placebo, subset = checks["placebo_treatment"], checks["data_subset"]
+        typer.echo(
+            f"  refutations, {action}: adjusted ATE {checks['adjusted_ate'] * scale:+.2f}{unit}; "
+            f"placebo {placebo['effect'] * scale:+.2f}{unit} (p {placebo['p_value']:.2f}); "
+            f"random common cause moves it {checks['random_common_cause']['change'] * scale:+.3f}"
+            f"{unit}; 80% subsets {subset['mean'] * scale:+.2f} sd {subset['sd'] * scale:.2f}"
+        )
+    for learner, qinis in report.get("learners_qini", {}).items():
+        shown = ", ".join(f"{action} {value:.4f}" for action, value in qinis.items())
+        typer.echo(f"  held-out Qini, {learner}: {shown}")

@@ -28,7 +28,7 @@ def test_hillstrom_ate_is_the_difference_of_arm_means_and_the_womens_email_ranks
     hillstrom: tuple[Project, Path],
 ) -> None:
     project, data = hillstrom
-    report = analyze_campaign(load_campaign(data, project), learner="s", seed=0)
+    report = analyze_campaign(load_campaign(data, project), learner="s", seed=0, robustness=True)
     assert report["propensity"] == "logged with each assignment"
     # The data set's README: visit 10.62% (no e-mail), 15.14% (womens), 18.28% (mens).
     mens, womens = report["ate"]["mens_email"], report["ate"]["womens_email"]
@@ -47,6 +47,15 @@ def test_hillstrom_ate_is_the_difference_of_arm_means_and_the_womens_email_ranks
     assert values["everyone: mens_email"]["dr"]["value"] > values["treat nobody"]["dr"]["value"]
     types = report["response_types"]["womens_email"]
     assert sum(sum(arm.values()) for arm in types.values()) == round(0.3 * 64_000)
+    for action, checks in report["refutations"].items():
+        ate = report["ate"][action]["effect"]
+        assert checks["adjusted_ate"] == pytest.approx(ate, abs=0.005)  # randomized: ~unadjusted
+        assert checks["placebo_treatment"]["passes"]
+        assert abs(checks["placebo_treatment"]["effect"]) < 0.01
+        assert abs(checks["random_common_cause"]["change"]) < 0.001
+        assert abs(checks["data_subset"]["mean"] - checks["adjusted_ate"]) < 0.005
+    assert set(report["learners_qini"]) == {"s", "t", "x", "dr", "ct", "econml_causal_forest"}
+    assert report["learners_qini"]["econml_causal_forest"]["womens_email"] > 0.02
 
 
 def _campaign(tmp_path: Path, seed: int, assignment: str) -> Path:
