@@ -45,7 +45,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from feedback.ope import OffPolicyLog, evaluate_policy
 from feedback.robustness import compare_learners, refute
-from ingest.importer import CURRENT
+from ingest.importer import imported_table
 from ingest.project import CONTROL, FeatureKind, Project
 from model_export.design import DesignMatrix
 from model_export.evaluation import quiet_sklift, response_types, uplift_report
@@ -74,14 +74,6 @@ class Campaign:
     y: Floats
     propensity: Floats
     propensity_note: str
-
-
-def _imported(data: Path, table: str) -> pd.DataFrame:
-    folder = data / CURRENT if (data / CURRENT).exists() else data
-    path = folder / f"{table}.parquet"
-    if not path.is_file():
-        raise SchemaError(f"{path} not found: the import has no {table} table")
-    return pd.read_parquet(path)
 
 
 def _arm_probabilities(x: NDArray[np.float32], treatment: NDArray[np.int64]) -> Floats:
@@ -128,8 +120,8 @@ def load_campaign(data: Path, project: Project, outcome: str | None = None) -> C
     name = outcome or project.declared_outcome().name
     if name not in declared:
         raise SchemaError(f"unknown outcome {name!r}; the project declares {sorted(declared)}")
-    experiments = _imported(data, "experiments")
-    frame = experiments.merge(_imported(data, "customers"), on="customer_id", how="inner")
+    experiments = imported_table(data, "experiments")
+    frame = experiments.merge(imported_table(data, "customers"), on="customer_id", how="inner")
     present = set(frame["action"])
     if CONTROL not in present:
         raise SchemaError(f"the campaign has no control rows (action {CONTROL})")

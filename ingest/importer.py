@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ingest.contract import TIME_COLUMNS
 from ingest.project import Project
 from ingest.validate import TableReport, ValidatedTable, validate_project
 from policies.errors import ConfigError, SchemaError
 
-__all__ = ["CURRENT", "import_project", "imported_manifest"]
+__all__ = ["CURRENT", "import_project", "imported_manifest", "imported_table"]
 
 CURRENT = "current"
 _CHUNK = 1 << 20
@@ -103,11 +105,22 @@ def import_project(project: Project, out: Path) -> tuple[list[TableReport], Path
     return reports, folder
 
 
+def _folder(data: Path) -> Path:
+    return data / CURRENT if (data / CURRENT).exists() else data
+
+
+def imported_table(data: Path, table: str) -> pd.DataFrame:
+    """One table of an import (``data``: the import folder, or the folder holding ``current``)."""
+    path = _folder(data) / f"{table}.parquet"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: `nba data import` a project with {table} first")
+    return pd.read_parquet(path)
+
+
 def imported_manifest(data: Path) -> dict[str, Any]:
     """The manifest of ``data`` (an import folder, or a target folder with ``current``)."""
-    folder = data / CURRENT if (data / CURRENT).exists() else data
     try:
-        loaded: dict[str, Any] = json.loads((folder / "import.json").read_text())
+        loaded: dict[str, Any] = json.loads((_folder(data) / "import.json").read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{data}: not an imported data folder ({exc})") from None
     return loaded
