@@ -35,6 +35,7 @@ __all__ = [
     "PERSONA_INPUTS",
     "PersonaModel",
     "activity_windows",
+    "cluster_personas",
     "clv_table",
     "fit_personas",
     "rfm_table",
@@ -226,14 +227,11 @@ class PersonaModel:
         return np.asarray(distances.argmin(axis=1), dtype=np.int64)
 
 
-def fit_personas(
-    snapshot: pd.DataFrame,
-    retained: NDArray[np.bool_] | None = None,
-    k_range: range = range(3, 9),
-    seed: int = 0,
-) -> PersonaModel:
-    """Choose k by silhouette on a sample, fit, profile, and test that personas differ."""
-    x = persona_inputs(snapshot)
+def cluster_personas(
+    x: NDArray[np.float64], k_range: range = range(3, 9), seed: int = 0
+) -> tuple[PersonaModel, dict[int, dict[str, float]]]:
+    """Standardize -> PCA (90% of the variance) -> K-Means, k chosen by silhouette on a sample
+    (Calinski-Harabasz and Davies-Bouldin reported beside it for every k)."""
     if len(x) < 2 * max(k_range):
         raise SchemaError(f"personas need at least {2 * max(k_range)} customers, got {len(x)}")
     scaler = StandardScaler().fit(x)
@@ -258,6 +256,19 @@ def fit_personas(
         pca_mean=pca.mean_.tolist(),
         centroids=kmeans.cluster_centers_.tolist(),
     )
+    return model, scores
+
+
+def fit_personas(
+    snapshot: pd.DataFrame,
+    retained: NDArray[np.bool_] | None = None,
+    k_range: range = range(3, 9),
+    seed: int = 0,
+) -> PersonaModel:
+    """Choose k by silhouette on a sample, fit, profile, and test that personas differ."""
+    x = persona_inputs(snapshot)
+    model, scores = cluster_personas(x, k_range, seed)
+    best_k = len(model.centroids)
     labels = model.assign(x)
     report: dict[str, Any] = {
         "k": best_k,

@@ -31,6 +31,7 @@ __all__ = [
     "Feature",
     "FeatureKind",
     "Outcome",
+    "Personas",
     "Project",
     "Source",
     "TableName",
@@ -166,6 +167,14 @@ class Value(_Strict):
         return self
 
 
+class Personas(_Strict):
+    """Persona segments: the numeric features they are clustered on, and the columns (or sums
+    of columns) on which the personas are tested for differences."""
+
+    inputs: tuple[Name, ...] = Field(min_length=2)
+    compare: dict[Name, tuple[Name, ...]] = Field(default_factory=dict)
+
+
 class Events(_Strict):
     types: tuple[Name, ...] = Field(min_length=1)
     triggers: tuple[Name, ...] = ()
@@ -190,6 +199,7 @@ class Project(_Strict):
     outcome: Outcome | None = None
     value: Value | None = None
     consent: dict[Name, Name] = Field(default_factory=dict)  # channel -> boolean column
+    personas: Personas | None = None
     catalog: Catalog | None = None
     segments: SegmentThresholds = SegmentThresholds()
     contact_rules: ContactRules = ContactRules()
@@ -205,6 +215,13 @@ class Project(_Strict):
             raise ValueError("an events source needs the `events` declaration (types, triggers)")
         if "experiments" in self.sources and self.outcome is None:
             raise ValueError("an experiments source needs the `outcome` declaration")
+        numeric = {f.name for f in self.features if f.kind is FeatureKind.NUMERIC}
+        if self.personas is not None:
+            used = set(self.personas.inputs).union(*self.personas.compare.values())
+            if used - numeric:
+                raise ValueError(
+                    f"personas use columns that are not numeric features: {sorted(used - numeric)}"
+                )
         if self.event_features and self.events is None:
             raise ValueError("event_features need the `events` declaration")
         for feature in self.event_features:
@@ -219,6 +236,11 @@ class Project(_Strict):
         if self.events is None:
             raise ConfigError(f"project {self.name}: no `events` declaration")
         return self.events
+
+    def declared_personas(self) -> Personas:
+        if self.personas is None:
+            raise ConfigError(f"project {self.name}: no `personas` section")
+        return self.personas
 
     def declared_outcome(self) -> Outcome:
         if self.outcome is None:

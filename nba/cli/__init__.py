@@ -42,6 +42,7 @@ app.add_typer(data.schemas_app, name="schemas")
 app.command("train")(models.train)
 app.command("export")(models.export)
 app.command("evaluate")(models.evaluate)
+app.command("response")(models.response)
 app.add_typer(models.models_app, name="models")
 
 app.add_typer(feedback.experiment_app, name="experiment")

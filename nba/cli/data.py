@@ -288,3 +288,30 @@ def features_clv(
     typer.echo(f"wrote {out}")
     if plot is not None:
         typer.echo(f"wrote {plot_calibration(fit, plot)}")
+
+
+@features_app.command("personas")
+def features_personas(
+    project: ProjectOption = None,
+    data: Annotated[
+        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of PCA and K-Means.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")] = Path(
+        "personas.json"
+    ),
+) -> None:
+    """Persona segments of an import's customers (the project's `personas` section).
+
+    PCA + K-Means with k by silhouette (Calinski-Harabasz and Davies-Bouldin beside it), named
+    profiles, Kruskal-Wallis and Holm-corrected Mann-Whitney tests on the compared columns.
+    """
+    from nba.cli.common import write_json
+    from nba.commands.data import project_from
+    from nba.commands.response import personas_of_import
+
+    settings = load_settings()
+    report = personas_of_import(
+        project_from(project, settings), data or settings.imported_data, seed
+    )
+    write_json(out, report)

@@ -10,7 +10,7 @@ import typer
 from policies.errors import ConfigError
 from stream_app.settings import Settings, load_settings
 
-__all__ = ["evaluate", "export", "models_app", "train"]
+__all__ = ["response", "evaluate", "export", "models_app", "train"]
 
 models_app = typer.Typer(
     help="The model registry: list versions, promote the one served.", no_args_is_help=True
@@ -116,3 +116,34 @@ def evaluate(
     from nba.commands.models import dump, evaluate_version
 
     typer.echo(dump(evaluate_version(Registry(load_settings().model_registry), version, data)))
+
+
+def response(
+    project: Annotated[
+        Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
+    ] = None,
+    outcome: Annotated[
+        str | None, typer.Option(help="Binary outcome column (default: the project's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the folds and the models.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")] = Path(
+        "response.json"
+    ),
+) -> None:
+    """Who responds to a campaign: a cross-validated response model, with and without personas.
+
+    ROC-AUC with a bootstrap interval; precision, recall, F1 and the confusion matrix at the
+    threshold that maximizes F1. Reads an import's customers and experiments tables.
+    """
+    from nba.cli.common import write_json
+    from nba.commands.data import project_from
+    from nba.commands.response import response_of_import
+
+    settings = load_settings()
+    report = response_of_import(
+        project_from(project, settings), data or settings.imported_data, outcome, seed
+    )
+    write_json(out, report)
