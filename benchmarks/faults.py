@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from benchmarks._common import write_result
 from benchmarks.end_to_end import _settings, _worker_env
@@ -190,6 +190,22 @@ def _fault(
     return actions[kind]
 
 
+_COORDINATOR_LOADING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+}
+
+
+def _all_committed(consumer: Consumer, topic: str) -> bool:
+    listed = consumer.list_topics(topic, timeout=10).topics
+    parts = [TopicPartition(topic, p) for p in listed[topic].partitions]
+    committed = consumer.committed(parts, timeout=10)
+    ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
+    return all(c.offset >= e for c, e in zip(committed, ends, strict=True))
+
+
 def _caught_up(settings: Settings, timeout_s: float, worker: Worker) -> bool:
     """Wait until the worker's group has committed every event of the round's topic."""
     consumer = kafka_clients.consumer(settings, settings.consumer_group)
@@ -197,15 +213,14 @@ def _caught_up(settings: Settings, timeout_s: float, worker: Worker) -> bool:
     try:
         while time.monotonic() < deadline:
             worker.check_alive()
-            listed = consumer.list_topics(settings.topic_events, timeout=10).topics
-            parts = [
-                TopicPartition(settings.topic_events, p)
-                for p in listed[settings.topic_events].partitions
-            ]
-            committed = consumer.committed(parts, timeout=10)
-            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
-            if all(c.offset >= e for c, e in zip(committed, ends, strict=True)):
-                return True
+            try:
+                if _all_committed(consumer, settings.topic_events):
+                    return True
+            except KafkaException as exc:
+                # A restarted broker answers NOT_COORDINATOR (or times out) while it loads the
+                # group coordinator: asked again on the next poll.
+                if not exc.args[0].retriable() and exc.args[0].code() not in _COORDINATOR_LOADING:
+                    raise
             time.sleep(1.0)
     finally:
         consumer.close()
