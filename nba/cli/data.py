@@ -22,7 +22,7 @@ features_app = typer.Typer(
     no_args_is_help=True,
 )
 data_app = typer.Typer(
-    help="A team's own data: validate and import it (the project file, docs/data-contract.md).",
+    help="Validate and import a team's own data (docs/data-contract.md).",
     no_args_is_help=True,
 )
 schemas_app = typer.Typer(
@@ -201,8 +201,9 @@ ProjectOption = Annotated[
 
 @data_app.command("validate")
 def data_validate(project: ProjectOption = None) -> None:
-    """Check every declared file against the data contract; import nothing.
+    """Check each declared file against the data contract.
 
+    Imports nothing.
     Per file: rows read and rejected, then the first problems as file:line:column: reason.
     Exit code 2 when any row is rejected or a file cannot be read.
     """
@@ -252,8 +253,9 @@ def features_clv(
         Path | None, typer.Option(help="Also draw the calibration / holdout check (PNG).")
     ] = None,
 ) -> None:
-    """Fit BG/NBD + Gamma-Gamma on an import's transactions; CLV per customer.
+    """BG/NBD + Gamma-Gamma on an import's transactions.
 
+    CLV per customer.
     Fitted on the purchases up to --calibration-end; the rest of the data checks the fit
     (predicted vs actual repeat purchases per calibration frequency).
     """
@@ -301,8 +303,9 @@ def features_personas(
         "personas.json"
     ),
 ) -> None:
-    """Persona segments of an import's customers (the project's `personas` section).
+    """Persona segments of an import's customers.
 
+    From the project's `personas` section.
     PCA + K-Means with k by silhouette (Calinski-Harabasz and Davies-Bouldin beside it), named
     profiles, Kruskal-Wallis and Holm-corrected Mann-Whitney tests on the compared columns.
     """

@@ -133,7 +133,9 @@ def response(
         "response.json"
     ),
 ) -> None:
-    """Who responds to a campaign: a cross-validated response model, with and without personas.
+    """Who responds: a cross-validated response model on an import.
+
+    With and without persona features.
 
     ROC-AUC with a bootstrap interval; precision, recall, F1 and the confusion matrix at the
     threshold that maximizes F1. Reads an import's customers and experiments tables.
