@@ -43,6 +43,16 @@ UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 
         (["dlq", "inspect"], UNREACHABLE, "cannot reach the Kafka broker at 127.0.0.1:1"),
         (["experiment", "report"], UNREACHABLE, "cannot reach the Kafka broker"),
         (["report", "--out", "never.html"], UNREACHABLE, "cannot reach the Kafka broker"),
+        (["data", "validate"], {}, "no project file: pass --project or set NBA_PROJECT"),
+        (["data", "import", "--project", "/nonexistent.yaml"], {}, "cannot be read"),
+        (["features", "clv", "--calibration-end", "19970930"], {}, "is not YYYY-MM-DD"),
+        (
+            ["features", "clv", "--calibration-end", "1997-09-30", "--data", "/nonexistent"],
+            {},
+            "transactions.parquet not found",
+        ),
+        (["campaign", "--project", "/nonexistent.yaml"], {}, "cannot be read"),
+        (["response"], {}, "no project file"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(
