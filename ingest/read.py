@@ -82,6 +82,18 @@ def _read_csv(path: Path, source: Source) -> pd.DataFrame:
         raise UnreadableSource(f"{path.name}: not readable as CSV ({exc})") from None
 
 
+def _flattened(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nested objects of JSON lines as ``parent.child`` columns (``properties.severity``)."""
+    nested = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, dict)).any()]
+    for column in nested:
+        records = [v if isinstance(v, dict) else {} for v in frame[column]]
+        inner = pd.json_normalize(records)
+        frame = frame.drop(columns=column).join(
+            inner.add_prefix(f"{column}.").set_index(frame.index)
+        )
+    return frame
+
+
 def _read(path: Path, source: Source) -> pd.DataFrame:
     if not path.is_file():
         raise UnreadableSource(f"{path}: no such file")
@@ -92,7 +104,7 @@ def _read(path: Path, source: Source) -> pd.DataFrame:
         if kind == "parquet":
             return pd.read_parquet(path)
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+            return _flattened(pd.read_json(path, lines=True, dtype=False, convert_dates=False))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise UnreadableSource(f"{path.name}: not readable as {kind} ({exc})") from None
     return _read_csv(path, source)

@@ -12,7 +12,7 @@ from policies.catalog import default_catalog
 from simulator.events import EVENT_TYPES
 from simulator.world import AS_OF
 
-__all__ = ["TRIGGERS", "world_project"]
+__all__ = ["EVENT_FEATURES", "TRIGGERS", "world_project"]
 
 TRIGGERS = (
     "login",
@@ -42,6 +42,28 @@ _NUMERIC = (
 )
 
 
+# The stream's windows, declared once (features/event_features.py computes them in batch).
+EVENT_FEATURES = [
+    {"name": "logins_24h", "event_type": "login", "aggregate": "count", "window": "24h"},
+    {"name": "tickets_7d", "event_type": "support_ticket", "aggregate": "count", "window": "7d"},
+    {
+        "name": "ticket_severity_7d",
+        "event_type": "support_ticket",
+        "aggregate": "sum",
+        "window": "7d",
+        "property": "severity",
+    },
+    {
+        "name": "distinct_features_7d",
+        "event_type": "feature_used",
+        "aggregate": "distinct",
+        "window": "7d",
+        "property": "feature",
+    },
+    {"name": "hours_since_login", "event_type": "login", "aggregate": "recency", "window": "30d"},
+]
+
+
 def world_project(with_events: bool) -> dict[str, Any]:
     """The project file of a folder written by ``write_world`` (as a YAML-ready mapping)."""
     sources: dict[str, Any] = {
@@ -69,6 +91,14 @@ def world_project(with_events: bool) -> dict[str, Any]:
         "catalog": default_catalog().model_dump(mode="json", exclude_defaults=True),
     }
     if with_events:
-        sources["events"] = {"path": "events.jsonl"}
-        project["events"] = {"types": list(EVENT_TYPES), "triggers": list(TRIGGERS)}
+        sources["events"] = {
+            "path": "events.jsonl",
+            "columns": {"feature": "properties.feature", "severity": "properties.severity"},
+        }
+        project["events"] = {
+            "types": list(EVENT_TYPES),
+            "triggers": list(TRIGGERS),
+            "properties": {"feature": "categorical", "severity": "numeric"},
+        }
+        project["event_features"] = EVENT_FEATURES
     return project

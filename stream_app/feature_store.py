@@ -54,12 +54,19 @@ def redis_connection_string(url: str, timeout_s: float = 2.0) -> str:
 
 class FeatureStoreAdapter:
     def __init__(
-        self, settings: Settings, repo_dir: Path, data_dir: Path, project: str = "nba"
+        self,
+        settings: Settings,
+        repo_dir: Path,
+        data_dir: Path,
+        project: str = "nba",
+        generated: Definitions | None = None,
     ) -> None:
+        """``generated``: a project file's views (features.project_repo) instead of the
+        simulated world's."""
         repo_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self.project = project
-        self.definitions: Definitions = definitions(data_dir)
+        self.definitions: Definitions = generated or definitions(data_dir)
         config = RepoConfig(
             project=project,  # also the key prefix in Redis: projects never see each other
             provider="local",
@@ -132,8 +139,13 @@ class FeatureStoreAdapter:
             entity_rows=[{"customer_id": c} for c in customer_ids],
         )
         frame = response.to_df()
-        frame["cold_start"] = frame["plan"].isna().to_numpy()
+        frame["cold_start"] = frame[self._profile_marker].isna().to_numpy()
         return frame
+
+    @property
+    def _profile_marker(self) -> str:
+        """A profile field: null exactly when the customer has no profile (a cold start)."""
+        return self.definitions.views["profile"].features[0].name
 
     def read_batch(self, customer_ids: list[str]) -> pd.DataFrame:
         """The same features read straight from the online store in Feast's key format (entity
@@ -156,7 +168,7 @@ class FeatureStoreAdapter:
         for k, (_, feature) in enumerate(names):
             columns[feature] = [_decode(row[k]) for row in rows]
         frame = pd.DataFrame(columns)
-        frame["cold_start"] = frame["plan"].isna().to_numpy()
+        frame["cold_start"] = frame[self._profile_marker].isna().to_numpy()
         return frame
 
     @property

@@ -105,30 +105,68 @@ def schemas_check() -> None:
     typer.echo("schemas are up to date")
 
 
-def _feature_store() -> Any:
+ProjectOption = Annotated[
+    Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
+]
+
+
+def _feature_store(project: Path | None = None, data: Path | None = None) -> Any:
+    """The store over the simulated world's views, or over a project's (generated from the
+    project file, for its import) when --project or NBA_PROJECT names one."""
     from stream_app.feature_store import FeatureStoreAdapter
 
     settings = load_settings()
-    return FeatureStoreAdapter(settings, settings.feature_repo, settings.feature_data)
+    generated = None
+    if project or settings.project:
+        from features.project_repo import project_definitions
+        from ingest.importer import imported_manifest
+        from nba.commands.data import project_from
+
+        loaded = project_from(project, settings)
+        tables = set(imported_manifest(data or settings.imported_data)["tables"])
+        generated = project_definitions(loaded, settings.feature_data, tables)
+    return FeatureStoreAdapter(
+        settings, settings.feature_repo, settings.feature_data, generated=generated
+    )
+
+
+ImportOption = Annotated[
+    Path | None, typer.Option(help="With a project: the import to read; default NBA_IMPORTED_DATA.")
+]
 
 
 @features_app.command("build")
 def features_build(
-    data: Annotated[Path, typer.Option(help="Folder written by `nba simulate world`.")] = Path(
-        "data/world"
-    ),
+    data: Annotated[
+        Path,
+        typer.Option(help="Folder written by `nba simulate world`, or a project's import."),
+    ] = Path("data/world"),
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A project file (or NBA_PROJECT): build from its import at --data."),
+    ] = None,
 ) -> None:
     """Run the batch feature jobs; write every view's parquet.
 
-    The CLV, RFM, persona and activity-window jobs, into NBA_FEATURE_DATA.
+    The CLV, RFM, persona and activity-window jobs, into NBA_FEATURE_DATA. With a project:
+    its declared views (profile, event windows, CLV, personas) from the import.
     """
     import json
+
+    settings = load_settings()
+    if project or settings.project:
+        from features.project_repo import build_project_sources
+        from nba.commands.data import project_from
+
+        built = build_project_sources(project_from(project, settings), data, settings.feature_data)
+        for name, rows in built.items():
+            typer.echo(f"{settings.feature_data / name}: {rows:,} rows")
+        return
 
     from nba.commands.features import build_sources
     from simulator.config import WorldConfig
     from simulator.world import build_world
 
-    settings = load_settings()
     try:
         config = WorldConfig.model_validate(json.loads((data / "world.json").read_text())["config"])
     except OSError:
@@ -140,24 +178,37 @@ def features_build(
 
 
 @features_app.command("apply")
-def features_apply() -> None:
+def features_apply(project: ProjectOption = None, data: ImportOption = None) -> None:
     """Register the entity, sources, views and nba_scoring."""
-    _feature_store().apply()
-    typer.echo("applied: customer, profile, engagement_stream, clv, rfm, persona, nba_scoring")
+    store = _feature_store(project, data)
+    store.apply()
+    typer.echo(f"applied: customer, {', '.join(store.definitions.views)}, nba_scoring")
 
 
 @features_app.command("materialize")
 def features_materialize(
     days: Annotated[int, typer.Option(help="Load feature values of the last N days.")] = 400,
+    project: ProjectOption = None,
+    data: ImportOption = None,
 ) -> None:
-    """Load the batch sources into the Redis online store."""
+    """Load the batch sources into the Redis online store.
+
+    With a project: over its import's own time range (--days is not used).
+    """
     from datetime import timedelta
 
     from simulator.world import AS_OF
 
     check_positive(days=days)
-    _feature_store().materialize(AS_OF - timedelta(days=days), AS_OF + timedelta(days=1))
-    typer.echo("materialized into the online store")
+    settings = load_settings()
+    if project or settings.project:
+        from features.project_repo import materialize_window
+
+        start, end = materialize_window(data or settings.imported_data)
+    else:
+        start, end = AS_OF - timedelta(days=days), AS_OF + timedelta(days=1)
+    _feature_store(project, data).materialize(start, end)
+    typer.echo(f"materialized {start:%Y-%m-%d} to {end:%Y-%m-%d} into the online store")
 
 
 @features_app.command("read")
@@ -192,11 +243,6 @@ def features_push_test(
     )
     if not same:
         raise typer.Exit(1)
-
-
-ProjectOption = Annotated[
-    Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
-]
 
 
 @data_app.command("validate")
