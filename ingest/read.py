@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from ingest.contract import contract_columns
 from ingest.project import Project, Source, TableName
@@ -59,9 +60,43 @@ def _bad_bytes_line(path: Path, encoding: str) -> str:
     return f"{path.name}: not valid {encoding}"
 
 
+def _arrow_csv(path: Path, source: Source, encoding: str) -> pd.DataFrame:
+    """pyarrow's multithreaded CSV reader, every column as text (twice as fast as pandas' C
+    reader here, benchmarks/ingest_speed.py)."""
+    read = pacsv.ReadOptions(
+        encoding="utf8" if encoding == "utf-8-sig" else encoding,  # arrow skips a UTF-8 BOM
+        column_names=list(source.names) if not source.header and source.names else None,
+    )
+    parse = pacsv.ParseOptions(delimiter=source.delimiter)
+    with pacsv.open_csv(path, read_options=read, parse_options=parse) as first_block:
+        header = first_block.schema.names  # the streaming reader reads one block only
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in header},
+        strings_can_be_null=True,
+        null_values=[""],
+    )
+    table = pacsv.read_csv(
+        path,
+        read_options=read,
+        parse_options=parse,
+        convert_options=convert,
+    )
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
 def _read_csv(path: Path, source: Source) -> pd.DataFrame:
-    sep = r"\s+" if source.delimiter == "whitespace" else source.delimiter
     encoding = _encoding(source)
+    if source.delimiter != "whitespace" and len(source.delimiter) == 1:
+        try:
+            return _arrow_csv(path, source, encoding)
+        except pa.ArrowInvalid as exc:
+            if "UTF8" in str(exc) or "decode" in str(exc).lower():
+                raise UnreadableSource(_bad_bytes_line(path, encoding)) from None
+            if "Empty CSV file" in str(exc):
+                raise UnreadableSource(f"{path.name}: empty file (no header row)") from None
+            raise UnreadableSource(f"{path.name}: not readable as CSV ({exc})") from None
+    sep = r"\s+" if source.delimiter == "whitespace" else source.delimiter
     try:
         return pd.read_csv(
             path,
@@ -72,7 +107,7 @@ def _read_csv(path: Path, source: Source) -> pd.DataFrame:
             na_values=[""],
             header=0 if source.header else None,
             names=list(source.names) if source.names else None,
-            engine="python" if sep == r"\s+" else "c",
+            engine="python",
         )
     except UnicodeDecodeError:
         raise UnreadableSource(_bad_bytes_line(path, encoding)) from None
