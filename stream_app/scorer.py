@@ -146,7 +146,8 @@ class FeatureScoreSource:
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
         frame = fill_cold_start(self._read(list(customers)), self._defaults, COUNT_FEATURES)
-        consent = frame[[f"consent_{c}" for c in CHANNELS]].astype(bool).to_numpy()
+        # Consent only where the store says True: a null (unknown) is no consent, not bool(NaN).
+        consent = frame[[f"consent_{c}" for c in CHANNELS]].eq(True).to_numpy()
         self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
         p_churn, uplift, expansion_share = self.scorer.predict(feature_matrix(frame))
         return policy_scores(
@@ -176,7 +177,8 @@ def snapshot_reader(snapshot: pd.DataFrame) -> FeatureReader:
 
 
 def feature_defaults(snapshot: pd.DataFrame) -> pd.Series:
-    """Cold-start defaults: the base's medians (numbers) and most common values (the rest)."""
+    """Cold-start defaults: the base's medians (numbers) and most common values (the rest); no
+    consent on any channel, whatever most of the base gave (consent is never assumed)."""
     numeric = snapshot.select_dtypes("number").median()
     other = (
         snapshot.select_dtypes(exclude="number")
@@ -185,4 +187,6 @@ def feature_defaults(snapshot: pd.DataFrame) -> pd.Series:
         .iloc[0]
     )
     defaults: pd.Series = pd.concat([numeric, other])
+    for channel in CHANNELS:
+        defaults[f"consent_{channel}"] = False
     return defaults

@@ -13,7 +13,7 @@ from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.serving import BundleScorer
 from model_export.training import train_models
-from policies.catalog import default_catalog
+from policies.catalog import CHANNELS, default_catalog
 from policies.errors import ModelManifestError
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
@@ -56,6 +56,22 @@ def test_scores_come_from_the_bundle_and_cold_starts_get_defaults(
         and scores.customer_value[10] == world.customers["contract_value"].median()
     )
     assert 0.0 <= scores.engagement.min() and scores.engagement.max() <= 1.0
+    assert world.customers["consent_email"].mean() > 0.5  # most of the base consents...
+    assert not source.contacts(["NEW-CUSTOMER"]).consent.any()  # ...a stranger has not
+
+
+def test_an_unknown_consent_is_no_consent(registry: Registry, world: World) -> None:
+    known = world.customers.head(2).copy()
+    known["consent_email"] = known["consent_email"].astype(object)
+    known.loc[0, "consent_email"] = None
+    known.loc[1, "consent_email"] = True
+    source = FeatureScoreSource(
+        snapshot_reader(known), BundleScorer(registry, CATALOG), world.customers
+    )
+    ids = known["customer_id"].tolist()
+    source.scores(ids, ["e0", "e1"])
+    email = CHANNELS.index("email")
+    assert source.contacts(ids).consent[:, email].tolist() == [False, True]
 
 
 def test_a_known_customer_missing_counts_gets_the_defaults_not_a_failed_batch(
