@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
-from ingest.contract import BOOLEAN_SPELLINGS, contract_columns, rules_schema, typing_schema
+from ingest.contract import (
+    BOOLEAN_SPELLINGS,
+    contract_columns,
+    fast_typed,
+    rules_schema,
+    typing_schema,
+)
 from ingest.project import Project, TableName
 from ingest.read import SourceFrame, UnreadableSource, read_source
 
@@ -112,7 +118,8 @@ def _validate_table(
         return report, None, None
     report.rows_read = len(source.frame)
     problems: list[tuple[int, str]] = []
-    typed = _checked(typing_schema(project, table), source.frame, source, problems)
+    frame = fast_typed(project, table, source.frame)
+    typed = _checked(typing_schema(project, table), frame, source, problems)
     checked = _checked(rules_schema(project, table, customers), typed, source, problems)
     problems.sort()
     report.rows_rejected = len({index for index, _ in problems})
