@@ -213,7 +213,7 @@ def fast_typed(project: Project, table: TableName, frame: pd.DataFrame) -> pd.Da
     """Text columns of numbers and times parsed up front where Arrow can (ten times faster than
     pandas' parsers on millions of rows, benchmarks/ingest_speed.py); the typing schema then
     finds them typed and only parses what is left."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # columns are replaced, never changed in place
     formats = project.sources[table].date_formats
     for name, spec in contract_columns(project, table).items():
         parsable = spec.kind in ("time", "number", "amount", "binary", "probability")
