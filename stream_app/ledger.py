@@ -91,6 +91,15 @@ class BudgetLedger:
         value: bytes | None = self._client.get(self._keys[3])  # type: ignore[assignment]  # sync client
         return value.decode() if value is not None else None
 
+    def check_epoch(self) -> None:
+        """Raise LedgerLost when the epoch this worker holds is no longer the stored one (one
+        GET): a worker that spends nothing for a while still notices a flushed ledger."""
+        if self.epoch is not None and self.stored_epoch() != self.epoch:
+            raise LedgerLost(
+                f"the ledger of period {self.period!r} was lost or replaced (its epoch changed): "
+                "rebuild it from the published actions"
+            )
+
     def forget_epoch(self) -> None:
         """Drop the epoch: every worker holding it stops spending and rebuilds (`nba ledger
         rebuild --force`)."""

@@ -108,6 +108,7 @@ class DecisionEngine:
     def process(self, raws: list[RawMessage], committed: CommittedOffset) -> BatchStats:
         """Validate, decide and publish one batch inside the caller's open transaction."""
         stats = BatchStats(consumed=len(raws))
+        self.ledger.check_epoch()  # a flushed ledger is rebuilt even by a batch that spends nothing
         valid, rejected = self._intake.accept(raws)
         stats.invalid = len(rejected)
         if self._aggregates is not None and valid:
@@ -153,7 +154,7 @@ class DecisionEngine:
             if delivered or _committed_before(payload, committed):
                 stats.already_delivered += 1  # readers have it: publishing again duplicates it
             else:  # decided in a transaction that did not commit: publish the same bytes
-                self._publisher.republish(raw, event, payload)
+                self._publisher.republish(raw, event, payload, self._capacity_of(payload))
                 stats.republished += 1
         fresh = [t for t, (payload, _) in zip(triggers, found, strict=True) if payload is None]
         if not fresh:
@@ -171,6 +172,11 @@ class DecisionEngine:
             capacity = self._decider.capacity.tolist()
             published = self._publisher.reserve_and_publish(fresh, actions, decisions, capacity)
         stats.decided += len(published)
+
+    def _capacity_of(self, payload: bytes) -> float:
+        """The period's capacity of a stored decision's action (inf for do_nothing)."""
+        action = json.loads(payload)["action"]
+        return float(self._decider.capacity[self.policy.catalog.index(action)])
 
     def _announce_versions(self) -> str:
         version = self._model_version()

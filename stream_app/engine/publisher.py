@@ -23,6 +23,8 @@ from stream_app.pipeline import RawMessage
 
 __all__ = ["Publisher"]
 
+_PAID = DO_NOTHING + 1  # any action index but do_nothing's: _reserve asks the ledger
+
 
 class Publisher:
     def __init__(
@@ -45,9 +47,22 @@ class Publisher:
         self._produced: list[str] = []  # action_ids of the batch's records
         self._latencies_ms: list[float] = []
 
-    def republish(self, raw: RawMessage, event: EngagementEvent, payload: bytes) -> None:
+    def republish(
+        self, raw: RawMessage, event: EngagementEvent, payload: bytes, capacity: float
+    ) -> None:
         """A trigger decided before whose decision no reader has yet: publish exactly what was
-        decided (an aborted transaction's decision, or one whose commit is not known)."""
+        decided (an aborted transaction's decision, or one whose commit is not known).
+
+        Its reservation is asked for again (a no-op when the ledger holds it): a FLUSHALL
+        between the reservation and the decision's store leaves a stored decision whose spend
+        a ledger rebuilt from the topic does not know. Refused now, the decision becomes
+        do_nothing, stored in its place (no reader has seen the first one)."""
+        stored = NbaAction.model_validate_json(payload)
+        if stored.action != "do_nothing":
+            final = self._reserve(stored, _PAID, stored.cost, capacity)
+            if final is not stored:
+                payload = final.model_dump_json().encode()
+                self._state.replace_decision(final.action_id, payload)
         self._publish(raw, payload)
         self._contacted(event, json.loads(payload)["channel"])
 

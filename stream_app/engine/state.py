@@ -71,6 +71,10 @@ class DecisionState:
         """First write wins: a decision, once stored, is what every replay republishes."""
         self._redis.set(_decision_key(action_id), payload, ex=DECISION_TTL_S, nx=True)
 
+    def replace_decision(self, action_id: str, payload: bytes) -> None:
+        """Overwrite a stored decision no reader has seen (its transaction never committed)."""
+        self._redis.set(_decision_key(action_id), payload, ex=DECISION_TTL_S)
+
     def answers(self) -> bool:
         try:
             return bool(self._redis.ping())

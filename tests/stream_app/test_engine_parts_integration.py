@@ -125,3 +125,63 @@ def test_decider_and_publisher_reserve_store_and_publish_each_decision(
     got = drain(consumer, len(published))
     consumer.close()
     assert [json.loads(m.value())["action_id"] for m in got] == [a.action_id for a in published]
+
+
+def test_a_stored_decision_whose_reservation_was_lost_is_reserved_again_or_replaced(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    """A FLUSHALL between a reservation and the store of its decision: the stored decision is
+    republished on the batch's next try, and its spend must be in the rebuilt ledger."""
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    client = redis.Redis.from_url(redis_url)
+    ledger = BudgetLedger(client, f"lost-{uuid.uuid4().hex}", budget=100.0)
+    ledger.open(create=True)
+    state = DecisionState(client, f"events-{uuid.uuid4().hex}")
+    producer = kafka_clients.transactional_producer(settings, f"t-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    publisher = Publisher(
+        producer=producer, actions_topic=make_topic("actions"), state=state, ledger=ledger
+    )
+
+    def stored(customer: str, cost: float) -> tuple[RawMessage, EngagementEvent, bytes]:
+        event = _event(customer, f"e-{customer}")
+        action = NbaAction.model_validate(
+            {
+                "action_id": f"a-{customer}",
+                "customer_id": customer,
+                "action": "retention_email",
+                "channel": "email",
+                "expected_value": 10.0,
+                "uplift": 0.1,
+                "p_churn": 0.3,
+                "customer_value": 1000.0,
+                "cost": cost,
+                "segment": "Re-engage",
+                "reasons": ["test"],
+                "explanation": "Re-engage, retention_email chosen",
+                "arm": "treatment",
+                "propensity": 1.0,
+                "model_version": "v",
+                "policy_version": "p",
+                "budget_period": ledger.period,
+                "decided_at": datetime(2026, 12, 1, tzinfo=UTC),
+                "trigger": {"topic": "events", "partition": 0, "offset": 0, "event_id": "x"},
+            }
+        )
+        payload = action.model_dump_json().encode()
+        state.store_decision(action.action_id, payload)  # stored, never reserved
+        return RawMessage("events", 0, 0, customer.encode(), b"{}", {}, 0), event, payload
+
+    producer.begin_transaction()
+    publisher.republish(*stored("C1", 60.0), capacity=float("inf"))
+    publisher.republish(*stored("C2", 60.0), capacity=float("inf"))  # over the budget now
+    producer.commit_transaction(30)
+    publisher.committed()
+
+    assert ledger.spent() == pytest.approx(60.0)
+    (first, _), (second, _) = state.lookup(["a-C1", "a-C2"])
+    assert first is not None and NbaAction.model_validate_json(first).cost == 60.0
+    assert second is not None
+    replaced = NbaAction.model_validate_json(second)
+    assert replaced.action == "do_nothing" and replaced.cost == 0.0
+    assert any(r.startswith("ledger:") for r in replaced.reasons)
