@@ -18,12 +18,15 @@ import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
+from ingest.project import Project, load_project
 from model_export.manifest import Registry
 from policies.arms import ArmConfig
-from policies.catalog import Catalog, default_catalog
+from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
+from policies.rules import ContactRules
+from policies.segments import SegmentThresholds
 from stream_app import kafka_clients
 from stream_app.aggregates import ActivityStore
 from stream_app.contacts import ContactLog
@@ -55,16 +58,35 @@ def _base(settings: Settings) -> pd.DataFrame:
     return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
 
 
-def policy_config(settings: Settings, catalog: Catalog | None = None) -> PolicyConfig:
-    """The policy the settings describe (catalog, experiment, holdout and exploration shares)."""
+def _project(settings: Settings) -> Project | None:
+    return load_project(settings.project) if settings.project is not None else None
+
+
+def policy_config(settings: Settings) -> PolicyConfig:
+    """The policy the settings describe (catalog, experiment, holdout and exploration shares).
+    With NBA_PROJECT, the project file's catalog (when it declares one), segment thresholds and
+    contact rules; without, the simulated world's defaults."""
+    project = _project(settings)
+    declared = project.catalog if project is not None else None
     return PolicyConfig(
-        catalog=catalog or default_catalog(),
+        catalog=declared or default_catalog(),
+        segments=project.segments if project is not None else SegmentThresholds(),
+        contact=project.contact_rules if project is not None else ContactRules(),
         arms=ArmConfig(
             experiment=settings.experiment,
             holdout_share=settings.holdout_share,
             explore_share=settings.explore_share,
         ),
     )
+
+
+def trigger_types(settings: Settings) -> frozenset[str]:
+    """The event types that trigger a decision: the project file's `events.triggers` when
+    NBA_PROJECT declares them, else NBA_TRIGGER_EVENT_TYPES."""
+    project = _project(settings)
+    if project is not None and project.events is not None and project.events.triggers:
+        return frozenset(project.events.triggers)
+    return settings.trigger_event_types
 
 
 def decision_loop(
@@ -110,22 +132,21 @@ def build_engine(
     """The decision engine for these settings: the promoted bundle (hot-reloaded), features
     from the Feast online store (the stream's short windows written before scoring), the Redis
     ledger, trigger state and contact history; it produces with ``producer``."""
-    catalog = default_catalog()
+    policy = policy_config(settings)
     scorer = ServedModel(
-        Registry(settings.model_registry), catalog, settings.model_reload_s, metrics
+        Registry(settings.model_registry), policy.catalog, settings.model_reload_s, metrics
     )
     store = features or feature_store(settings)
     source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
     client = redis_client(settings)
     activity = ActivityStore(client, settings.consumer_group)
-    policy = policy_config(settings, catalog)
     ledger = opened_ledger(settings, client)
     return assemble(
         settings=LoopSettings(
             events_topic=settings.topic_events,
             actions_topic=settings.topic_actions,
             dlq_topic=settings.topic_dlq,
-            trigger_types=settings.trigger_event_types,
+            trigger_types=trigger_types(settings),
             min_interval_s=settings.trigger_min_interval_s,
             max_message_bytes=settings.max_message_bytes,
             max_future_s=settings.max_event_future_s,
