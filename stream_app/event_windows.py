@@ -1,0 +1,105 @@
+"""The stream's executor of a project's declared event features (``EventWindowStore``).
+
+One definition, two executors: the batch job computes the project's ``event_features`` from the
+events table (features/event_features.py); a worker keeps each customer's recent events in
+Redis and computes the same features from them with that same function, at the time it
+decides. The semantics are therefore the batch job's by construction: trailing windows in
+event time, an event at the asked time not yet known, a re-sent event counted once.
+
+State: one sorted set per customer (``nba:evwin:<group>:<customer>``), scored by event time,
+each member the event's canonical JSON (event_id, type, time, the declared properties), so the
+same event added twice, from a redelivered batch or a re-sent message, is one member. Events
+older than the longest declared window before the customer's newest event are trimmed; a late
+event still inside the window is kept (windows are computed at read time, in event time); one
+older than that can no longer count in any window and is dropped. Keys expire after the longest
+window plus a day without events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import redis
+
+from features.event_features import event_features
+from ingest.project import EventFeature
+from stream_app.messages import EngagementEvent
+
+__all__ = ["EventWindowStore"]
+
+_DAY_S = 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class EventWindowStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        group: str,
+        declared: tuple[EventFeature, ...],
+        properties: Sequence[str] = (),
+    ) -> None:
+        self._client = client
+        self._prefix = f"nba:evwin:{group}:"
+        self.declared = declared
+        self._properties = tuple(properties)
+        self._types = {f.event_type for f in declared}
+        self._horizon_s = max((f.span.total_seconds() for f in declared), default=0.0)
+
+    def _member(self, event: EngagementEvent) -> bytes:
+        kept = {p: event.properties.get(p) for p in self._properties if p in event.properties}
+        record = {
+            "id": event.event_id,
+            "type": event.event_type,
+            "us": (event.occurred_at - _EPOCH) // _MICROSECOND,  # exact, unlike a float
+            "p": kept,
+        }
+        return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+    def add(self, events: Iterable[EngagementEvent]) -> None:
+        """Keep the events the declared features read (one pipeline for the batch)."""
+        by_customer: dict[str, list[EngagementEvent]] = defaultdict(list)
+        for event in events:
+            if event.event_type in self._types:
+                by_customer[event.customer_id].append(event)
+        if not by_customer:
+            return
+        with self._client.pipeline(transaction=False) as pipe:
+            for customer, mine in by_customer.items():
+                key = self._prefix + customer
+                pipe.zadd(key, {self._member(e): e.occurred_at.timestamp() for e in mine})
+                newest = max(e.occurred_at.timestamp() for e in mine)
+                pipe.zremrangebyscore(key, "-inf", f"({newest - self._horizon_s}")
+                pipe.expire(key, int(self._horizon_s) + _DAY_S)
+            pipe.execute()
+
+    def features(self, customers: Sequence[str], at: datetime) -> pd.DataFrame:
+        """The declared features of each customer as of ``at``, one row per customer (in
+        order), computed by the batch job's own function on the stored events."""
+        low, high = at.timestamp() - self._horizon_s, f"({at.timestamp()}"
+        with self._client.pipeline(transaction=False) as pipe:
+            for customer in customers:
+                pipe.zrangebyscore(self._prefix + customer, low, high)
+            stored: list[list[bytes]] = pipe.execute()
+        rows = []
+        for customer, members in zip(customers, stored, strict=True):
+            for member in members:
+                record = json.loads(member)
+                rows.append(
+                    {
+                        "event_id": record["id"],
+                        "customer_id": customer,
+                        "event_type": record["type"],
+                        "occurred_at": pd.Timestamp(record["us"], unit="us", tz="UTC"),
+                        **record["p"],
+                    }
+                )
+        columns = ["event_id", "customer_id", "event_type", "occurred_at", *self._properties]
+        events = pd.DataFrame(rows, columns=columns)
+        asked = pd.DataFrame({"customer_id": list(customers), "at": pd.Timestamp(at)})
+        return event_features(events, asked, self.declared)
