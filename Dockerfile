@@ -11,6 +11,7 @@ COPY features features
 COPY policies policies
 COPY model_export model_export
 COPY simulator simulator
+COPY ingest ingest
 RUN python -m venv /opt/nba && /opt/nba/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim

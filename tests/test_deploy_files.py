@@ -116,3 +116,17 @@ def test_kubernetes_manifests_match_what_the_worker_serves() -> None:
         == Settings.model_fields["metrics_port"].default
     )
     assert container["resources"]["requests"] and kinds["Deployment"]["spec"]["replicas"] >= 2
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """A package missing from the Dockerfile installs nothing and breaks `nba` in the image
+    (`ingest/` was missing once); the list is pyproject's setuptools `include`."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]}
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    copied = {
+        line.split()[1] for line in dockerfile if line.startswith("COPY ") and "--" not in line
+    }
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
