@@ -12,7 +12,9 @@ from nba.commands.files import write_output
 from policies.errors import ConfigError
 
 __all__ = [
+    "ImportOption",
     "Only",
+    "ProjectOption",
     "check_alpha",
     "check_not_negative",
     "check_positive",
@@ -21,6 +23,12 @@ __all__ = [
 ]
 
 Only = Annotated[str, typer.Option(help="Comma-separated subset of: kafka,redis,prometheus.")]
+ProjectOption = Annotated[
+    Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
+]
+ImportOption = Annotated[
+    Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
+]
 
 
 def services(only: str) -> list[str]:

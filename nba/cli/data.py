@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nba.cli.common import check_positive
+from nba.cli.common import ImportOption, ProjectOption, check_positive
 from policies.errors import ConfigError
 from stream_app.settings import load_settings
 
@@ -105,11 +105,6 @@ def schemas_check() -> None:
     typer.echo("schemas are up to date")
 
 
-ProjectOption = Annotated[
-    Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
-]
-
-
 def _feature_store(project: Path | None = None, data: Path | None = None) -> Any:
     """The store over the simulated world's views, or over a project's (generated from the
     project file, for its import) when --project or NBA_PROJECT names one."""
@@ -128,11 +123,6 @@ def _feature_store(project: Path | None = None, data: Path | None = None) -> Any
     return FeatureStoreAdapter(
         settings, settings.feature_repo, settings.feature_data, generated=generated
     )
-
-
-ImportOption = Annotated[
-    Path | None, typer.Option(help="With a project: the import to read; default NBA_IMPORTED_DATA.")
-]
 
 
 @features_app.command("build")
@@ -287,9 +277,7 @@ def features_clv(
     calibration_end: Annotated[
         str, typer.Option(help="Last day of the calibration period (YYYY-MM-DD).")
     ],
-    data: Annotated[
-        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
-    ] = None,
+    data: ImportOption = None,
     unit_days: Annotated[float, typer.Option(help="Days per model time unit (7: weeks).")] = 7.0,
     months: Annotated[int, typer.Option(help="CLV horizon in months.")] = 12,
     out: Annotated[Path, typer.Option(help="Per-customer CLV (parquet).")] = Path(
@@ -341,9 +329,7 @@ def features_clv(
 @features_app.command("personas")
 def features_personas(
     project: ProjectOption = None,
-    data: Annotated[
-        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
-    ] = None,
+    data: ImportOption = None,
     seed: Annotated[int, typer.Option(help="Random seed of PCA and K-Means.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")] = Path(
         "personas.json"

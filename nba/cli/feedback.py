@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nba.cli.common import check_alpha, check_positive, write_json
+from nba.cli.common import ImportOption, ProjectOption, check_alpha, check_positive, write_json
 from stream_app.settings import load_settings
 
 __all__ = ["campaign", "experiment_app", "ope", "report", "retrain"]
@@ -180,12 +180,8 @@ def report(
 
 
 def campaign(
-    project: Annotated[
-        Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
-    ] = None,
+    project: ProjectOption = None,
+    data: ImportOption = None,
     outcome: Annotated[
         str | None, typer.Option(help="Outcome column (default: the project's outcome).")
     ] = None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from nba.cli.common import ImportOption, ProjectOption
 from policies.errors import ConfigError
 from stream_app.settings import Settings, load_settings
 
@@ -119,12 +120,8 @@ def evaluate(
 
 
 def response(
-    project: Annotated[
-        Path | None, typer.Option(help="The project file (YAML); default NBA_PROJECT.")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
-    ] = None,
+    project: ProjectOption = None,
+    data: ImportOption = None,
     outcome: Annotated[
         str | None, typer.Option(help="Binary outcome column (default: the project's).")
     ] = None,
