@@ -33,7 +33,13 @@ from features.personas import persona_report
 from ingest.importer import imported_manifest, imported_table
 from ingest.project import FeatureKind, Project
 
-__all__ = ["ImportWindow", "build_project_sources", "import_window", "project_definitions"]
+__all__ = [
+    "ImportWindow",
+    "build_project_sources",
+    "import_window",
+    "materialize_window",
+    "project_definitions",
+]
 
 _KINDS = {FeatureKind.NUMERIC: Float64, FeatureKind.CATEGORICAL: String, FeatureKind.BOOLEAN: Bool}
 _CLV_FIELDS = {"clv_12m": Float64, "expected_purchases_12m": Float64, "p_alive": Float64}

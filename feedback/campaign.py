@@ -74,6 +74,7 @@ class Campaign:
     y: Floats
     propensity: Floats
     propensity_note: str
+    x: NDArray[np.float32]  # the design matrix of ``frame`` (model_export.design)
 
 
 def _arm_probabilities(x: NDArray[np.float32], treatment: NDArray[np.int64]) -> Floats:
@@ -141,6 +142,7 @@ def load_campaign(data: Path, project: Project, outcome: str | None = None) -> C
         y=frame[name].to_numpy(float),
         propensity=propensity,
         propensity_note=note,
+        x=x,
     )
 
 
@@ -309,7 +311,7 @@ def analyze_campaign(
     """The whole report (a JSON-ready mapping); with ``robustness``, also the refutation tests
     and the learner comparison (feedback.robustness: a minute or so on 64,000 customers)."""
     c = campaign
-    x = DesignMatrix(c.project).fit(c.frame).transform(c.frame)
+    x = c.x
     rows = np.arange(c.y.size)
     train, test = train_test_split(rows, test_size=0.3, stratify=c.treatment, random_state=seed)
     model: UpliftLearner = make_learner(
@@ -333,6 +335,6 @@ def analyze_campaign(
     if c.binary:
         report["response_types"] = _response_types(c, test, q_hat, uplift)
     if robustness:
-        report["refutations"] = refute(c, x, seed)
-        report["learners_qini"] = compare_learners(c, x, train, test, seed)
+        report["refutations"] = refute(c, seed)
+        report["learners_qini"] = compare_learners(c, train, test, seed, {learner: uplift})
     return report

@@ -52,9 +52,9 @@ def _adjusted_effects(
     return np.asarray(fit.params[1:arms]), np.asarray(fit.pvalues[1:arms])
 
 
-def refute(campaign: Campaign, x: NDArray[np.float32], seed: int) -> dict[str, dict[str, Any]]:
+def refute(campaign: Campaign, seed: int) -> dict[str, dict[str, Any]]:
     """Per action: the adjusted ATE, and what each refuter found."""
-    c, rng = campaign, np.random.default_rng(seed)
+    c, x, rng = campaign, campaign.x, np.random.default_rng(seed)
     arms, weight = len(c.actions), 1.0 / c.propensity
     effect, _ = _adjusted_effects(c.y, c.treatment, x, weight, arms)
     placebo, placebo_p = _adjusted_effects(c.y, rng.permutation(c.treatment), x, weight, arms)
@@ -109,19 +109,23 @@ def _causal_forest(
 
 def compare_learners(
     campaign: Campaign,
-    x: NDArray[np.float32],
     train: NDArray[np.int64],
     test: NDArray[np.int64],
     seed: int,
+    fitted: dict[str, Floats],
 ) -> dict[str, dict[str, float]]:
     """Held-out Qini of each action for every learner of the project and EconML's
-    CausalForestDML, fitted on the same training rows."""
+    CausalForestDML, fitted on the same training rows; ``fitted``: held-out uplift of learners
+    the caller already fitted on them (not fitted again)."""
     from sklift.metrics import qini_auc_score
 
-    c = campaign
+    c, x = campaign, campaign.x
     kind: Kind = "classifier" if c.binary else "regressor"
     predictions: dict[str, Floats] = {}
     for name in LEARNERS:
+        if name in fitted:
+            predictions[name] = fitted[name]
+            continue
         learner = make_learner(name, len(c.actions), kind, seed)
         learner.fit(x[train], c.treatment[train], c.y[train], c.propensity[train])
         predictions[name] = learner.predict_uplift(x[test])
