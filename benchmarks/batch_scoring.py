@@ -24,7 +24,7 @@ from benchmarks._common import timed, write_result
 from model_export.bundle import OUTPUTS
 from model_export.features import feature_matrix
 from model_export.manifest import Registry
-from model_export.runs import export_run, load_run, save_run
+from model_export.runs import export_run, save_run
 from model_export.serving import BundleScorer, score_all
 from model_export.training import train_models
 from policies.catalog import default_catalog
@@ -58,12 +58,11 @@ def main() -> None:
     decisions, total_s = timed(lambda: score_all(world.customers, scorer, PolicyConfig(), budget))
     features, features_s = timed(lambda: feature_matrix(world.customers))
     _, onnx_s = timed(lambda: scorer.predict(features))
-    _, churn, retention, expansion = load_run(run)
     _, native_s = timed(
         lambda: (
-            churn.predict_proba(features),
-            retention.predict_uplift(features),
-            expansion.predict_uplift(features),
+            trained.churn.predict_proba(features),
+            trained.retention.predict_uplift(features),
+            trained.expansion.predict_uplift(features),
         )
     )
     results: dict[str, object] = {

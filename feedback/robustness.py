@@ -29,7 +29,7 @@ from model_export.evaluation import quiet_sklift
 from model_export.learners import LEARNERS, Kind, make_learner
 
 if TYPE_CHECKING:
-    from feedback.campaign import Campaign
+    from model_export.experiment import Campaign
 
 __all__ = ["compare_learners", "refute"]
 

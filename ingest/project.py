@@ -20,7 +20,9 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from policies.catalog import Catalog
+from policies.arms import ArmConfig
+from policies.catalog import Catalog, default_catalog
+from policies.decide import PolicyConfig
 from policies.errors import ConfigError, first_problem
 from policies.rules import ContactRules
 from policies.segments import SegmentThresholds
@@ -200,6 +202,9 @@ class Project(_Strict):
     value: Value | None = None
     consent: dict[Name, Name] = Field(default_factory=dict)  # channel -> boolean column
     personas: Personas | None = None
+    # A numeric feature whose percentile in the base is the engagement axis of the segments
+    # (e.g. visits per month); without one every customer counts as engaged.
+    engagement: Name | None = None
     catalog: Catalog | None = None
     segments: SegmentThresholds = SegmentThresholds()
     contact_rules: ContactRules = ContactRules()
@@ -222,6 +227,8 @@ class Project(_Strict):
                 raise ValueError(
                     f"personas use columns that are not numeric features: {sorted(used - numeric)}"
                 )
+        if self.engagement is not None and self.engagement not in numeric:
+            raise ValueError(f"engagement {self.engagement!r} is not a numeric feature")
         if self.event_features and self.events is None:
             raise ValueError("event_features need the `events` declaration")
         for feature in self.event_features:
@@ -249,6 +256,16 @@ class Project(_Strict):
 
     def path_of(self, table: TableName) -> Path:
         return (self.root / self.sources[table].path).resolve()
+
+    def policy_config(self, arms: ArmConfig) -> PolicyConfig:
+        """The policy this project declares: its catalog (the simulated world's when it has
+        none), segment thresholds and contact rules, with the given arms."""
+        return PolicyConfig(
+            catalog=self.catalog or default_catalog(),
+            segments=self.segments,
+            contact=self.contact_rules,
+            arms=arms,
+        )
 
     @property
     def action_names(self) -> tuple[str, ...]:

@@ -9,6 +9,10 @@ the engine makes one inference call per micro-batch.
 Outputs: ``p_churn`` [n, 1]; ``uplift`` [n, actions], retention probability points;
 ``expansion_uplift`` [n, actions], expansion revenue as a share of the contract value (so the
 outputs stay in a range where float32 keeps 1e-5 parity). Column 0 (do_nothing) is 0.
+
+A project's bundle (``nba train --project``) learns one outcome: a binary one fills ``uplift``
+(probability points) and a continuous one ``expansion_uplift`` (outcome units); the other output
+is all zeros, and ``p_churn`` is the probability of no response without an action.
 """
 
 from __future__ import annotations
@@ -142,6 +146,11 @@ class _GraphBuilder:
             parts.append(self.node("Mul", [out, coef], f"{name}_t{k}"))
         return parts[0] if len(parts) == 1 else self.node("Sum", parts, name)
 
+    def zeros(self, name: str) -> str:
+        """[n, actions] of zeros: the output of an outcome the bundle does not model."""
+        weights = np.zeros((self.n_features, self.n_actions), dtype=np.float32)
+        return self.node("MatMul", [_INPUT, self.const(f"{name}_w", weights)], name)
+
     def churn(self, churn: ChurnModel) -> str:
         raw = self.model("churn", churn.model_, None)
         clipped = self.node(
@@ -175,14 +184,18 @@ def build_bundle(
     feature_names: Sequence[str],
     actions: Sequence[str],
     churn: ChurnModel,
-    retention: UpliftLearner,
-    expansion: UpliftLearner,
+    retention: UpliftLearner | None,
+    expansion: UpliftLearner | None,
     version: str,
 ) -> onnx.ModelProto:
+    """The whole graph; a learner given as None gives an output of zeros."""
     builder = _GraphBuilder(len(feature_names), len(actions))
     builder.churn(churn)
-    builder.combination("uplift", retention)
-    builder.combination("expansion_uplift", expansion)
+    for name, learner in (("uplift", retention), ("expansion_uplift", expansion)):
+        if learner is None:
+            builder.zeros(name)
+        else:
+            builder.combination(name, learner)
     graph = helper.make_graph(
         builder.nodes,
         f"nba_bundle_{version}",

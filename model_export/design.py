@@ -5,23 +5,29 @@ missing-value indicator (a blank income is information, and the learners' input 
 NaN), categorical ones one-hot encoded (at most ``MAX_LEVELS`` levels each, the rarest folded
 into one, unseen levels all zero), booleans 0/1 with a missing indicator. The encoder is fitted
 on the training rows only and then applied to any frame with the same columns.
+
+A fitted encoder travels with the model as skops bytes (``dumps`` / ``loads``): skops rebuilds
+scikit-learn objects without unpickling, and refuses any type it was not told to trust.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import skops.io as sio
 from numpy.typing import NDArray
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder
 
 from ingest.project import FeatureKind, Project
-from policies.errors import SchemaError
+from policies.errors import ModelManifestError, SchemaError
 
 __all__ = ["MAX_LEVELS", "DesignMatrix"]
 
 MAX_LEVELS = 30
+# Beyond scikit-learn's own types, which skops trusts: OneHotEncoder's ``dtype`` parameter.
+_TRUSTED = ["numpy.dtype"]
 
 
 class DesignMatrix:
@@ -73,3 +79,19 @@ class DesignMatrix:
     def transform(self, customers: pd.DataFrame) -> NDArray[np.float32]:
         out = self.transformer_.transform(self._prepared(customers))
         return np.asarray(out, dtype=np.float32)
+
+    def dumps(self) -> bytes:
+        """The fitted encoder as skops bytes (the project file supplies the rest)."""
+        data: bytes = sio.dumps(self.transformer_)
+        return data
+
+    @classmethod
+    def loads(cls, project: Project, data: bytes) -> DesignMatrix:
+        """An encoder written by ``dumps``, for a project that declares the same features."""
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(_TRUSTED))
+        if untrusted:
+            raise ModelManifestError(f"the design matrix file holds untrusted types {untrusted}")
+        design = cls(project)
+        design.transformer_ = sio.loads(data, trusted=_TRUSTED)
+        design.names_ = tuple(str(n) for n in design.transformer_.get_feature_names_out())
+        return design

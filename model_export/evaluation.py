@@ -5,6 +5,9 @@ calibration error from scikit-learn's ``calibration_curve`` bins (ECE itself is 
 scikit-learn: the bin-weighted mean gap is computed here). Uplift: Qini coefficient, AUUC and
 uplift@k from scikit-uplift (``sklift.metrics``), per action against control, plus the checks
 only a simulator allows: correlation with the true uplift and each customer's response type.
+scikit-uplift takes binary outcomes only; for a continuous one (e.g. spend) the Qini and AUUC
+are causalml's normalized ``qini_score`` / ``auuc_score``, and uplift@k is the same "overall"
+difference of means in the top k that scikit-uplift computes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
@@ -65,6 +69,40 @@ def qini_points(y: Floats, uplift: Floats, treated: NDArray[np.int64]) -> tuple[
     return np.asarray(x, dtype=np.float64), np.asarray(q, dtype=np.float64)
 
 
+def _binary_metrics(y: Floats, uplift: Floats, treated: NDArray[np.int64]) -> dict[str, float]:
+    from sklift.metrics import qini_auc_score, uplift_at_k, uplift_auc_score
+
+    with quiet_sklift():
+        return {
+            "qini": round(float(qini_auc_score(y, uplift, treated)), 5),
+            "auuc": round(float(uplift_auc_score(y, uplift, treated)), 5),
+            **{
+                f"uplift_at_{k}": round(
+                    float(uplift_at_k(y, uplift, treated, strategy="overall", k=k / 100)), 5
+                )
+                for k in (10, 20, 30)
+            },
+        }
+
+
+def _continuous_metrics(y: Floats, uplift: Floats, treated: NDArray[np.int64]) -> dict[str, float]:
+    from causalml.metrics import auuc_score, qini_score
+
+    frame = pd.DataFrame({"y": y, "w": treated, "model": uplift})
+    order = np.argsort(-uplift, kind="stable")
+    metrics = {
+        "qini": round(float(qini_score(frame, outcome_col="y", treatment_col="w")["model"]), 5),
+        "auuc": round(float(auuc_score(frame, outcome_col="y", treatment_col="w")["model"]), 5),
+    }
+    for k in (10, 20, 30):
+        top = order[: max(int(round(k / 100 * y.size)), 1)]
+        arm, outcome = treated[top], y[top]
+        both = arm.any() and (~arm.astype(bool)).any()
+        difference = outcome[arm == 1].mean() - outcome[arm == 0].mean() if both else np.nan
+        metrics[f"uplift_at_{k}"] = round(float(difference), 5)
+    return metrics
+
+
 def uplift_report(
     y: Floats,
     treatment: NDArray[np.int64],
@@ -73,23 +111,12 @@ def uplift_report(
     true_uplift: Floats | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per action (vs control rows): Qini, AUUC, uplift@10/20/30%, and the true-effect checks."""
-    from sklift.metrics import qini_auc_score, uplift_at_k, uplift_auc_score
-
+    binary = bool(np.isin(y, (0.0, 1.0)).all())
     report = {}
     for a in range(1, len(actions)):
         rows = (treatment == a) | (treatment == 0)
         ya, ta, ua = y[rows], (treatment[rows] == a).astype(int), uplift[rows, a]
-        with quiet_sklift():
-            metrics = {
-                "qini": round(float(qini_auc_score(ya, ua, ta)), 5),
-                "auuc": round(float(uplift_auc_score(ya, ua, ta)), 5),
-                **{
-                    f"uplift_at_{k}": round(
-                        float(uplift_at_k(ya, ua, ta, strategy="overall", k=k / 100)), 5
-                    )
-                    for k in (10, 20, 30)
-                },
-            }
+        metrics = _binary_metrics(ya, ua, ta) if binary else _continuous_metrics(ya, ua, ta)
         if true_uplift is not None:
             metrics["spearman_vs_true"] = round(
                 float(spearmanr(uplift[:, a], true_uplift[:, a]).statistic), 4

@@ -9,19 +9,32 @@ the parity result. The registry is a folder of versions; ``promote`` marks the o
       <version>/bundle.onnx
       <version>/manifest.json
       <version>/report.html
+      <version>/design.skops   a project bundle's design matrix (its SHA-256 in the manifest)
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from policies.errors import ModelManifestError, first_problem
 
-__all__ = ["Feature", "Manifest", "Parity", "Registry", "fingerprint", "sha256_of"]
+__all__ = [
+    "DESIGN_FILE",
+    "Feature",
+    "Manifest",
+    "Parity",
+    "ProjectBinding",
+    "Registry",
+    "fingerprint",
+    "sha256_of",
+]
+
+DESIGN_FILE = "design.skops"
 
 
 class Feature(BaseModel):
@@ -40,6 +53,17 @@ class Parity(BaseModel):
     passed: bool
 
 
+class ProjectBinding(BaseModel):
+    """What a project bundle serves: the project, its outcome, and the design matrix file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    outcome: str
+    outcome_kind: Literal["binary", "continuous"]
+    design_sha256: str
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -54,6 +78,7 @@ class Manifest(BaseModel):
     onnx_sha256: str
     onnx_opset: int
     parity: Parity
+    project: ProjectBinding | None = None  # None: the simulated world's fixed feature vector
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -116,8 +141,10 @@ class Registry:
         bundle: bytes,
         report_html: str | None = None,
         extras: dict[str, str] | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> Path:
-        """A new version's folder; ``extras`` are more files to keep next to the bundle."""
+        """A new version's folder; ``extras`` (text) and ``files`` (bytes) are more files to
+        keep next to the bundle."""
         folder = self.root / manifest.version
         if folder.exists():
             raise ModelManifestError(
@@ -130,6 +157,8 @@ class Registry:
             (folder / "report.html").write_text(report_html)
         for name, text in (extras or {}).items():
             (folder / name).write_text(text)
+        for name, data in (files or {}).items():
+            (folder / name).write_bytes(data)
         return folder
 
     def folder(self, version: str) -> Path:
@@ -157,6 +186,17 @@ class Registry:
                 f"model {version} failed its parity check and cannot be served"
             )
         return manifest
+
+    def design(self, manifest: Manifest) -> bytes:
+        """A project bundle's design matrix file, after checking it against the manifest."""
+        if manifest.project is None:
+            raise ModelManifestError(f"model {manifest.version} is not a project's model")
+        data = (self.root / manifest.version / DESIGN_FILE).read_bytes()
+        if hashlib.sha256(data).hexdigest() != manifest.project.design_sha256:
+            raise ModelManifestError(
+                f"model {manifest.version}: {DESIGN_FILE} does not match the manifest's checksum"
+            )
+        return data
 
     def bundle_path(self, version: str) -> Path:
         return self.root / version / "bundle.onnx"

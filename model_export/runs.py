@@ -4,6 +4,10 @@
     <run>/models/*.json    every tree model (xgboost ``save_model``)
     <run>/holdout.npy      held-out feature rows for the export's parity check
     <run>/report.html      the evaluation report
+    <run>/design.skops     a project run's fitted design matrix (model_export.design)
+
+A project run (``nba train --project``) also names its project and outcome in the spec, and
+models one outcome: the other learner is null and its bundle output all zeros.
 
 `export_run` turns a run into a registered bundle, after the parity check.
 """
@@ -27,11 +31,12 @@ from model_export.churn import ChurnModel
 from model_export.drift_reference import REFERENCE_FILE, build_reference
 from model_export.features import FEATURES
 from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
-from model_export.manifest import Feature, Manifest, Parity, Registry
+from model_export.manifest import DESIGN_FILE, Feature, Manifest, Parity, ProjectBinding, Registry
+from model_export.project_models import ProjectTrained
 from model_export.training import Trained
 from policies.errors import ModelManifestError
 
-__all__ = ["PARITY_TOLERANCE", "export_run", "load_run", "save_run"]
+__all__ = ["PARITY_TOLERANCE", "export_run", "load_run", "save_project_run", "save_run"]
 
 PARITY_TOLERANCE = 1e-5
 
@@ -58,26 +63,64 @@ def _learner_spec(learner: UpliftLearner, prefix: str, models_dir: Path) -> dict
 
 
 def save_run(trained: Trained, folder: Path, report_html: str) -> Path:
+    """A run of the simulated world's models (retention and expansion)."""
+    return _write_run(trained, list(FEATURES), folder, report_html, {})
+
+
+def save_project_run(trained: ProjectTrained, folder: Path, report_html: str) -> Path:
+    """A run of a project's models, with the design matrix that encodes its customers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    design = trained.design.dumps()
+    (folder / DESIGN_FILE).write_bytes(design)
+    binding = ProjectBinding(
+        name=trained.project,
+        outcome=trained.outcome,
+        outcome_kind="binary" if trained.binary else "continuous",
+        design_sha256=hashlib.sha256(design).hexdigest(),
+    )
+    return _write_run(
+        trained,
+        list(trained.design.names_),
+        folder,
+        report_html,
+        {"project": binding.model_dump()},
+    )
+
+
+def _write_run(
+    trained: Trained | ProjectTrained,
+    features: list[str],
+    folder: Path,
+    report_html: str,
+    extra: dict[str, Any],
+) -> Path:
     models_dir = folder / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     spec = {
         "learner": trained.learner,
         "actions": list(trained.actions),
-        "features": list(FEATURES),
+        "features": features,
         "fingerprint": trained.fingerprint,
         "churn": {
             **_save_model(trained.churn.model_, models_dir / "churn.json"),
             "a": trained.churn.a_,
             "b": trained.churn.b_,
         },
-        "retention": _learner_spec(trained.retention, "retention_", models_dir),
-        "expansion": _learner_spec(trained.expansion, "expansion_", models_dir),
+        "retention": _optional_spec(trained.retention, "retention_", models_dir),
+        "expansion": _optional_spec(trained.expansion, "expansion_", models_dir),
         "metrics": trained.metrics,
+        **extra,
     }
     (folder / "spec.json").write_text(json.dumps(spec, indent=2))
     np.save(folder / "holdout.npy", trained.holdout_features, allow_pickle=False)
     (folder / "report.html").write_text(report_html)
     return folder
+
+
+def _optional_spec(
+    learner: UpliftLearner | None, prefix: str, models_dir: Path
+) -> dict[str, Any] | None:
+    return None if learner is None else _learner_spec(learner, prefix, models_dir)
 
 
 def _load_model(folder: Path, entry: dict[str, str]) -> TreeModel:
@@ -93,12 +136,18 @@ def _load_learner(folder: Path, spec: dict[str, Any]) -> UpliftLearner:
     return learner
 
 
+def _load_optional(folder: Path, spec: dict[str, Any] | None) -> UpliftLearner | None:
+    return None if spec is None else _load_learner(folder, spec)
+
+
 def _term(entry: dict[str, Any]) -> Term:
     augment = entry.get("augment")
     return Term(entry["model"], float(entry["coef"]), None if augment is None else tuple(augment))
 
 
-def load_run(folder: Path) -> tuple[dict[str, Any], ChurnModel, UpliftLearner, UpliftLearner]:
+def load_run(
+    folder: Path,
+) -> tuple[dict[str, Any], ChurnModel, UpliftLearner | None, UpliftLearner | None]:
     try:
         spec: dict[str, Any] = json.loads((folder / "spec.json").read_text())
     except OSError:
@@ -111,8 +160,8 @@ def load_run(folder: Path) -> tuple[dict[str, Any], ChurnModel, UpliftLearner, U
     return (
         spec,
         churn,
-        _load_learner(folder, spec["retention"]),
-        _load_learner(folder, spec["expansion"]),
+        _load_optional(folder, spec["retention"]),
+        _load_optional(folder, spec["expansion"]),
     )
 
 
@@ -120,16 +169,20 @@ def _parity(
     bundle: bytes,
     x: NDArray[np.float32],
     churn: ChurnModel,
-    retention: UpliftLearner,
-    expansion: UpliftLearner,
+    retention: UpliftLearner | None,
+    expansion: UpliftLearner | None,
 ) -> float:
     session = ort.InferenceSession(bundle, providers=["CPUExecutionProvider"])
     p_churn, uplift, expansion_uplift = session.run(list(OUTPUTS), {"features": x})
+
+    def native(learner: UpliftLearner | None) -> NDArray[np.float64]:
+        return np.zeros(uplift.shape) if learner is None else learner.predict_uplift(x)
+
     return float(
         max(
             np.abs(p_churn[:, 0] - churn.predict_proba(x)).max(),
-            np.abs(uplift - retention.predict_uplift(x)).max(),
-            np.abs(expansion_uplift - expansion.predict_uplift(x)).max(),
+            np.abs(uplift - native(retention)).max(),
+            np.abs(expansion_uplift - native(expansion)).max(),
         )
     )
 
@@ -161,14 +214,18 @@ def export_run(
         onnx_sha256=hashlib.sha256(bundle).hexdigest(),
         onnx_opset=OPSET,
         parity=Parity(rows=len(holdout), max_abs_diff=diff, tolerance=tolerance, passed=True),
+        project=ProjectBinding.model_validate(spec["project"]) if "project" in spec else None,
     )
+    modelled = retention or expansion
+    if modelled is None:
+        raise ModelManifestError(f"{folder}/spec.json: the run models no outcome")
     report = folder / "report.html"
     reference = build_reference(
         holdout,
         spec["features"],
         {
             "p_churn": churn.predict_proba(holdout),
-            "best_uplift": retention.predict_uplift(holdout).max(axis=1),
+            "best_uplift": modelled.predict_uplift(holdout).max(axis=1),
         },
     )
     registry.write(
@@ -176,5 +233,6 @@ def export_run(
         bundle,
         report.read_text() if report.exists() else None,
         extras={REFERENCE_FILE: reference.model_dump_json()},
+        files={DESIGN_FILE: (folder / DESIGN_FILE).read_bytes()} if manifest.project else {},
     )
     return manifest

@@ -37,17 +37,23 @@ Predictions = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64
 
 class BundleScorer:
     def __init__(
-        self, registry: Registry, catalog: Catalog, version: str | None = None, threads: int = 1
+        self,
+        registry: Registry,
+        catalog: Catalog,
+        version: str | None = None,
+        threads: int = 1,
+        features: tuple[str, ...] = FEATURES,
     ) -> None:
         """``threads``: onnxruntime intra-op threads; 1 for a stream worker (scale out with
-        workers), 0 for batch scoring (onnxruntime then uses every core)."""
+        workers), 0 for batch scoring (onnxruntime then uses every core). ``features``: the
+        columns the caller will feed, in order (a project's design matrix names its own)."""
         chosen = version or registry.champion()
         if chosen is None:
             raise ModelManifestError(
                 f"no promoted model in {registry.root}; run `nba models promote <version>`"
             )
         self.manifest: Manifest = registry.verified(chosen)
-        self.manifest.check_serves(FEATURES, catalog.names)
+        self.manifest.check_serves(features, catalog.names)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(

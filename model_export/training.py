@@ -27,6 +27,7 @@ from model_export.evaluation import classification_report, response_types, uplif
 from model_export.features import FEATURES, engagement_score, feature_matrix, policy_scores
 from model_export.learners import UpliftLearner, make_learner
 from model_export.manifest import fingerprint
+from model_export.project_models import gain_importance
 from policies.allocation import allocate_dual
 from policies.arms import ArmConfig
 from policies.decide import PolicyConfig, Scores, decide_batch
@@ -126,7 +127,7 @@ def train_models(
             yt[control_t] == 0, baseline.predict_proba(xt[control_t])[:, 1]
         ),
         "uplift": uplift_report(yt, tt, uplift, actions, true),
-        "feature_importance": _importance(churn),
+        "feature_importance": gain_importance(churn, FEATURES),
         "response_types": _response_type_counts(p_churn, uplift, actions),
     }
     metrics["churn_persona_features"] = _persona_contrast(
@@ -195,13 +196,6 @@ def _persona_contrast(
         "roc_auc_with": auc_rich,
         "gain": round(auc_rich - auc_plain, 4),
     }
-
-
-def _importance(churn: ChurnModel) -> dict[str, float]:
-    gains = churn.model_.get_booster().get_score(importance_type="gain")
-    named = {FEATURES[int(k[1:])]: float(np.sum(v)) for k, v in gains.items()}
-    total = sum(named.values()) or 1.0
-    return {k: round(v / total, 4) for k, v in sorted(named.items(), key=lambda kv: -kv[1])}
 
 
 def _response_type_counts(

@@ -25,8 +25,6 @@ from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
-from policies.rules import ContactRules
-from policies.segments import SegmentThresholds
 from stream_app import kafka_clients
 from stream_app.aggregates import ActivityStore
 from stream_app.contacts import ContactLog
@@ -66,18 +64,15 @@ def policy_config(settings: Settings) -> PolicyConfig:
     """The policy the settings describe (catalog, experiment, holdout and exploration shares).
     With NBA_PROJECT, the project file's catalog (when it declares one), segment thresholds and
     contact rules; without, the simulated world's defaults."""
-    project = _project(settings)
-    declared = project.catalog if project is not None else None
-    return PolicyConfig(
-        catalog=declared or default_catalog(),
-        segments=project.segments if project is not None else SegmentThresholds(),
-        contact=project.contact_rules if project is not None else ContactRules(),
-        arms=ArmConfig(
-            experiment=settings.experiment,
-            holdout_share=settings.holdout_share,
-            explore_share=settings.explore_share,
-        ),
+    arms = ArmConfig(
+        experiment=settings.experiment,
+        holdout_share=settings.holdout_share,
+        explore_share=settings.explore_share,
     )
+    project = _project(settings)
+    if project is not None:
+        return project.policy_config(arms)
+    return PolicyConfig(catalog=default_catalog(), arms=arms)
 
 
 def trigger_types(settings: Settings) -> frozenset[str]:

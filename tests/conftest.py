@@ -18,6 +18,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ingest.importer import import_project
+from ingest.project import Project, load_project
 from nba.local_servers import stack
 from stream_app.decision_loop import RenewableProducer
 from stream_app.kafka_clients import LIBRDKAFKA_LOGGER, transactional_producer
@@ -120,3 +122,12 @@ def drain(consumer: Consumer, expected: int, timeout_s: float = 60.0) -> list[Me
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise AssertionError(f"consumer error: {error}")
     return got
+
+
+@pytest.fixture(scope="session")
+def hillstrom_import(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path]:
+    """Hillstrom's e-mail experiment imported once per session (examples/hillstrom/nba.yaml)."""
+    project = load_project(Path(__file__).resolve().parents[1] / "examples/hillstrom/nba.yaml")
+    out = tmp_path_factory.mktemp("hillstrom")
+    import_project(project, out)
+    return project, out

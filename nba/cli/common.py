@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nba.commands.files import write_output
 from policies.errors import ConfigError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "ImportOption",
     "Only",
     "ProjectOption",
+    "ValuesOption",
+    "read_values",
     "check_alpha",
     "check_not_negative",
     "check_positive",
@@ -28,6 +33,14 @@ ProjectOption = Annotated[
 ]
 ImportOption = Annotated[
     Path | None, typer.Option(help="The import to read; default NBA_IMPORTED_DATA.")
+]
+ValuesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--values",
+        help="Per-customer CLV (the parquet `nba features clv` writes), for a project whose "
+        "value source is clv.",
+    ),
 ]
 
 
@@ -56,3 +69,16 @@ def check_not_negative(**values: float) -> None:
 def write_json(path: Path, payload: object) -> None:
     write_output(path, lambda out: out.write_text(json.dumps(payload, indent=2, default=str)))
     typer.echo(f"wrote {path}")
+
+
+def read_values(path: Path | None) -> pd.DataFrame | None:
+    """The CLV job's output, or None; an unreadable file is one clear line."""
+    if path is None:
+        return None
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path, columns=["customer_id", "clv"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"--values {path}: not the CLV job's parquet ({exc})") from None
+    return frame

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nba.cli.common import check_not_negative, check_positive
+from nba.cli.common import ValuesOption, check_not_negative, check_positive, read_values
 from policies.errors import ConfigError
 from stream_app.settings import load_settings
 
@@ -68,8 +68,12 @@ def worker() -> None:
 
 def score(
     data: Annotated[
-        Path, typer.Option(help="Folder with customers.parquet (the offline features).")
-    ] = Path("data/world"),
+        Path | None,
+        typer.Option(
+            help="Folder with customers.parquet (the offline features), default data/world; "
+            "with --project, an import (default NBA_IMPORTED_DATA)."
+        ),
+    ] = None,
     budget: Annotated[float, typer.Option(help="Budget of the period, in dollars.")] = 100_000.0,
     out: Annotated[Path, typer.Option(help="Where to write the decisions (parquet).")] = Path(
         "data/decisions.parquet"
@@ -80,6 +84,11 @@ def score(
             "--all", help="Score every customer of the snapshot (the only mode; must be given)."
         ),
     ] = False,
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A project file: score its import's customers with its bundle."),
+    ] = None,
+    values: ValuesOption = None,
 ) -> None:
     """Batch mode: score and decide for the whole base.
 
@@ -89,14 +98,28 @@ def score(
         raise ConfigError("batch scoring covers the whole base: pass --all")
     check_not_negative(budget=budget)
     from model_export.manifest import Registry
-    from nba.commands.score import score_base
+    from nba.commands.score import score_base, score_project_base
 
-    run = score_base(data, Registry(load_settings().model_registry), budget, out)
+    settings = load_settings()
+    registry = Registry(settings.model_registry)
+    if project is None:
+        run = score_base(data or Path("data/world"), registry, budget, out)
+    else:
+        from ingest.project import load_project
+
+        run = score_project_base(
+            load_project(project),
+            data or settings.imported_data,
+            registry,
+            budget,
+            out,
+            read_values(values),
+        )
     acted = run.decisions[run.decisions["action"] != "do_nothing"]
     typer.echo(
         f"{len(run.decisions):,} customers scored and decided in {run.seconds:.1f}s "
         f"(model {run.model_version}): {len(acted):,} actions, spend "
-        f"${acted['cost'].sum():,.0f} of ${budget:,.0f}; wrote {run.path}"
+        f"${acted['cost'].sum():,.2f} of ${budget:,.2f}; wrote {run.path}"
     )
 
 

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from nba.cli.common import ImportOption, ProjectOption, check_alpha, check_positive, write_json
+from nba.cli.common import (
+    ImportOption,
+    ProjectOption,
+    ValuesOption,
+    check_alpha,
+    check_positive,
+    read_values,
+    write_json,
+)
 from stream_app.settings import load_settings
 
 __all__ = ["campaign", "experiment_app", "ope", "report", "retrain"]
@@ -84,8 +92,12 @@ def experiment_report(
 
 def ope(
     data: Annotated[
-        Path, typer.Option(help="Folder with customers.parquet: the logged customers' features.")
-    ] = Path("data/world"),
+        Path | None,
+        typer.Option(
+            help="Folder with customers.parquet: the logged customers' features (default "
+            "data/world); with --project, an import (default NBA_IMPORTED_DATA)."
+        ),
+    ] = None,
     candidate: Annotated[
         list[str] | None,
         typer.Option(
@@ -96,14 +108,27 @@ def ope(
         float, typer.Option(help="The candidates' budget as a multiple of the logged spend.")
     ] = 1.0,
     alpha: Annotated[float, typer.Option(help="1 - confidence of the intervals.")] = 0.05,
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A project file: value on its import's past campaign instead."),
+    ] = None,
+    values: ValuesOption = None,
 ) -> None:
     """Value candidate models off-policy on the logged decisions.
+
+    With --project, the log is the import's past campaign: each candidate's policy at
+    --budget-factor times the campaign's spend, against the campaign as it ran, nobody,
+    everyone, and random targeting of as many customers (IPS, SNIPS and DR; DR shown).
 
     What each candidate's policy would earn per decision (IPS, SNIPS, doubly robust, with
     CIs), from the logged decisions, their propensities and outcomes.
     """
     check_alpha(alpha)
     check_positive(budget_factor=budget_factor)
+    if project is not None:
+        _project_ope(project, data, candidate, budget_factor, alpha, values)
+        return
+    data = data or Path("data/world")
     from feedback.champion_challenger import evaluate_candidates, off_policy_log
     from model_export.manifest import Registry
     from nba.commands.feedback import load_feedback, logging_model, read_snapshot, render_estimates
@@ -126,6 +151,31 @@ def ope(
             f"{limited:,} of {log.unavailable.shape[0]:,} decisions were made after an action's "
             "capacity had run out: the candidates are valued without that action there"
         )
+
+
+def _project_ope(
+    project: Path,
+    data: Path | None,
+    candidate: list[str] | None,
+    budget_factor: float,
+    alpha: float,
+    values: Path | None,
+) -> None:
+    from ingest.project import load_project
+    from model_export.manifest import Registry
+    from nba.commands.models import project_ope, render_project_ope
+
+    settings = load_settings()
+    found = project_ope(
+        Registry(settings.model_registry),
+        load_project(project),
+        data or settings.imported_data,
+        candidate,
+        budget_factor,
+        alpha,
+        read_values(values),
+    )
+    typer.echo(render_project_ope(found))
 
 
 def retrain(
@@ -206,7 +256,8 @@ def campaign(
     targeting the top 10/30/50% (IPS, SNIPS, DR) against everyone and random, and response
     types. Run `nba data import` first.
     """
-    from feedback.campaign import analyze_campaign, load_campaign
+    from feedback.campaign import analyze_campaign
+    from model_export.experiment import load_campaign
     from nba.commands.campaign import print_campaign
     from nba.commands.data import project_from
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nba.cli.common import ImportOption, ProjectOption
+from nba.cli.common import ImportOption, ProjectOption, ValuesOption, read_values
 from policies.errors import ConfigError
 from stream_app.settings import Settings, load_settings
 
@@ -63,11 +63,23 @@ def models_promote(version: Annotated[str, typer.Argument(help="The version to s
 
 
 def train(
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A project file: learn from its import's past campaign instead."),
+    ] = None,
     data: Annotated[
-        Path, typer.Option(help="Folder written by `nba simulate world` (experiment.parquet).")
-    ] = Path("data/world"),
+        Path | None,
+        typer.Option(
+            help="Folder written by `nba simulate world` (default data/world); with --project, "
+            "the import (default NBA_IMPORTED_DATA)."
+        ),
+    ] = None,
     learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
+    outcome: Annotated[
+        str | None, typer.Option(help="With --project: the outcome (default: the declared one).")
+    ] = None,
+    values: ValuesOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default models/runs/<time>).")
     ] = None,
@@ -75,15 +87,60 @@ def train(
     """Train the churn and uplift models; write a run and its report.
 
     The run folder holds XGBoost's own model files, held-out rows and an HTML report.
+    Without --project: the simulated world's retention and expansion models. With --project:
+    the project's outcome, learned from the import's experiments table, and the policy's
+    held-out value on that campaign.
     """
     from rich.console import Console
 
-    from nba.commands.models import run_training
+    if project is None:
+        from nba.commands.models import run_training
 
-    folder = run_training(data, learner, seed, out, Console())
+        folder = run_training(data or Path("data/world"), learner, seed, out, Console())
+    else:
+        folder = _train_project(project, data, (learner, seed, outcome), values, out)
     typer.echo(
         f"run written: {folder} (open {folder / 'report.html'}); next: nba export --run {folder}"
     )
+
+
+def _train_project(
+    project: Path,
+    data: Path | None,
+    choice: tuple[str, int, str | None],
+    values: Path | None,
+    out: Path | None,
+) -> Path:
+    """``choice``: the learner, the seed and the outcome."""
+    from rich.console import Console
+
+    from ingest.project import load_project
+    from nba.commands.models import TrainingChoice, run_project_training
+
+    loaded = load_project(project)
+    folder, trained = run_project_training(
+        loaded,
+        data or load_settings().imported_data,
+        TrainingChoice(*choice),
+        out,
+        read_values(values),
+        Console(stderr=True),
+    )
+    typer.echo(f"propensity: {trained.metrics['propensity']}")
+    for action, metrics in trained.metrics["uplift"].items():
+        typer.echo(
+            f"{action}: held-out Qini {metrics['qini']:.4f}, uplift@30% "
+            f"{metrics['uplift_at_30']:+.4f} ({trained.outcome})"
+        )
+    value = trained.metrics["policy_value_held_out"]
+    policy = value["policies"]["model policy"]["net_value"]["dr"]
+    typer.echo(
+        f"policy at the campaign's spend (${value['budget']:,.0f} on "
+        f"{value['rows']:,} held-out customers): net value per customer {policy['value']:,.2f} "
+        f"[{policy['ci_low']:,.2f}, {policy['ci_high']:,.2f}] (DR) vs "
+        f"{value['campaign_as_run']['net_value']:,.2f} as the campaign ran"
+    )
+    return folder
 
 
 def export(
@@ -109,14 +166,31 @@ def export(
 def evaluate(
     version: Annotated[str, typer.Option(help="A registered model version.")],
     data: Annotated[
-        Path, typer.Option(help="Folder with experiment.parquet (and truth.parquet).")
-    ] = Path("data/world"),
+        Path | None,
+        typer.Option(
+            help="Folder with experiment.parquet (and truth.parquet), default data/world; with "
+            "--project, an import (default NBA_IMPORTED_DATA)."
+        ),
+    ] = None,
+    project: Annotated[
+        Path | None, typer.Option(help="A project file: evaluate on its import's campaign.")
+    ] = None,
 ) -> None:
     """Qini, AUUC and uplift@k of a registered bundle on data."""
     from model_export.manifest import Registry
-    from nba.commands.models import dump, evaluate_version
+    from nba.commands.models import dump, evaluate_project_version, evaluate_version
 
-    typer.echo(dump(evaluate_version(Registry(load_settings().model_registry), version, data)))
+    settings = load_settings()
+    registry = Registry(settings.model_registry)
+    if project is None:
+        report = evaluate_version(registry, version, data or Path("data/world"))
+    else:
+        from ingest.project import load_project
+
+        report = evaluate_project_version(
+            registry, version, load_project(project), data or settings.imported_data
+        )
+    typer.echo(dump(report))
 
 
 def response(

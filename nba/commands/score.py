@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from ingest.importer import imported_table
+from ingest.project import Project
 from model_export.manifest import Registry
+from model_export.project_serving import ProjectScorer, score_project
 from model_export.serving import BundleScorer, decisions_frame, score_all
 from nba.commands.files import write_output
+from policies.arms import ArmConfig
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError, ModelManifestError
+from stream_app.settings import load_settings
 
-__all__ = ["BatchRun", "check_inputs", "score_base", "write_decisions"]
+__all__ = ["BatchRun", "check_inputs", "score_base", "score_project_base", "write_decisions"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,29 @@ def score_base(data_dir: Path, registry: Registry, budget: float, out: Path) -> 
     decisions = score_all(snapshot, scorer, PolicyConfig(), budget)
     elapsed = time.perf_counter() - started
     frame = decisions_frame(snapshot, decisions, scorer.version)
+    return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version)
+
+
+def score_project_base(
+    project: Project,
+    data: Path,
+    registry: Registry,
+    budget: float,
+    out: Path,
+    clv: pd.DataFrame | None = None,
+) -> BatchRun:
+    """The import's whole customers table, with the promoted project bundle and the project's
+    policy (holdout and exploration as the settings say)."""
+    settings = load_settings()
+    policy = project.policy_config(
+        ArmConfig(holdout_share=settings.holdout_share, explore_share=settings.explore_share)
+    )
+    scorer = ProjectScorer.load(registry, project, policy)
+    customers = imported_table(data, "customers")
+    started = time.perf_counter()
+    decisions = score_project(customers, project, scorer, policy, budget, clv)
+    elapsed = time.perf_counter() - started
+    frame = decisions_frame(customers, decisions, scorer.version)
     return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version)
 
 

@@ -9,25 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feedback.campaign import analyze_campaign, load_campaign
+from feedback.campaign import analyze_campaign
 from ingest.importer import import_project
 from ingest.project import Project, load_project
+from model_export.experiment import load_campaign
 from policies.errors import SchemaError
-from tests.ingest.test_public_datasets import EXAMPLES
-
-
-@pytest.fixture(scope="module")
-def hillstrom(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path]:
-    project = load_project(EXAMPLES / "hillstrom/nba.yaml")
-    out = tmp_path_factory.mktemp("hillstrom")
-    import_project(project, out)
-    return project, out
 
 
 def test_hillstrom_ate_is_the_difference_of_arm_means_and_the_womens_email_ranks(
-    hillstrom: tuple[Project, Path],
+    hillstrom_import: tuple[Project, Path],
 ) -> None:
-    project, data = hillstrom
+    project, data = hillstrom_import
     report = analyze_campaign(load_campaign(data, project), learner="s", seed=0, robustness=True)
     assert report["propensity"] == "logged with each assignment"
     # The data set's README: visit 10.62% (no e-mail), 15.14% (womens), 18.28% (mens).

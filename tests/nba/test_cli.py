@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from nba.cli import app
 
+HILLSTROM = str(Path(__file__).resolve().parents[2] / "examples/hillstrom/nba.yaml")
 UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 1
 
 
@@ -53,6 +55,9 @@ UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 
         ),
         (["campaign", "--project", "/nonexistent.yaml"], {}, "cannot be read"),
         (["response"], {}, "no project file"),
+        (["train", "--project", "/nonexistent.yaml"], {}, "cannot be read"),
+        (["score", "--all", "--project", HILLSTROM, "--values", "/no.parquet"], {}, "--values"),
+        (["ope", "--project", HILLSTROM, "--data", "/nonexistent"], {}, "/nonexistent"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(

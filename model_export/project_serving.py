@@ -1,0 +1,156 @@
+"""A project's bundle outside a stream worker: the whole base of an import scored and decided in
+one pass with the project's own policy (`nba score --all --project`, `nba evaluate`, `nba ope`).
+
+What the policy needs beyond the bundle's outputs comes from the project file:
+
+- **value**: the declared column (a blank is worth nothing: the policy never pays to save an
+  unknown value), or the CLV job's per-customer ``clv`` (`nba features clv`), where a customer
+  without purchases is worth 0;
+- **consent** per channel from the declared columns; a channel without a column, or a blank, is
+  no consent (consent is never assumed);
+- **engagement**: the percentile in the base of the declared ``engagement`` feature, or 1 for
+  everyone when the project declares none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ingest.project import Project
+from model_export.design import DesignMatrix
+from model_export.manifest import Registry
+from model_export.serving import BundleScorer, Predictions
+from policies.catalog import CHANNELS
+from policies.decide import Decisions, PolicyConfig, Scores, decide_batch
+from policies.errors import ConfigError, ModelManifestError, SchemaError
+from policies.rules import ContactState
+
+__all__ = [
+    "ProjectScorer",
+    "consent_matrix",
+    "customer_values",
+    "engagement_of",
+    "project_scores",
+    "score_project",
+]
+
+Floats = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ProjectScorer:
+    """A project's registered bundle with the design matrix it was trained on."""
+
+    bundle: BundleScorer
+    design: DesignMatrix
+    binary: bool
+
+    @classmethod
+    def load(
+        cls,
+        registry: Registry,
+        project: Project,
+        policy: PolicyConfig,
+        version: str | None = None,
+        threads: int = 0,
+    ) -> ProjectScorer:
+        chosen = version or registry.champion()
+        if chosen is None:
+            raise ModelManifestError(
+                f"no promoted model in {registry.root}; run `nba models promote <version>`"
+            )
+        manifest = registry.verified(chosen)
+        if manifest.project is None or manifest.project.name != project.name:
+            trained_on = manifest.project.name if manifest.project else "the simulated world"
+            raise ModelManifestError(
+                f"model {chosen} was trained for {trained_on}, not for project {project.name}"
+            )
+        design = DesignMatrix.loads(project, registry.design(manifest))
+        bundle = BundleScorer(registry, policy.catalog, chosen, threads, features=design.names_)
+        return cls(bundle, design, manifest.project.outcome_kind == "binary")
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    def predict(self, customers: pd.DataFrame) -> Predictions:
+        return self.bundle.predict(self.design.transform(customers))
+
+
+def customer_values(
+    project: Project, customers: pd.DataFrame, clv: pd.DataFrame | None = None
+) -> Floats:
+    value = project.value
+    if value is None:
+        raise ConfigError(f"project {project.name}: no `value` declaration (clv or a column)")
+    if value.source == "column":
+        raw = pd.to_numeric(customers[value.column], errors="coerce")
+    else:
+        if clv is None:
+            raise ConfigError(
+                f"project {project.name} values customers by CLV: pass the output of "
+                "`nba features clv` (--values)"
+            )
+        by_id = clv.set_index(clv["customer_id"].astype(str))["clv"]
+        raw = customers["customer_id"].astype(str).map(by_id)
+    values = raw.fillna(0.0).to_numpy(np.float64)
+    if np.any(values < 0):
+        raise SchemaError(f"customer value must be >= 0; {int((values < 0).sum())} are negative")
+    return values
+
+
+def consent_matrix(project: Project, customers: pd.DataFrame) -> NDArray[np.bool_]:
+    """[customer, channel] in CHANNELS order; no column or a blank means no consent."""
+    columns = []
+    for channel in CHANNELS:
+        name = project.consent.get(channel)
+        if name is None:
+            columns.append(np.zeros(len(customers), dtype=bool))
+        else:
+            columns.append(customers[name].astype("boolean").fillna(False).to_numpy(bool))
+    return np.column_stack(columns)
+
+
+def engagement_of(project: Project, customers: pd.DataFrame) -> Floats:
+    if project.engagement is None:
+        return np.ones(len(customers))
+    return np.asarray(customers[project.engagement].rank(pct=True).fillna(0.0), dtype=np.float64)
+
+
+def project_scores(
+    customers: pd.DataFrame,
+    project: Project,
+    predictions: Predictions,
+    clv: pd.DataFrame | None = None,
+) -> Scores:
+    """The policy's input from the bundle's (or the native models') predictions: a binary
+    outcome's uplift is weighed by the customer's value, a continuous one is already in money."""
+    p_none, uplift, expansion = predictions
+    ids = customers["customer_id"].astype(str).tolist()
+    return Scores(
+        customer_ids=ids,
+        decision_keys=[f"batch:{c}" for c in ids],
+        p_churn=p_none,
+        uplift_retention=np.clip(uplift, -1.0, 1.0),
+        uplift_expansion=expansion,
+        customer_value=customer_values(project, customers, clv),
+        engagement=engagement_of(project, customers),
+    )
+
+
+def score_project(
+    customers: pd.DataFrame,
+    project: Project,
+    scorer: ProjectScorer,
+    policy: PolicyConfig,
+    budget: float,
+    clv: pd.DataFrame | None = None,
+) -> Decisions:
+    """One bundle call and one allocation for every customer of the import."""
+    scores = project_scores(customers, project, scorer.predict(customers), clv)
+    state = ContactState.fresh(len(customers), consent_matrix(project, customers))
+    return decide_batch(scores, state, policy, budget)
