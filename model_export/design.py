@@ -4,7 +4,9 @@ scikit-learn's ColumnTransformer does the work: numeric features are median-impu
 missing-value indicator (a blank income is information, and the learners' input checks refuse
 NaN), categorical ones one-hot encoded (at most ``MAX_LEVELS`` levels each, the rarest folded
 into one, unseen levels all zero), booleans 0/1 with a missing indicator. The encoder is fitted
-on the training rows only and then applied to any frame with the same columns.
+on the training rows only and then applied to any frame with the same columns. A project's
+declared event features (counts, sums, distinct counts, recency over windows) are numeric columns
+too: training computes them at each customer's assignment time, the worker from the live stream.
 
 A fitted encoder travels with the model as skops bytes (``dumps`` / ``loads``): skops rebuilds
 scikit-learn objects without unpickling, and refuses any type it was not told to trust.
@@ -37,12 +39,22 @@ class DesignMatrix:
         self.project = project
 
     def _columns(self, kind: FeatureKind) -> list[str]:
-        return [f.name for f in self.project.features if f.kind is kind]
+        declared = [f.name for f in self.project.features if f.kind is kind]
+        if kind is FeatureKind.NUMERIC:
+            declared += [f.name for f in self.project.event_features]
+        return declared
+
+    @property
+    def inputs(self) -> list[str]:
+        """The frame columns the matrix reads: customer features, then event features."""
+        return [f.name for f in self.project.features] + [
+            f.name for f in self.project.event_features
+        ]
 
     def fit(self, customers: pd.DataFrame) -> DesignMatrix:
-        if not self.project.features:
+        if not self.inputs:
             raise SchemaError(f"project {self.project.name} declares no customer features")
-        missing = [f.name for f in self.project.features if f.name not in customers]
+        missing = [name for name in self.inputs if name not in customers]
         if missing:
             raise SchemaError(f"the customers table lacks the declared feature(s) {missing}")
         numeric = self._columns(FeatureKind.NUMERIC) + self._columns(FeatureKind.BOOLEAN)
@@ -66,7 +78,7 @@ class DesignMatrix:
         return self
 
     def _prepared(self, customers: pd.DataFrame) -> pd.DataFrame:
-        frame = customers[[f.name for f in self.project.features]].copy()
+        frame = customers[self.inputs].copy()
         for name in self._columns(FeatureKind.BOOLEAN):
             frame[name] = frame[name].astype("Float64").astype(float)
         for name in self._columns(FeatureKind.CATEGORICAL):

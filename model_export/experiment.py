@@ -1,6 +1,8 @@
 """A past campaign (experiment) of an import, aligned for learning: features, arm, outcome and
 each row's propensity. ``nba campaign`` analyzes it (feedback.campaign); ``nba train --project``
-learns the served models from it (model_export.project_models).
+learns the served models from it (model_export.project_models). A project's declared event
+features are computed from the import's events as of each customer's assignment time, by the
+same batch executor (features.event_features) whose semantics the worker's live windows follow.
 
 Propensities: a logged propensity is used as given. Without one, the arms are tested for
 randomization (how well a cross-validated logistic regression predicts the arm from the features,
@@ -23,6 +25,7 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from features.event_features import event_features
 from ingest.importer import imported_table
 from ingest.project import CONTROL, Project
 from model_export.design import DesignMatrix
@@ -90,6 +93,14 @@ def _propensity(
     )
 
 
+def _with_event_features(frame: pd.DataFrame, project: Project, data: Path) -> pd.DataFrame:
+    """The declared event features as of each customer's assignment: nothing the customer did
+    at or after the decision time leaks into what the models learn from."""
+    asked = pd.DataFrame({"customer_id": frame["customer_id"], "at": frame["assigned_at"]})
+    computed = event_features(imported_table(data, "events"), asked, project.event_features)
+    return frame.assign(**{c: computed[c].to_numpy() for c in computed.columns})
+
+
 def load_campaign(data: Path, project: Project, outcome: str | None = None) -> Campaign:
     """The campaign of an import: experiments joined to customers."""
     declared = project.declared_outcome().columns
@@ -98,6 +109,8 @@ def load_campaign(data: Path, project: Project, outcome: str | None = None) -> C
         raise SchemaError(f"unknown outcome {name!r}; the project declares {sorted(declared)}")
     experiments = imported_table(data, "experiments")
     frame = experiments.merge(imported_table(data, "customers"), on="customer_id", how="inner")
+    if project.event_features:
+        frame = _with_event_features(frame, project, data)
     present = set(frame["action"])
     if CONTROL not in present:
         raise SchemaError(f"the campaign has no control rows (action {CONTROL})")

@@ -10,6 +10,7 @@ the parity result. The registry is a folder of versions; ``promote`` marks the o
       <version>/manifest.json
       <version>/report.html
       <version>/design.skops   a project bundle's design matrix (its SHA-256 in the manifest)
+      <version>/baseline.json  a project bundle's baseline XGBoost model, for reason codes
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from policies.errors import ModelManifestError, first_problem
 
 __all__ = [
+    "BASELINE_FILE",
     "DESIGN_FILE",
     "Feature",
     "Manifest",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 DESIGN_FILE = "design.skops"
+BASELINE_FILE = "baseline.json"
 
 
 class Feature(BaseModel):
@@ -62,6 +65,9 @@ class ProjectBinding(BaseModel):
     outcome: str
     outcome_kind: Literal["binary", "continuous"]
     design_sha256: str
+    # The baseline model's XGBoost JSON (model_export.explain) and its Platt slope.
+    baseline_sha256: str
+    platt_a: float
 
 
 class Manifest(BaseModel):
@@ -189,12 +195,25 @@ class Registry:
 
     def design(self, manifest: Manifest) -> bytes:
         """A project bundle's design matrix file, after checking it against the manifest."""
+        binding = self._binding(manifest)
+        return self._checked(manifest.version, DESIGN_FILE, binding.design_sha256)
+
+    def baseline(self, manifest: Manifest) -> bytes:
+        """A project bundle's baseline XGBoost model (JSON), after checking its checksum."""
+        binding = self._binding(manifest)
+        return self._checked(manifest.version, BASELINE_FILE, binding.baseline_sha256)
+
+    @staticmethod
+    def _binding(manifest: Manifest) -> ProjectBinding:
         if manifest.project is None:
             raise ModelManifestError(f"model {manifest.version} is not a project's model")
-        data = (self.root / manifest.version / DESIGN_FILE).read_bytes()
-        if hashlib.sha256(data).hexdigest() != manifest.project.design_sha256:
+        return manifest.project
+
+    def _checked(self, version: str, name: str, sha256: str) -> bytes:
+        data = (self.root / version / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
             raise ModelManifestError(
-                f"model {manifest.version}: {DESIGN_FILE} does not match the manifest's checksum"
+                f"model {version}: {name} does not match the manifest's checksum"
             )
         return data
 

@@ -4,8 +4,8 @@ one pass with the project's own policy (`nba score --all --project`, `nba evalua
 What the policy needs beyond the bundle's outputs comes from the project file:
 
 - **value**: the declared column (a blank is worth nothing: the policy never pays to save an
-  unknown value), or the CLV job's per-customer ``clv`` (`nba features clv`), where a customer
-  without purchases is worth 0;
+  unknown value), or the CLV job's per-customer ``clv`` (`nba features clv`, or ``clv_12m`` as
+  the Feast ``clv`` view serves it to a worker), where a customer without purchases is worth 0;
 - **consent** per channel from the declared columns; a channel without a column, or a blank, is
   no consent (consent is never assumed);
 - **engagement**: the percentile in the base of the declared ``engagement`` feature, or 1 for
@@ -22,9 +22,10 @@ from numpy.typing import NDArray
 
 from ingest.project import Project
 from model_export.design import DesignMatrix
+from model_export.explain import Explainer
 from model_export.manifest import Registry
 from model_export.serving import BundleScorer, Predictions
-from policies.catalog import CHANNELS
+from policies.catalog import CHANNELS, Catalog
 from policies.decide import Decisions, PolicyConfig, Scores, decide_batch
 from policies.errors import ConfigError, ModelManifestError, SchemaError
 from policies.rules import ContactState
@@ -54,7 +55,7 @@ class ProjectScorer:
         cls,
         registry: Registry,
         project: Project,
-        policy: PolicyConfig,
+        catalog: Catalog,
         version: str | None = None,
         threads: int = 0,
     ) -> ProjectScorer:
@@ -70,12 +71,20 @@ class ProjectScorer:
                 f"model {chosen} was trained for {trained_on}, not for project {project.name}"
             )
         design = DesignMatrix.loads(project, registry.design(manifest))
-        bundle = BundleScorer(registry, policy.catalog, chosen, threads, features=design.names_)
+        bundle = BundleScorer(registry, catalog, chosen, threads, features=design.names_)
         return cls(bundle, design, manifest.project.outcome_kind == "binary")
 
     @property
     def version(self) -> str:
         return self.bundle.version
+
+    def explainer(self, registry: Registry) -> Explainer:
+        """The risk drivers of this version (model_export.explain)."""
+        manifest = self.bundle.manifest
+        binding = manifest.project
+        if binding is None:  # load() refuses such a bundle; this keeps mypy informed
+            raise ModelManifestError(f"model {manifest.version} is not a project's model")
+        return Explainer(registry.baseline(manifest), self.design.names_, binding.platt_a)
 
     def predict(self, customers: pd.DataFrame) -> Predictions:
         return self.bundle.predict(self.design.transform(customers))
@@ -89,6 +98,8 @@ def customer_values(
         raise ConfigError(f"project {project.name}: no `value` declaration (clv or a column)")
     if value.source == "column":
         raw = pd.to_numeric(customers[value.column], errors="coerce")
+    elif clv is None and "clv_12m" in customers:  # the worker's read of the Feast clv view
+        raw = pd.to_numeric(customers["clv_12m"], errors="coerce")
     else:
         if clv is None:
             raise ConfigError(
@@ -126,14 +137,16 @@ def project_scores(
     project: Project,
     predictions: Predictions,
     clv: pd.DataFrame | None = None,
+    decision_keys: list[str] | None = None,
 ) -> Scores:
     """The policy's input from the bundle's (or the native models') predictions: a binary
-    outcome's uplift is weighed by the customer's value, a continuous one is already in money."""
+    outcome's uplift is weighed by the customer's value, a continuous one is already in money.
+    ``decision_keys``: the triggers' event ids in a worker; ``batch:<customer>`` otherwise."""
     p_none, uplift, expansion = predictions
     ids = customers["customer_id"].astype(str).tolist()
     return Scores(
         customer_ids=ids,
-        decision_keys=[f"batch:{c}" for c in ids],
+        decision_keys=decision_keys or [f"batch:{c}" for c in ids],
         p_churn=p_none,
         uplift_retention=np.clip(uplift, -1.0, 1.0),
         uplift_expansion=expansion,

@@ -31,7 +31,15 @@ from model_export.churn import ChurnModel
 from model_export.drift_reference import REFERENCE_FILE, build_reference
 from model_export.features import FEATURES
 from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
-from model_export.manifest import DESIGN_FILE, Feature, Manifest, Parity, ProjectBinding, Registry
+from model_export.manifest import (
+    BASELINE_FILE,
+    DESIGN_FILE,
+    Feature,
+    Manifest,
+    Parity,
+    ProjectBinding,
+    Registry,
+)
 from model_export.project_models import ProjectTrained
 from model_export.training import Trained
 from policies.errors import ModelManifestError
@@ -72,18 +80,14 @@ def save_project_run(trained: ProjectTrained, folder: Path, report_html: str) ->
     folder.mkdir(parents=True, exist_ok=True)
     design = trained.design.dumps()
     (folder / DESIGN_FILE).write_bytes(design)
-    binding = ProjectBinding(
-        name=trained.project,
-        outcome=trained.outcome,
-        outcome_kind="binary" if trained.binary else "continuous",
-        design_sha256=hashlib.sha256(design).hexdigest(),
-    )
+    project = {
+        "name": trained.project,
+        "outcome": trained.outcome,
+        "outcome_kind": "binary" if trained.binary else "continuous",
+        "design_sha256": hashlib.sha256(design).hexdigest(),
+    }
     return _write_run(
-        trained,
-        list(trained.design.names_),
-        folder,
-        report_html,
-        {"project": binding.model_dump()},
+        trained, list(trained.design.names_), folder, report_html, {"project": project}
     )
 
 
@@ -115,6 +119,23 @@ def _write_run(
     np.save(folder / "holdout.npy", trained.holdout_features, allow_pickle=False)
     (folder / "report.html").write_text(report_html)
     return folder
+
+
+def _binding(folder: Path, spec: dict[str, Any]) -> ProjectBinding:
+    baseline = (folder / "models" / spec["churn"]["file"]).read_bytes()
+    return ProjectBinding(
+        **spec["project"],
+        baseline_sha256=hashlib.sha256(baseline).hexdigest(),
+        platt_a=float(spec["churn"]["a"]),
+    )
+
+
+def _project_files(folder: Path) -> dict[str, bytes]:
+    """What a project bundle needs beside the ONNX graph: its encoder and its explainer."""
+    return {
+        DESIGN_FILE: (folder / DESIGN_FILE).read_bytes(),
+        BASELINE_FILE: (folder / "models" / "churn.json").read_bytes(),
+    }
 
 
 def _optional_spec(
@@ -214,7 +235,7 @@ def export_run(
         onnx_sha256=hashlib.sha256(bundle).hexdigest(),
         onnx_opset=OPSET,
         parity=Parity(rows=len(holdout), max_abs_diff=diff, tolerance=tolerance, passed=True),
-        project=ProjectBinding.model_validate(spec["project"]) if "project" in spec else None,
+        project=_binding(folder, spec) if "project" in spec else None,
     )
     modelled = retention or expansion
     if modelled is None:
@@ -233,6 +254,6 @@ def export_run(
         bundle,
         report.read_text() if report.exists() else None,
         extras={REFERENCE_FILE: reference.model_dump_json()},
-        files={DESIGN_FILE: (folder / DESIGN_FILE).read_bytes()} if manifest.project else {},
+        files=_project_files(folder) if manifest.project else {},
     )
     return manifest

@@ -78,12 +78,14 @@ class EventWindowStore:
                 pipe.expire(key, int(self._horizon_s) + _DAY_S)
             pipe.execute()
 
-    def features(self, customers: Sequence[str], at: datetime) -> pd.DataFrame:
-        """The declared features of each customer as of ``at``, one row per customer (in
-        order), computed by the batch job's own function on the stored events."""
-        low, high = at.timestamp() - self._horizon_s, f"({at.timestamp()}"
+    def features(self, customers: Sequence[str], at: datetime | Sequence[datetime]) -> pd.DataFrame:
+        """The declared features of each customer as of ``at`` (one time, or one per customer:
+        each trigger's own), one row per customer (in order), computed by the batch job's own
+        function on the stored events."""
+        times = [at] * len(customers) if isinstance(at, datetime) else list(at)
         with self._client.pipeline(transaction=False) as pipe:
-            for customer in customers:
+            for customer, when in zip(customers, times, strict=True):
+                low, high = when.timestamp() - self._horizon_s, f"({when.timestamp()}"
                 pipe.zrangebyscore(self._prefix + customer, low, high)
             stored: list[list[bytes]] = pipe.execute()
         rows = []
@@ -101,5 +103,7 @@ class EventWindowStore:
                 )
         columns = ["event_id", "customer_id", "event_type", "occurred_at", *self._properties]
         events = pd.DataFrame(rows, columns=columns)
-        asked = pd.DataFrame({"customer_id": list(customers), "at": pd.Timestamp(at)})
+        asked = pd.DataFrame(
+            {"customer_id": list(customers), "at": pd.to_datetime(times, utc=True)}
+        )
         return event_features(events, asked, self.declared)

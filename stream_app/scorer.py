@@ -17,6 +17,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from feedback.drift import DriftTracker
+from ingest.project import Project
+from model_export.design import DesignMatrix
 from model_export.drift_reference import DriftReference
 from model_export.features import (
     COUNT_FEATURES,
@@ -27,6 +29,7 @@ from model_export.features import (
     policy_scores,
 )
 from model_export.manifest import Registry
+from model_export.project_serving import ProjectScorer
 from model_export.serving import BundleScorer, Predictions
 from policies.catalog import CHANNELS, Catalog
 from policies.decide import Scores
@@ -60,6 +63,10 @@ class ServedModel:
     version that scored a batch is the one its actions carry). A version that fails to load is
     counted and logged, and the old one keeps serving. Drift: every scored batch is binned
     against the served version's training reference; the PSI gauges follow recent traffic.
+
+    With a ``project``, it serves that project's bundles (``nba train --project``) together with
+    the design matrix each was trained with; ``predict_frame`` encodes and scores a batch with
+    the same version.
     """
 
     def __init__(
@@ -68,16 +75,26 @@ class ServedModel:
         catalog: Catalog,
         reload_s: float = 10.0,
         metrics: EngineMetrics | None = None,
+        project: Project | None = None,
     ) -> None:
         self._registry = registry
         self._catalog = catalog
         self._reload_s = reload_s
         self._metrics = metrics
+        self._project = project
         self._checked = time.monotonic()
         self._load(registry.champion())
 
     def _load(self, version: str | None) -> None:
-        self._scorer = BundleScorer(self._registry, self._catalog, version)
+        if self._project is None:
+            self._scorer = BundleScorer(self._registry, self._catalog, version)
+            self.design: DesignMatrix | None = None
+            self.feature_names: tuple[str, ...] = FEATURES
+        else:
+            loaded = ProjectScorer.load(self._registry, self._project, self._catalog, version, 1)
+            self._scorer, self.design = loaded.bundle, loaded.design
+            self.feature_names = loaded.design.names_
+            self.explainer = loaded.explainer(self._registry)
         reference = DriftReference.read(self._registry.folder(self._scorer.version))
         self.drift = DriftTracker(reference) if reference is not None else None
 
@@ -114,10 +131,23 @@ class ServedModel:
 
     def predict(self, features: NDArray[np.float32]) -> Predictions:
         self.refresh()
+        return self._predict(features)
+
+    def predict_frame(self, frame: pd.DataFrame) -> tuple[Predictions, list[list[str]]]:
+        """A project's batch, encoded by the design matrix of the version that scores it: the
+        predictions, and each customer's top risk drivers as reason codes."""
+        self.refresh()
+        if self.design is None:
+            raise ModelManifestError("predict_frame serves a project's bundles only")
+        features = self.design.transform(frame)
+        return self._predict(features), self.explainer.drivers(features)
+
+    def _predict(self, features: NDArray[np.float32]) -> Predictions:
         p_churn, uplift, expansion = self._scorer.predict(features)
         if self.drift is not None:
-            scores = {"p_churn": p_churn, "best_uplift": uplift.max(axis=1)}
-            self.drift.observe(features, FEATURES, scores)
+            modelled = uplift if np.any(uplift) else expansion
+            scores = {"p_churn": p_churn, "best_uplift": modelled.max(axis=1)}
+            self.drift.observe(features, self.feature_names, scores)
             self._export_drift()
         return p_churn, uplift, expansion
 

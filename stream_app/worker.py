@@ -11,13 +11,16 @@ nothing. Any number of workers share the consumer group, the ledger and the trig
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
+from features.project_repo import project_definitions
+from ingest.importer import imported_manifest
 from ingest.project import Project, load_project
 from model_export.manifest import Registry
 from policies.arms import ArmConfig
@@ -31,17 +34,26 @@ from stream_app.contacts import ContactLog
 from stream_app.decision_loop import DecisionLoop, RenewableProducer
 from stream_app.engine import DecisionEngine, LoopSettings, assemble
 from stream_app.engine.state import DecisionState
+from stream_app.event_windows import EventWindowStore
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.ledger_restore import restore_ledger
 from stream_app.metrics import EngineMetrics
 from stream_app.outage import wait_out_at_start
+from stream_app.project_source import ProjectScoreSource
 from stream_app.redis_clients import redis_client
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
-__all__ = ["build_engine", "decision_loop", "feature_store", "policy_config", "run_worker"]
+__all__ = [
+    "build_engine",
+    "decision_loop",
+    "feature_store",
+    "policy_config",
+    "project_feature_store",
+    "run_worker",
+]
 
 
 def _base(settings: Settings) -> pd.DataFrame:
@@ -128,11 +140,18 @@ def build_engine(
     from the Feast online store (the stream's short windows written before scoring), the Redis
     ledger, trigger state and contact history; it produces with ``producer``."""
     policy = policy_config(settings)
-    scorer = ServedModel(
-        Registry(settings.model_registry), policy.catalog, settings.model_reload_s, metrics
-    )
-    store = features or feature_store(settings)
-    source = FeatureScoreSource(store.read_batch, scorer, _base(settings))
+    registry = Registry(settings.model_registry)
+    project = _served_project(settings, registry)
+    if project is not None:
+        served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics, project)
+        store = features or project_feature_store(settings, project)
+        source: FeatureScoreSource | ProjectScoreSource = ProjectScoreSource(
+            project, served, store.read_batch, _windows(settings, project)
+        )
+    else:
+        served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
+        store = features or feature_store(settings)
+        source = FeatureScoreSource(store.read_batch, served, _base(settings))
     client = redis_client(settings)
     activity = ActivityStore(client, settings.consumer_group)
     ledger = opened_ledger(settings, client)
@@ -147,7 +166,7 @@ def build_engine(
             max_future_s=settings.max_event_future_s,
             batch_size=settings.batch_size,
             batch_wait_s=settings.batch_wait_s,
-            model_version=scorer.version,
+            model_version=served.version,
             budget_period=settings.budget_period,
             pacing_start_s=settings.pacing_start.timestamp() if settings.pacing_start else None,
         ),
@@ -160,9 +179,57 @@ def build_engine(
         pacing=PacingConfig(budget=settings.budget, period_s=settings.pacing_period_s),
         pacer=pacer or Pacer(settings.pacing_initial_price),
         metrics=metrics,
-        model_version=lambda: scorer.version,
+        model_version=lambda: served.version,
         contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
-        aggregates=lambda events: store.write_windows(activity.apply(events)),
+        **_source_hooks(source, store, activity),
+    )
+
+
+def _source_hooks(
+    source: FeatureScoreSource | ProjectScoreSource,
+    store: FeatureStoreAdapter,
+    activity: ActivityStore,
+) -> dict[str, Any]:
+    """What the engine calls per batch beside scoring: a project's live windows and risk
+    drivers, or the simulated world's streaming aggregates written to Feast."""
+    if isinstance(source, ProjectScoreSource):
+        return {"aggregates": source.observe, "explain": source.drivers}
+    return {"aggregates": lambda events: store.write_windows(activity.apply(events))}
+
+
+def _served_project(settings: Settings, registry: Registry) -> Project | None:
+    """The project whose bundle the worker serves: NBA_PROJECT's, when the promoted model was
+    trained for it (`nba train --project`); None for the simulated world's bundle."""
+    project = _project(settings)
+    champion = registry.champion()
+    if project is None or champion is None:
+        return None
+    trained_for = registry.manifest(champion).project
+    return project if trained_for is not None else None
+
+
+def _windows(settings: Settings, project: Project) -> EventWindowStore | None:
+    """The live windows of the project's declared event features, if it declares any."""
+    if not project.event_features:
+        return None
+    properties = tuple(project.declared_events().properties)
+    return EventWindowStore(
+        redis_client(settings), settings.consumer_group, project.event_features, properties
+    )
+
+
+def project_feature_store(
+    settings: Settings, project: Project, data: Path | None = None
+) -> FeatureStoreAdapter:
+    """The online store over a project's generated views (features.project_repo), for the
+    tables of its import (``data``, default NBA_IMPORTED_DATA)."""
+    tables = set(imported_manifest(data or settings.imported_data)["tables"])
+    return FeatureStoreAdapter(
+        settings,
+        settings.feature_repo,
+        settings.feature_data,
+        project=settings.feature_project,
+        generated=project_definitions(project, settings.feature_data, tables),
     )
 
 

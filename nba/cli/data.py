@@ -108,21 +108,14 @@ def schemas_check() -> None:
 def _feature_store(project: Path | None = None, data: Path | None = None) -> Any:
     """The store over the simulated world's views, or over a project's (generated from the
     project file, for its import) when --project or NBA_PROJECT names one."""
-    from stream_app.feature_store import FeatureStoreAdapter
+    from stream_app.worker import feature_store, project_feature_store
 
     settings = load_settings()
-    generated = None
     if project or settings.project:
-        from features.project_repo import project_definitions
-        from ingest.importer import imported_manifest
         from nba.commands.data import project_from
 
-        loaded = project_from(project, settings)
-        tables = set(imported_manifest(data or settings.imported_data)["tables"])
-        generated = project_definitions(loaded, settings.feature_data, tables)
-    return FeatureStoreAdapter(
-        settings, settings.feature_repo, settings.feature_data, generated=generated
-    )
+        return project_feature_store(settings, project_from(project, settings), data)
+    return feature_store(settings)
 
 
 @features_app.command("build")

@@ -147,7 +147,7 @@ def evaluate_project_version(
     """Qini, AUUC and uplift@k of a project bundle (onnxruntime) on an import's campaign."""
     campaign = load_campaign(data, project)
     policy = project.policy_config(ArmConfig())
-    scorer = ProjectScorer.load(registry, project, policy, version)
+    scorer = ProjectScorer.load(registry, project, policy.catalog, version)
     p_none, uplift, expansion = scorer.predict(campaign.frame)
     report = uplift_report(
         campaign.y,
@@ -183,7 +183,7 @@ def project_ope(
     rows = np.arange(campaign.y.size)
     found: dict[str, Any] = {}
     for version in versions or [_champion(registry)]:
-        scorer = ProjectScorer.load(registry, project, policy, version)
+        scorer = ProjectScorer.load(registry, project, policy.catalog, version)
         found[version] = {
             **project_policy_value(
                 campaign,

@@ -76,7 +76,7 @@ def score_project_base(
     policy = project.policy_config(
         ArmConfig(holdout_share=settings.holdout_share, explore_share=settings.explore_share)
     )
-    scorer = ProjectScorer.load(registry, project, policy)
+    scorer = ProjectScorer.load(registry, project, policy.catalog)
     customers = imported_table(data, "customers")
     started = time.perf_counter()
     decisions = score_project(customers, project, scorer, policy, budget, clv)

@@ -25,6 +25,7 @@ from stream_app.engine.core import (
     BatchStats,
     CommittedOffset,
     DecisionEngine,
+    Explain,
     LoopSettings,
     latency_percentiles,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "BatchStats",
     "CommittedOffset",
     "DecisionEngine",
+    "Explain",
     "LoopSettings",
     "assemble",
     "latency_percentiles",
@@ -61,6 +63,7 @@ def assemble(
     model_version: Callable[[], str] | None = None,
     contact_log: ContactLog | None = None,
     aggregates: Callable[[ValidEvents], None] | None = None,
+    explain: Explain | None = None,
 ) -> DecisionEngine:
     """The engine with its four parts sharing one producer, one Redis client and one ledger."""
     state = DecisionState(redis_client, settings.events_topic)
@@ -95,4 +98,5 @@ def assemble(
         metrics=metrics,
         model_version=model_version,
         aggregates=aggregates,
+        explain=explain,
     )

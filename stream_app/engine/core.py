@@ -40,6 +40,8 @@ from stream_app.pipeline import DEFAULT_MAX_FUTURE_S, RawMessage, build_actions,
 
 __all__ = ["BatchStats", "CommittedOffset", "DecisionEngine", "LoopSettings", "latency_percentiles"]
 
+# More reason codes for the triggers just decided, by event id, in order.
+Explain = Callable[[Sequence[str]], list[list[str]]]
 # The group's committed offset of (topic, partition), None when unknown.
 CommittedOffset = Callable[[str, int], int | None]
 
@@ -82,10 +84,12 @@ class DecisionEngine:
         metrics: EngineMetrics | None = None,
         model_version: Callable[[], str] | None = None,
         aggregates: Callable[[ValidEvents], None] | None = None,
+        explain: Explain | None = None,
     ) -> None:
         """``model_version``: the version serving right now (it changes on a hot reload);
         defaults to the settings' fixed version. ``aggregates``: called with each batch's valid
-        events before any decision (the Faust worker's table and online-store write)."""
+        events before any decision (the live windows, the online-store write). ``explain``: more
+        reason codes for the triggers just scored (by event id), appended to each decision's."""
         self.settings = settings
         self._intake = intake
         self._state = state
@@ -94,6 +98,7 @@ class DecisionEngine:
         self._metrics = metrics
         self._model_version = model_version or (lambda: settings.model_version)
         self._aggregates = aggregates
+        self._explain = explain
         self._announced = ""
         self._announce_versions()
 
@@ -168,6 +173,12 @@ class DecisionEngine:
             self.settings.budget_period,
             datetime.now(UTC),
         )
+        if self._explain is not None:
+            more = self._explain([e.event_id for _, e in fresh])
+            actions = [
+                a.model_copy(update={"reasons": [*a.reasons, *extra]})
+                for a, extra in zip(actions, more, strict=True)
+            ]
         with timed(self._metrics, "ledger_and_publish"):
             capacity = self._decider.capacity.tolist()
             published = self._publisher.reserve_and_publish(fresh, actions, decisions, capacity)

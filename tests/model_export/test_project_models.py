@@ -61,7 +61,7 @@ def test_the_bundle_serves_what_the_native_models_predict(
     manifest = registry.manifest("visit-1")
     assert manifest.project is not None and manifest.project.outcome == "visit"
     assert manifest.parity.max_abs_diff <= 1e-5
-    scorer = ProjectScorer.load(registry, project, project.policy_config(NO_ARMS))
+    scorer = ProjectScorer.load(registry, project, project.policy_config(NO_ARMS).catalog)
     sample = campaign.frame.iloc[::97]
     served = scorer.predict(sample)
     native = trained.predict(campaign.design.transform(sample))
@@ -80,7 +80,7 @@ def test_a_bundle_refuses_another_project_and_a_tampered_design(
     policy = project.policy_config(NO_ARMS)
     other = project.model_copy(update={"name": "other_shop"})
     with pytest.raises(ModelManifestError, match="trained for hillstrom, not for project other"):
-        ProjectScorer.load(registry, other, policy)
+        ProjectScorer.load(registry, other, policy.catalog)
     copy = Registry(tmp_path / "copy")
     source = registry.folder("visit-1")
     target = copy.folder("visit-1")
@@ -89,7 +89,7 @@ def test_a_bundle_refuses_another_project_and_a_tampered_design(
         (target / path.name).write_bytes(path.read_bytes())
     (target / DESIGN_FILE).write_bytes((source / DESIGN_FILE).read_bytes() + b"\0")
     with pytest.raises(ModelManifestError, match="does not match the manifest's checksum"):
-        ProjectScorer.load(copy, project, policy, "visit-1")
+        ProjectScorer.load(copy, project, policy.catalog, "visit-1")
 
 
 def test_the_whole_base_is_decided_within_the_budget(
@@ -98,7 +98,7 @@ def test_the_whole_base_is_decided_within_the_budget(
     project, data = hillstrom_import
     policy = project.policy_config(NO_ARMS)
     customers = imported_table(data, "customers")
-    scorer = ProjectScorer.load(registry, project, policy)
+    scorer = ProjectScorer.load(registry, project, policy.catalog)
     decisions = score_project(customers, project, scorer, policy, budget=500.0)
     treated = decisions.action != 0
     assert decisions.cost.sum() <= 500.0 + 1e-9
@@ -190,7 +190,28 @@ def test_no_decision_targets_a_channel_without_consent(
     customers = imported_table(data, "customers").iloc[: len(consent)].copy()
     customers["email_ok"] = pd.array(consent, dtype="boolean")
     policy = strict.policy_config(NO_ARMS)
-    scorer = ProjectScorer.load(registry, strict, policy)
+    scorer = ProjectScorer.load(registry, strict, policy.catalog)
     decisions = score_project(customers, strict, scorer, policy, budget=1e6)
     treated = decisions.action != 0
     assert not np.any(treated & ~customers["email_ok"].fillna(False).to_numpy(bool))
+
+
+def test_risk_drivers_add_up_to_the_served_log_odds(
+    hillstrom_import: tuple[Project, Path],
+    visit: tuple[Campaign, ProjectTrained],
+    registry: Registry,
+) -> None:
+    project, _ = hillstrom_import
+    campaign, _ = visit
+    scorer = ProjectScorer.load(registry, project, project.policy_config(NO_ARMS).catalog)
+    explainer = scorer.explainer(registry)
+    x = campaign.x[:300]
+    shares = explainer.contributions(x)
+    p_none = scorer.bundle.predict(x)[0]
+    logit = np.log(p_none / (1 - p_none))
+    # TreeSHAP is exact: the shares differ from the calibrated log-odds by one constant.
+    offset = logit - shares.sum(axis=1)
+    np.testing.assert_allclose(offset, offset[0], atol=1e-3)
+    drivers = explainer.drivers(x[:1], top=2)[0]
+    names = campaign.design.names_
+    assert len(drivers) == 2 and all(d.split(":")[1] in names for d in drivers)

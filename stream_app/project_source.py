@@ -1,0 +1,89 @@
+"""Scores for a project's bundle in a worker: the Feast online store's customer features, the
+live event features, one bundle call per batch.
+
+Per micro-batch, before any decision, ``observe`` adds the batch's valid events to the live
+windows (stream_app.event_windows). Each trigger is then scored with its customer's profile
+(the project's generated Feast views: declared features, consent, value, CLV) and the event
+features as of the trigger's own time, computed from the windows by the batch job's function:
+an event in this batch before the trigger already counts, so a burst of events moves the very
+next decision. The windows replace the batch copy of the event features that Feast also holds.
+
+Consent and value come from the project (model_export.project_serving): a channel without a
+consent column or with a blank is no consent, a blank value is worth nothing. A customer the
+store has never seen (a cold start) is encoded with the training medians and unseen levels, and
+without consent or value the policy leaves them alone.
+
+Each decision's reasons end with the features that moved the customer's risk most
+(``driver:<feature>:<log-odds>``, model_export.explain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ingest.project import Project
+from model_export.project_serving import consent_matrix, project_scores
+from policies.decide import Scores
+from policies.rules import ContactState
+from stream_app.engine.intake import ValidEvents
+from stream_app.event_windows import EventWindowStore
+from stream_app.scorer import ServedModel
+
+__all__ = ["ProjectScoreSource"]
+
+FeatureReader = Callable[[list[str]], pd.DataFrame]
+
+
+class ProjectScoreSource:
+    def __init__(
+        self,
+        project: Project,
+        model: ServedModel,
+        read: FeatureReader,
+        windows: EventWindowStore | None = None,
+    ) -> None:
+        self._project = project
+        self.model = model
+        self._read = read
+        self._windows = windows
+        self._times: dict[str, datetime] = {}
+        self._consent: dict[str, NDArray[np.bool_]] = {}
+        self._drivers: dict[str, list[str]] = {}
+
+    def observe(self, events: ValidEvents) -> None:
+        """The batch's valid events, before any of its decisions (the engine's aggregates
+        hook): into the live windows, and each one's time for the trigger it may be."""
+        self._times = {e.event_id: e.occurred_at for _, e in events}
+        if self._windows is not None:
+            self._windows.add(e for _, e in events)
+
+    def frame(self, customers: Sequence[str], event_ids: Sequence[str]) -> pd.DataFrame:
+        """What the model reads for each trigger: the profile, then the live event features."""
+        frame = self._read(list(customers))
+        if self._windows is not None:
+            times = [self._times[event_id] for event_id in event_ids]
+            live = self._windows.features(customers, times)
+            frame = frame.assign(**{c: live[c].to_numpy() for c in live.columns})
+        return frame
+
+    def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
+        frame = self.frame(customers, event_ids)
+        consent = consent_matrix(self._project, frame)
+        self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
+        predictions, drivers = self.model.predict_frame(frame)
+        self._drivers = dict(zip(event_ids, drivers, strict=True))
+        return project_scores(frame, self._project, predictions, decision_keys=list(event_ids))
+
+    def drivers(self, event_ids: Sequence[str]) -> list[list[str]]:
+        """The risk drivers of the triggers scored just before (reason codes)."""
+        return [self._drivers.get(event_id, []) for event_id in event_ids]
+
+    def contacts(self, customers: Sequence[str]) -> ContactState:
+        """Consent of the customers scored just before; the engine adds the contact history."""
+        consent = np.array([self._consent[c] for c in customers], dtype=bool)
+        return ContactState.fresh(len(customers), consent.reshape(len(customers), -1))
