@@ -69,7 +69,9 @@ def import_window(data: Path) -> ImportWindow:
 def _profile_fields(project: Project) -> dict[str, Any]:
     fields = {f.name: _KINDS[f.kind] for f in project.features}
     fields |= {column: Bool for column in project.consent.values()}
-    if project.value is not None and project.value.column:
+    if project.do_not_disturb:
+        fields[project.do_not_disturb] = Bool
+    if project.value.column:
         fields[project.value.column] = Float64
     return fields
 

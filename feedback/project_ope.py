@@ -29,12 +29,11 @@ from numpy.typing import NDArray
 from feedback.ope import OffPolicyLog, evaluate_policy
 from ingest.project import Project
 from model_export.experiment import Campaign
-from model_export.project_serving import consent_matrix, project_scores
+from model_export.project_serving import contact_state, project_scores
 from model_export.serving import Predictions
 from policies.arms import ArmConfig
 from policies.decide import decide_batch
 from policies.errors import ModelManifestError
-from policies.rules import ContactState
 
 __all__ = ["project_policy_value"]
 
@@ -65,7 +64,7 @@ def project_policy_value(
     cost = policy.catalog.cost_matrix(value)
     index = np.arange(rows.size)
     budget = budget_factor * float(cost[index, logged].sum())
-    state = ContactState.fresh(rows.size, consent_matrix(project, customers))
+    state = contact_state(project, customers)
     chosen = decide_batch(scores, state, policy, budget).action
     p_none, uplift, expansion = predictions
     y = c.y[rows]

@@ -90,7 +90,9 @@ def contract_columns(project: Project, table: TableName) -> dict[str, ColumnSpec
             for f in project.features
         }
         columns |= {column: ColumnSpec("boolean") for column in project.consent.values()}
-        if project.value is not None and project.value.column:
+        if project.do_not_disturb:  # absent means not flagged
+            columns[project.do_not_disturb] = ColumnSpec("boolean", nullable=True)
+        if project.value.column:
             columns[project.value.column] = ColumnSpec("amount")
         return columns
     if table == "transactions":

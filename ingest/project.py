@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from policies.arms import ArmConfig
-from policies.catalog import Catalog, default_catalog
+from policies.catalog import Catalog, Channel, default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError, first_problem
 from policies.rules import ContactRules
@@ -199,8 +199,13 @@ class Project(_Strict):
     events: Events | None = None
     event_features: tuple[EventFeature, ...] = ()
     outcome: Outcome | None = None
-    value: Value | None = None
-    consent: dict[Name, Name] = Field(default_factory=dict)  # channel -> boolean column
+    # Default: the CLV job's 12-month value (BG/NBD x Gamma-Gamma on the transactions).
+    value: Value = Field(default_factory=lambda: Value(source="clv"))
+    consent: dict[Channel, Name] = Field(default_factory=dict)  # channel -> boolean column
+    # Event types that withdraw consent on channels (e.g. unsubscribe: [email]): a worker
+    # applies them within the micro-batch that carries them, batch scoring from the import.
+    opt_outs: dict[Name, tuple[Channel, ...]] = Field(default_factory=dict)
+    do_not_disturb: Name | None = None  # a boolean customer column: true means no contact
     personas: Personas | None = None
     # A numeric feature whose percentile in the base is the engagement axis of the segments
     # (e.g. visits per month); without one every customer counts as engaged.
@@ -229,15 +234,24 @@ class Project(_Strict):
                 )
         if self.engagement is not None and self.engagement not in numeric:
             raise ValueError(f"engagement {self.engagement!r} is not a numeric feature")
-        if self.event_features and self.events is None:
-            raise ValueError("event_features need the `events` declaration")
+        self._check_event_uses()
+        return self
+
+    def _check_event_uses(self) -> None:
+        """Event features and opt-outs name declared event types."""
+        if (self.event_features or self.opt_outs) and self.events is None:
+            raise ValueError("event_features and opt_outs need the `events` declaration")
+        types = set(self.events.types) if self.events is not None else set()
         for feature in self.event_features:
-            if self.events is not None and feature.event_type not in self.events.types:
+            if feature.event_type not in types:
                 raise ValueError(
                     f"event feature {feature.name!r} counts unknown event type "
                     f"{feature.event_type!r}"
                 )
-        return self
+        if set(self.opt_outs) - types:
+            raise ValueError(
+                f"opt_outs name unknown event types {sorted(set(self.opt_outs) - types)}"
+            )
 
     def declared_events(self) -> Events:
         if self.events is None:
@@ -261,11 +275,19 @@ class Project(_Strict):
         """The policy this project declares: its catalog (the simulated world's when it has
         none), segment thresholds and contact rules, with the given arms."""
         return PolicyConfig(
+            value_source=self.value_source,
             catalog=self.catalog or default_catalog(),
             segments=self.segments,
             contact=self.contact_rules,
             arms=arms,
         )
+
+    @property
+    def value_source(self) -> str:
+        """What a customer's value is, as a decision's explanation names it."""
+        if self.value.source == "clv":
+            return "12-month CLV (BG/NBD x Gamma-Gamma)"
+        return str(self.value.column).replace("_", " ")
 
     @property
     def action_names(self) -> tuple[str, ...]:

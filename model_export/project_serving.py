@@ -7,14 +7,15 @@ What the policy needs beyond the bundle's outputs comes from the project file:
   unknown value), or the CLV job's per-customer ``clv`` (`nba features clv`, or ``clv_12m`` as
   the Feast ``clv`` view serves it to a worker), where a customer without purchases is worth 0;
 - **consent** per channel from the declared columns; a channel without a column, or a blank, is
-  no consent (consent is never assumed);
+  no consent (consent is never assumed); a declared opt-out event withdraws it;
+- **do-not-disturb** from the declared column: a flagged customer gets no contact;
 - **engagement**: the percentile in the base of the declared ``engagement`` feature, or 1 for
   everyone when the project declares none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,10 @@ from policies.rules import ContactState
 __all__ = [
     "ProjectScorer",
     "consent_matrix",
+    "contact_state",
     "customer_values",
     "engagement_of",
+    "opted_out",
     "project_scores",
     "score_project",
 ]
@@ -94,8 +97,6 @@ def customer_values(
     project: Project, customers: pd.DataFrame, clv: pd.DataFrame | None = None
 ) -> Floats:
     value = project.value
-    if value is None:
-        raise ConfigError(f"project {project.name}: no `value` declaration (clv or a column)")
     if value.source == "column":
         raw = pd.to_numeric(customers[value.column], errors="coerce")
     elif clv is None and "clv_12m" in customers:  # the worker's read of the Feast clv view
@@ -116,14 +117,48 @@ def customer_values(
 
 def consent_matrix(project: Project, customers: pd.DataFrame) -> NDArray[np.bool_]:
     """[customer, channel] in CHANNELS order; no column or a blank means no consent."""
+    declared = {str(channel): column for channel, column in project.consent.items()}
     columns = []
     for channel in CHANNELS:
-        name = project.consent.get(channel)
+        name = declared.get(channel)
         if name is None:
             columns.append(np.zeros(len(customers), dtype=bool))
         else:
             columns.append(customers[name].astype("boolean").fillna(False).to_numpy(bool))
     return np.column_stack(columns)
+
+
+def opted_out(
+    project: Project, customers: pd.DataFrame, events: pd.DataFrame | None
+) -> NDArray[np.bool_]:
+    """[customer, channel]: withdrawn by one of the project's opt-out events in ``events``."""
+    revoked = np.zeros((len(customers), len(CHANNELS)), dtype=bool)
+    if events is None or not project.opt_outs:
+        return revoked
+    position = pd.Series(np.arange(len(customers)), index=customers["customer_id"].astype(str))
+    for event_type, channels in project.opt_outs.items():
+        who = events.loc[events["event_type"] == event_type, "customer_id"].astype(str)
+        rows = position.reindex(who.unique()).dropna().to_numpy(np.int64)
+        for channel in channels:
+            revoked[rows, CHANNELS.index(channel)] = True
+    return revoked
+
+
+def contact_state(
+    project: Project,
+    customers: pd.DataFrame,
+    revoked: NDArray[np.bool_] | None = None,
+) -> ContactState:
+    """Consent (declared columns, minus what ``revoked`` withdraws) and do-not-disturb (the
+    declared column; a blank is not flagged), for customers never contacted before."""
+    consent = consent_matrix(project, customers)
+    if revoked is not None:
+        consent &= ~revoked
+    state = ContactState.fresh(len(customers), consent)
+    if project.do_not_disturb is None:
+        return state
+    flagged = customers[project.do_not_disturb].astype("boolean").fillna(False).to_numpy(bool)
+    return replace(state, do_not_disturb=flagged)
 
 
 def engagement_of(project: Project, customers: pd.DataFrame) -> Floats:
@@ -162,8 +197,10 @@ def score_project(
     policy: PolicyConfig,
     budget: float,
     clv: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
 ) -> Decisions:
-    """One bundle call and one allocation for every customer of the import."""
+    """One bundle call and one allocation for every customer of the import; ``events``: the
+    import's events, whose opt-outs withdraw consent."""
     scores = project_scores(customers, project, scorer.predict(customers), clv)
-    state = ContactState.fresh(len(customers), consent_matrix(project, customers))
+    state = contact_state(project, customers, opted_out(project, customers, events))
     return decide_batch(scores, state, policy, budget)

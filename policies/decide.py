@@ -53,6 +53,8 @@ class PolicyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: str = Field(default="policy-1", min_length=1)
+    # What customer_value is, as the explanation names it (a project's value declaration).
+    value_source: str = Field(default="contract value", min_length=1)
     catalog: Catalog = Field(default_factory=default_catalog)
     segments: SegmentThresholds = SegmentThresholds()
     contact: ContactRules = ContactRules()
@@ -109,6 +111,7 @@ class Decisions:
 
     catalog: Catalog
     policy_version: str
+    value_source: str
     action: NDArray[np.int64]
     arm: NDArray[np.int8]
     propensity: Floats
@@ -155,7 +158,7 @@ class Decisions:
         """One line a person can read."""
         head = (
             f"{SEGMENTS[self.segment[i]]}: p_churn {self.p_churn[i]:.2f}, "
-            f"CLV ${self.customer_value[i]:,.0f}"
+            f"{self.value_source} ${self.customer_value[i]:,.0f}"
         )
         outcome = Outcome(self.outcome[i])
         if outcome is Outcome.HOLDOUT:
@@ -261,6 +264,7 @@ def _finish(
     return Decisions(
         catalog=config.catalog,
         policy_version=config.version,
+        value_source=config.value_source,
         action=chosen,
         arm=p.arm,
         propensity=propensity(chosen, policy_pick, p.eligible, p.arm, config.arms),

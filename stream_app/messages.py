@@ -7,7 +7,6 @@ JSON, UTF-8, key = customer_id. The JSON Schemas in `schemas/` are generated fro
 from __future__ import annotations
 
 import uuid
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,7 +33,18 @@ __all__ = [
 ]
 
 # The event types are the simulator's: one list of what product services send.
-EventType = StrEnum("EventType", {name: name for name in EVENT_TYPES})  # type: ignore[misc]  # functional API
+# Which types a worker accepts is configuration (a project's `events.types`, else the simulated
+# world's EVENT_TYPES), checked by the intake (stream_app.pipeline): the schema fixes the form.
+EventType = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        max_length=64,
+        description="one of the event types the project declares (the simulated world: "
+        + ", ".join(EVENT_TYPES)
+        + ")",
+    ),
+]
 ACTION_ID_NAMESPACE = uuid.UUID("8f6f2b8e-2f55-4d4b-9a57-4f1c3c1e0a11")
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 

@@ -19,6 +19,7 @@ from policies.catalog import Catalog
 from policies.decide import Decisions
 from policies.errors import first_problem
 from policies.segments import SEGMENTS
+from simulator.events import EVENT_TYPES
 from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
 
 __all__ = [
@@ -102,6 +103,7 @@ class Limits:
 
     max_bytes: int
     max_future_s: float = DEFAULT_MAX_FUTURE_S
+    event_types: frozenset[str] = frozenset(EVENT_TYPES)  # a project's declared types
 
 
 def _check_record(raw: RawMessage, limits: Limits) -> tuple[str, str] | None:
@@ -137,9 +139,14 @@ def _parse_one(raw: RawMessage, limits: Limits, now: datetime) -> EngagementEven
     try:
         event = EngagementEvent.model_validate(payload)
     except ValidationError as exc:
-        where, message, kind = first_problem(exc, "event")
-        unknown = where == "event_type" and kind == "enum"
-        return reject("unknown_event_type" if unknown else "invalid_schema", f"{where}: {message}")
+        where, message, _ = first_problem(exc, "event")
+        return reject("invalid_schema", f"{where}: {message}")
+    if event.event_type not in limits.event_types:
+        return reject(
+            "unknown_event_type",
+            f"event_type {event.event_type!r} is not among the declared types "
+            f"({', '.join(sorted(limits.event_types))})",
+        )
     if raw.key is not None and raw.key.decode(errors="replace") != event.customer_id:
         return reject("key_mismatch", f"key {raw.key!r} is not customer_id {event.customer_id!r}")
     ahead_s = (event.occurred_at - now).total_seconds()

@@ -8,8 +8,10 @@ features as of the trigger's own time, computed from the windows by the batch jo
 an event in this batch before the trigger already counts, so a burst of events moves the very
 next decision. The windows replace the batch copy of the event features that Feast also holds.
 
-Consent and value come from the project (model_export.project_serving): a channel without a
-consent column or with a blank is no consent, a blank value is worth nothing. A customer the
+Consent, do-not-disturb and value come from the project (model_export.project_serving): a
+channel without a consent column or with a blank is no consent, a blank value is worth nothing;
+a declared opt-out event withdraws its channels from the batch that carries it on
+(stream_app.opt_outs), whatever the profile says. A customer the
 store has never seen (a cold start) is encoded with the training medians and unseen levels, and
 without consent or value the policy leaves them alone.
 
@@ -20,6 +22,7 @@ Each decision's reasons end with the features that moved the customer's risk mos
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -27,11 +30,12 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ingest.project import Project
-from model_export.project_serving import consent_matrix, project_scores
+from model_export.project_serving import contact_state, project_scores
 from policies.decide import Scores
 from policies.rules import ContactState
 from stream_app.engine.intake import ValidEvents
 from stream_app.event_windows import EventWindowStore
+from stream_app.opt_outs import OptOutStore
 from stream_app.scorer import ServedModel
 
 __all__ = ["ProjectScoreSource"]
@@ -46,13 +50,15 @@ class ProjectScoreSource:
         model: ServedModel,
         read: FeatureReader,
         windows: EventWindowStore | None = None,
+        opt_outs: OptOutStore | None = None,
     ) -> None:
         self._project = project
         self.model = model
         self._read = read
         self._windows = windows
+        self._opt_outs = opt_outs
         self._times: dict[str, datetime] = {}
-        self._consent: dict[str, NDArray[np.bool_]] = {}
+        self._contacts: dict[str, tuple[NDArray[np.bool_], bool]] = {}
         self._drivers: dict[str, list[str]] = {}
 
     def observe(self, events: ValidEvents) -> None:
@@ -61,6 +67,8 @@ class ProjectScoreSource:
         self._times = {e.event_id: e.occurred_at for _, e in events}
         if self._windows is not None:
             self._windows.add(e for _, e in events)
+        if self._opt_outs is not None:
+            self._opt_outs.apply(e for _, e in events)
 
     def frame(self, customers: Sequence[str], event_ids: Sequence[str]) -> pd.DataFrame:
         """What the model reads for each trigger: the profile, then the live event features."""
@@ -73,8 +81,12 @@ class ProjectScoreSource:
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
         frame = self.frame(customers, event_ids)
-        consent = consent_matrix(self._project, frame)
-        self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
+        revoked = self._opt_outs.revoked(customers) if self._opt_outs is not None else None
+        state = contact_state(self._project, frame, revoked)
+        self._contacts = {
+            str(c): (state.consent[i], bool(state.do_not_disturb[i]))
+            for i, c in enumerate(frame["customer_id"])
+        }
         predictions, drivers = self.model.predict_frame(frame)
         self._drivers = dict(zip(event_ids, drivers, strict=True))
         return project_scores(frame, self._project, predictions, decision_keys=list(event_ids))
@@ -84,6 +96,9 @@ class ProjectScoreSource:
         return [self._drivers.get(event_id, []) for event_id in event_ids]
 
     def contacts(self, customers: Sequence[str]) -> ContactState:
-        """Consent of the customers scored just before; the engine adds the contact history."""
-        consent = np.array([self._consent[c] for c in customers], dtype=bool)
-        return ContactState.fresh(len(customers), consent.reshape(len(customers), -1))
+        """Consent and do-not-disturb of the customers scored just before; the engine adds the
+        contact history."""
+        rows = [self._contacts[c] for c in customers]
+        consent = np.array([r[0] for r in rows], dtype=bool).reshape(len(customers), -1)
+        state = ContactState.fresh(len(customers), consent)
+        return replace(state, do_not_disturb=np.array([r[1] for r in rows], dtype=bool))

@@ -28,6 +28,7 @@ from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
+from simulator.events import EVENT_TYPES
 from stream_app import kafka_clients
 from stream_app.aggregates import ActivityStore
 from stream_app.contacts import ContactLog
@@ -40,6 +41,7 @@ from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.ledger_restore import restore_ledger
 from stream_app.metrics import EngineMetrics
+from stream_app.opt_outs import OptOutStore
 from stream_app.outage import wait_out_at_start
 from stream_app.project_source import ProjectScoreSource
 from stream_app.redis_clients import redis_client
@@ -85,6 +87,15 @@ def policy_config(settings: Settings) -> PolicyConfig:
     if project is not None:
         return project.policy_config(arms)
     return PolicyConfig(catalog=default_catalog(), arms=arms)
+
+
+def event_types(settings: Settings) -> frozenset[str]:
+    """The event types the intake accepts: the project file's `events.types` when NBA_PROJECT
+    declares them, else the simulated world's."""
+    project = _project(settings)
+    if project is not None and project.events is not None:
+        return frozenset(project.events.types)
+    return frozenset(EVENT_TYPES)
 
 
 def trigger_types(settings: Settings) -> frozenset[str]:
@@ -146,7 +157,11 @@ def build_engine(
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics, project)
         store = features or project_feature_store(settings, project)
         source: FeatureScoreSource | ProjectScoreSource = ProjectScoreSource(
-            project, served, store.read_batch, _windows(settings, project)
+            project,
+            served,
+            store.read_batch,
+            _windows(settings, project),
+            OptOutStore(redis_client(settings), project.name, dict(project.opt_outs)),
         )
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
@@ -164,6 +179,7 @@ def build_engine(
             min_interval_s=settings.trigger_min_interval_s,
             max_message_bytes=settings.max_message_bytes,
             max_future_s=settings.max_event_future_s,
+            event_types=event_types(settings),
             batch_size=settings.batch_size,
             batch_wait_s=settings.batch_wait_s,
             model_version=served.version,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.importer import imported_table
+from ingest.importer import imported_manifest, imported_table
 from ingest.project import Project
 from model_export.manifest import Registry
 from model_export.project_serving import ProjectScorer, score_project
@@ -78,8 +78,10 @@ def score_project_base(
     )
     scorer = ProjectScorer.load(registry, project, policy.catalog)
     customers = imported_table(data, "customers")
+    tables = imported_manifest(data)["tables"]
+    events = imported_table(data, "events") if project.opt_outs and "events" in tables else None
     started = time.perf_counter()
-    decisions = score_project(customers, project, scorer, policy, budget, clv)
+    decisions = score_project(customers, project, scorer, policy, budget, clv, events)
     elapsed = time.perf_counter() - started
     frame = decisions_frame(customers, decisions, scorer.version)
     return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version)

@@ -72,7 +72,7 @@ def assemble(
         intake=Intake(
             producer=producer,
             dlq_topic=settings.dlq_topic,
-            limits=Limits(settings.max_message_bytes, settings.max_future_s),
+            limits=Limits(settings.max_message_bytes, settings.max_future_s, settings.event_types),
             metrics=metrics,
         ),
         state=state,

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from policies.decide import PolicyConfig
+from simulator.events import EVENT_TYPES
 from stream_app.engine.decider import Decider
 from stream_app.engine.intake import Intake, ValidEvents
 from stream_app.engine.publisher import Publisher
@@ -55,6 +56,7 @@ class LoopSettings:
     min_interval_s: float
     max_message_bytes: int
     max_future_s: float = DEFAULT_MAX_FUTURE_S  # how far ahead of the clock an event may be
+    event_types: frozenset[str] = frozenset(EVENT_TYPES)  # the project's declared types
     batch_size: int = 500
     batch_wait_s: float = 0.05
     model_version: str = "truth+noise"

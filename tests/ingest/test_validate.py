@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -186,4 +187,23 @@ def test_a_misspelt_key_in_the_project_file_is_one_line_naming_it(tmp_path: Path
     data["outcome"]["knd"] = data["outcome"].pop("kind")
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"nba.yaml: outcome.kind: Field required"):
+        load_project(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"opt_outs": {"unsubscribe": ["email"]}}, "unknown event types ['unsubscribe']"),
+        ({"opt_outs": {"login": ["fax"]}}, "opt_outs.login.0"),
+        ({"consent": {"pigeon": "consent_email"}}, "consent.pigeon"),
+        ({"engagement": "plan"}, "engagement 'plan' is not a numeric feature"),
+    ],
+)
+def test_consent_rules_in_the_project_file_name_the_problem(
+    tmp_path: Path, change: dict[str, object], needle: str
+) -> None:
+    path = _project(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, **change}))
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         load_project(path)

@@ -21,7 +21,9 @@ from model_export.project_models import ProjectTrained, train_project
 from model_export.project_serving import (
     ProjectScorer,
     consent_matrix,
+    contact_state,
     customer_values,
+    opted_out,
     project_scores,
     score_project,
 )
@@ -215,3 +217,31 @@ def test_risk_drivers_add_up_to_the_served_log_odds(
     drivers = explainer.drivers(x[:1], top=2)[0]
     names = campaign.design.names_
     assert len(drivers) == 2 and all(d.split(":")[1] in names for d in drivers)
+
+
+def test_batch_scoring_honours_opt_out_events_and_do_not_disturb(
+    hillstrom_import: tuple[Project, Path],
+) -> None:
+    project, _ = hillstrom_import
+    assert project.events is None  # Hillstrom has no events: declare some for this check
+    shop = Project.model_validate(
+        {
+            **project.model_dump(exclude={"events", "opt_outs", "do_not_disturb"}),
+            "events": {"types": ["unsubscribe", "visit"]},
+            "opt_outs": {"unsubscribe": ["email"]},
+            "consent": {"email": "ok"},
+            "do_not_disturb": "dnd",
+        }
+    )
+    customers = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "ok": [True, True, True], "dnd": [None, True, False]}
+    )
+    log = pd.DataFrame(
+        {"customer_id": ["b", "c", "x"], "event_type": ["visit", "unsubscribe", "unsubscribe"]}
+    )
+    revoked = opted_out(shop, customers, log)
+    email = CHANNELS.index("email")
+    assert revoked[:, email].tolist() == [False, False, True]  # x is not a customer: ignored
+    state = contact_state(shop, customers, revoked)
+    assert state.consent[:, email].tolist() == [True, True, False]
+    assert state.do_not_disturb.tolist() == [False, True, False]  # blank: not flagged

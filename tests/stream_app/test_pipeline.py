@@ -187,3 +187,14 @@ def test_action_ids_follow_the_event_identity_not_its_offset() -> None:
     )
     assert again[0].action_id == actions[0].action_id, "a re-sent copy at another offset"
     assert again[0].trigger.offset == 7 and actions[0].trigger.offset == 0
+
+
+def test_a_projects_own_event_types_are_accepted_and_the_rest_go_to_the_dlq() -> None:
+    shop = Limits(64_000, event_types=frozenset({"unsubscribe", "cart_abandoned"}))
+    raws = [raw(event(kind="unsubscribe", event_id="a")), raw(event(kind="login", event_id="b"))]
+    valid, [rejected] = parse_events(raws, shop)
+    assert [e.event_type for _, e in valid] == ["unsubscribe"]
+    assert rejected.error_code == "unknown_event_type"
+    assert "cart_abandoned, unsubscribe" in rejected.error_message
+    _, [bad_form] = parse_events([raw(event(kind="Un Subscribe"))], shop)
+    assert bad_form.error_code == "invalid_schema"

@@ -14,7 +14,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,7 @@ def _write_campaign(folder: Path, seed: int = 0) -> Path:
             "contract_value": 5_000.0,
             "consent_phone": True,
             "consent_email": True,
+            "dnd": np.arange(N) == 2,  # S2 asked not to be disturbed
         }
     ).to_csv(folder / "customers.csv", index=False)
     rows = []
@@ -83,7 +84,7 @@ def _write_campaign(folder: Path, seed: int = 0) -> Path:
         "sources": {t: {"path": f"{t}.csv"} for t in ("customers", "events", "experiments")},
         "features": [{"name": "seats", "kind": "numeric"}, {"name": "plan", "kind": "categorical"}],
         "events": {
-            "types": ["support_ticket", "login"],
+            "types": ["support_ticket", "login", "unsubscribe"],
             "triggers": ["login"],
             "properties": {"severity": "numeric"},
         },
@@ -98,6 +99,8 @@ def _write_campaign(folder: Path, seed: int = 0) -> Path:
         "outcome": {"name": "retained", "kind": "binary", "window": "90d"},
         "value": {"source": "column", "column": "contract_value"},
         "consent": {"phone": "consent_phone", "email": "consent_email"},
+        "opt_outs": {"unsubscribe": ["email"]},
+        "do_not_disturb": "dnd",
         "catalog": {
             "actions": [
                 {"name": "account_manager_call", "channel": "phone", "cost_fixed": 50.0},
@@ -110,9 +113,12 @@ def _write_campaign(folder: Path, seed: int = 0) -> Path:
     return path
 
 
-def _served_project(
-    root: Path, redis_url: str, bootstrap: str, make_topic: TopicFactory
+@pytest.fixture(scope="module")
+def served(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
+    """The project trained, exported, promoted and loaded into Feast (topics come per test)."""
+    root = tmp_path_factory.mktemp("ticket-saves")
     project_file = _write_campaign(root)
     project = load_project(project_file)
     _, imported = import_project(project, root / "imported")
@@ -122,7 +128,7 @@ def _served_project(
     export_run(save_project_run(trained, root / "run", ""), registry, "tickets-1")
     registry.promote("tickets-1")
     settings = load_settings(
-        kafka_bootstrap=bootstrap,
+        kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
         project=project_file,
         imported_data=imported,
@@ -130,24 +136,70 @@ def _served_project(
         feature_repo=root / "repo",
         feature_data=root / "features",
         feature_project=f"p{uuid.uuid4().hex[:8]}",
-        topic_events=make_topic("events"),
-        topic_actions=make_topic("actions"),
-        topic_dlq=make_topic("dlq"),
-        consumer_group=f"g-{uuid.uuid4().hex[:8]}",
         trigger_min_interval_s=0.0,
         holdout_share=0.0,
         explore_share=0.0,
-        budget_period=f"p-{uuid.uuid4().hex[:8]}",
         budget=1_000_000.0,
         # The period began a day ago: the pacer allows the whole budget, so that what decides
         # is the expected value, not how far into the period the test happens to run.
         pacing_start=datetime.now(UTC) - timedelta(days=1),
     )
     build_project_sources(project, imported, settings.feature_data)
-    store = project_feature_store(settings, project)
-    store.apply()
-    store.materialize(*materialize_window(imported))
+    _materialize(settings)
     return settings
+
+
+def _materialize(settings: Settings) -> None:
+    """The batch load: the import's profile and event windows into the online store."""
+    assert settings.project is not None and settings.imported_data is not None
+    store = project_feature_store(settings, load_project(settings.project))
+    store.apply()
+    store.materialize(*materialize_window(settings.imported_data))
+
+
+class _Engine:
+    """A worker's engine on topics of this test's own, and a read_committed reader of its
+    actions."""
+
+    def __init__(self, served: Settings, make_topic: TopicFactory) -> None:
+        self.settings = served.model_copy(
+            update={
+                "topic_events": make_topic("events"),
+                "topic_actions": make_topic("actions"),
+                "topic_dlq": make_topic("dlq"),
+                "consumer_group": f"g-{uuid.uuid4().hex[:8]}",
+                "budget_period": f"p-{uuid.uuid4().hex[:8]}",
+            }
+        )
+        producer = renewable_producer(self.settings)
+        self.engine = build_engine(self.settings, cast(Producer, producer))
+        consumer = kafka_clients.consumer(self.settings, self.settings.consumer_group)
+        consumer.subscribe([self.settings.topic_events])
+        self.loop = DecisionLoop(consumer=consumer, producer=producer, engine=self.engine)
+        self.reader = kafka_clients.consumer(
+            self.settings, f"r-{uuid.uuid4().hex[:8]}", **{"isolation.level": "read_committed"}
+        )
+        self.reader.subscribe([self.settings.topic_actions])
+
+    def decide(self, events: list[EngagementEvent], decisions: int) -> list[dict[str, Any]]:
+        """Send ``events``, run the loop until it consumed them, read the new decisions."""
+        _send(self.settings, events)
+        consumed = 0
+        for _ in range(200):
+            consumed += self.loop.run_once().consumed
+            if consumed >= len(events):
+                return [json.loads(m.value()) for m in drain(self.reader, decisions)]
+        raise AssertionError(f"the loop consumed {consumed} of {len(events)} events")
+
+    def close(self) -> None:
+        self.loop.close()
+        self.reader.close()
+
+
+def _event(customer: str, kind: str, event_id: str, at: datetime, **props: Any) -> EngagementEvent:
+    return EngagementEvent(
+        event_id=event_id, customer_id=customer, event_type=kind, occurred_at=at, properties=props
+    )
 
 
 def _send(settings: Settings, events: list[EngagementEvent]) -> None:
@@ -163,48 +215,21 @@ def _send(settings: Settings, events: list[EngagementEvent]) -> None:
 
 
 def test_a_burst_of_support_tickets_changes_the_next_decision(
-    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
+    served: Settings, make_topic: TopicFactory
 ) -> None:
-    settings = _served_project(tmp_path, redis_url, kafka_bootstrap, make_topic)
-    producer = renewable_producer(settings)
-    engine = build_engine(settings, cast(Producer, producer))
-    source = engine._decider._scores.__self__  # type: ignore[attr-defined]
+    worker = _Engine(served, make_topic)
+    source = worker.engine._decider._scores.__self__  # type: ignore[attr-defined]
     assert isinstance(source, ProjectScoreSource)
-    consumer = kafka_clients.consumer(settings, settings.consumer_group)
-    consumer.subscribe([settings.topic_events])
-    loop = DecisionLoop(consumer=consumer, producer=producer, engine=engine)
-    reader = kafka_clients.consumer(
-        settings, f"r-{uuid.uuid4().hex[:8]}", **{"isolation.level": "read_committed"}
-    )
-    reader.subscribe([settings.topic_actions])
     quiet = "S0"  # any customer: the live stream starts with no ticket for anyone
     now = datetime.now(UTC) - timedelta(minutes=30)
-
-    def login(minute: int) -> EngagementEvent:
-        return EngagementEvent(
-            event_id=f"login-{minute}",
-            customer_id=quiet,
-            event_type="login",
-            occurred_at=now + timedelta(minutes=minute),
-        )
-
-    _send(settings, [login(0)])
-    _run(loop, 1)
+    [before] = worker.decide([_event(quiet, "login", "login-0", now)], 1)
     tickets = [
-        EngagementEvent(
-            event_id=f"ticket-{k}",
-            customer_id=quiet,
-            event_type="support_ticket",
-            occurred_at=now + timedelta(minutes=1 + k),
-            properties={"severity": 4},
-        )
+        _event(quiet, "support_ticket", f"ticket-{k}", now + timedelta(minutes=1 + k), severity=4)
         for k in range(5)
     ]
-    _send(settings, [*tickets, login(10)])
-    _run(loop, 6)
-    actions = [json.loads(m.value()) for m in drain(reader, 2)]
-    assert [a["trigger"]["event_id"] for a in actions] == ["login-0", "login-10"]
-    before, after = actions
+    [after] = worker.decide(
+        [*tickets, _event(quiet, "login", "login-10", now + timedelta(minutes=10))], 1
+    )
     assert before["action"] != "account_manager_call", before
     assert after["action"] == "account_manager_call", after
     assert after["p_churn"] > before["p_churn"]
@@ -213,14 +238,32 @@ def test_a_burst_of_support_tickets_changes_the_next_decision(
     assert drivers[0][1] == "tickets_7d" and float(drivers[0][2]) > 0, after["reasons"]
     seen = source.frame([quiet], ["login-10"]).iloc[0]
     assert seen["tickets_7d"] == 5  # the five tickets, not the login that asked
-    loop.close()
-    reader.close()
+    worker.close()
 
 
-def _run(loop: DecisionLoop, events: int) -> None:
-    consumed = 0
-    for _ in range(200):
-        consumed += loop.run_once().consumed
-        if consumed >= events:
-            return
-    raise AssertionError(f"the loop consumed {consumed} of {events} events")
+def test_an_opt_out_withdraws_consent_at_once_and_a_batch_load_does_not_restore_it(
+    served: Settings, make_topic: TopicFactory
+) -> None:
+    worker = _Engine(served, make_topic)
+    now = datetime.now(UTC) - timedelta(minutes=30)
+    fan, opted, calm = "S1", "S3", "S2"  # S2 is flagged do-not-disturb in the data
+    first = worker.decide(
+        [
+            _event(fan, "login", "fan-login", now),
+            _event(opted, "unsubscribe", "opted-out", now),
+            _event(opted, "login", "opted-login", now + timedelta(minutes=1)),
+            _event(calm, "login", "calm-login", now),
+        ],
+        3,
+    )
+    by_customer = {a["customer_id"]: a for a in first}
+    assert by_customer[fan]["action"] == "retention_email", by_customer[fan]
+    assert by_customer[opted]["action"] != "retention_email"
+    assert "blocked:retention_email:no_consent" in by_customer[opted]["reasons"]
+    assert by_customer[calm]["action"] == "do_nothing"
+    assert any(r.endswith(":do_not_disturb") for r in by_customer[calm]["reasons"])
+    _materialize(worker.settings)  # the profile, whose consent column still says yes
+    [again] = worker.decide([_event(opted, "login", "opted-again", now + timedelta(minutes=5))], 1)
+    assert again["action"] != "retention_email"
+    assert "blocked:retention_email:no_consent" in again["reasons"]
+    worker.close()
