@@ -20,6 +20,7 @@ from feast.data_source import PushMode
 from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import Int64
 
 from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP, Definitions, definitions
 from policies.errors import ConfigError, SchemaError
@@ -28,6 +29,13 @@ from stream_app.settings import Settings
 __all__ = ["FeatureStoreAdapter", "fill_cold_start", "redis_connection_string"]
 
 _INTEGER_KINDS = "iu"
+
+
+def _value(dtype: Any, value: float) -> ValueProto:
+    """Feast's value proto for a field of ``dtype`` (the views' Int64 and Float64 fields)."""
+    if dtype == Int64:
+        return ValueProto(int64_val=int(value))
+    return ValueProto(double_val=float(value))
 
 
 def redis_connection_string(url: str, timeout_s: float = 2.0) -> str:
@@ -107,30 +115,35 @@ class FeatureStoreAdapter:
             raise SchemaError(f"push refused: column {TIMESTAMP!r} must hold timestamps")
 
     def write_windows(self, rows: Sequence[tuple[str, datetime, Mapping[str, int]]]) -> None:
-        """Write some `engagement_stream` features of (customer, as of, {feature: value}) rows
-        with Feast's own online-store write, which updates only the features given and skips
-        rows older than what the store holds: the stream's short windows, without touching
-        the batch job's 30/90-day counts (a push would need every feature of the view)."""
+        """Write some `engagement_stream` features of (customer, as of, {feature: value}) rows:
+        the stream's short windows, without touching the batch job's 30/90-day counts."""
+        self.write_view("engagement_stream", rows)
+
+    def write_view(
+        self, view: str, rows: Sequence[tuple[str, datetime, Mapping[str, float]]]
+    ) -> None:
+        """Write some features of ``view`` for (customer, as of, {feature: value}) rows with
+        Feast's own online-store write, which updates only the features given and skips rows
+        older than what the store holds (a push would need every feature of the view)."""
         if not rows:
             return
-        unknown = {f for _, _, values in rows for f in values} - set(ENGAGEMENT_FIELDS)
+        kinds = {f.name: f.dtype for f in self.definitions.views[view].features}
+        unknown = {f for _, _, values in rows for f in values} - set(kinds)
         if unknown:
-            raise SchemaError(f"engagement_stream has no feature(s) {sorted(unknown)}")
+            raise SchemaError(f"{view} has no feature(s) {sorted(unknown)}")
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]] = [
             (
                 EntityKeyProto(
                     join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
                 ),
-                {name: ValueProto(int64_val=int(v)) for name, v in values.items()},
+                {name: _value(kinds[name], v) for name, v in values.items()},
                 at,
                 None,
             )
             for customer, at, values in rows
         ]
         online = self.store._get_provider().online_store
-        online.online_write_batch(
-            self.store.config, self.definitions.views["engagement_stream"], data, None
-        )
+        online.online_write_batch(self.store.config, self.definitions.views[view], data, None)
 
     def read(self, customer_ids: list[str]) -> pd.DataFrame:
         """The `nba_scoring` features of these customers (Feast SDK path), with ``cold_start``."""

@@ -6,7 +6,8 @@ windows (stream_app.event_windows). Each trigger is then scored with its custome
 (the project's generated Feast views: declared features, consent, value, CLV) and the event
 features as of the trigger's own time, computed from the windows by the batch job's function:
 an event in this batch before the trigger already counts, so a burst of events moves the very
-next decision. The windows replace the batch copy of the event features that Feast also holds.
+next decision. The windows replace the batch copy of the event features that Feast also holds,
+and the values computed are written to Feast's `event_windows` view before the batch is scored.
 
 Consent, do-not-disturb and value come from the project (model_export.project_serving): a
 channel without a consent column or with a blank is no consent, a blank value is worth nothing;
@@ -41,6 +42,7 @@ from stream_app.scorer import ServedModel
 __all__ = ["ProjectScoreSource"]
 
 FeatureReader = Callable[[list[str]], pd.DataFrame]
+WindowSink = Callable[[list[tuple[str, datetime, dict[str, float]]]], None]
 
 
 class ProjectScoreSource:
@@ -51,12 +53,16 @@ class ProjectScoreSource:
         read: FeatureReader,
         windows: EventWindowStore | None = None,
         opt_outs: OptOutStore | None = None,
+        publish: WindowSink | None = None,
     ) -> None:
+        """``publish``: where the live event features go before scoring (the project's Feast
+        `event_windows` view), so that every reader of the store sees what the model saw."""
         self._project = project
         self.model = model
         self._read = read
         self._windows = windows
         self._opt_outs = opt_outs
+        self._publish = publish
         self._times: dict[str, datetime] = {}
         self._contacts: dict[str, tuple[NDArray[np.bool_], bool]] = {}
         self._drivers: dict[str, list[str]] = {}
@@ -77,6 +83,12 @@ class ProjectScoreSource:
             times = [self._times[event_id] for event_id in event_ids]
             live = self._windows.features(customers, times)
             frame = frame.assign(**{c: live[c].to_numpy() for c in live.columns})
+            if self._publish is not None:
+                values = [
+                    {str(k): float(v) for k, v in row.items()}
+                    for row in live.to_dict(orient="records")
+                ]
+                self._publish(list(zip(customers, times, values, strict=True)))
         return frame
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:

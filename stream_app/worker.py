@@ -43,7 +43,7 @@ from stream_app.ledger_restore import restore_ledger
 from stream_app.metrics import EngineMetrics
 from stream_app.opt_outs import OptOutStore
 from stream_app.outage import wait_out_at_start
-from stream_app.project_source import ProjectScoreSource
+from stream_app.project_source import ProjectScoreSource, WindowSink
 from stream_app.redis_clients import redis_client
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
@@ -162,6 +162,7 @@ def build_engine(
             store.read_batch,
             _windows(settings, project),
             OptOutStore(redis_client(settings), project.name, dict(project.opt_outs)),
+            _window_sink(store),
         )
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
@@ -211,6 +212,13 @@ def _source_hooks(
     if isinstance(source, ProjectScoreSource):
         return {"aggregates": source.observe, "explain": source.drivers}
     return {"aggregates": lambda events: store.write_windows(activity.apply(events))}
+
+
+def _window_sink(store: FeatureStoreAdapter) -> WindowSink | None:
+    """The project's Feast view of its event features, when it has one."""
+    if "event_windows" not in store.definitions.views:
+        return None
+    return lambda rows: store.write_view("event_windows", rows)
 
 
 def _served_project(settings: Settings, registry: Registry) -> Project | None:

@@ -2,10 +2,10 @@
 stream's live event features reach the model, and a burst of support tickets changes a
 customer's next decision (issue 19).
 
-The project is made up here so that its truth is known: a retention campaign whose call saves
-customers only when they filed three or more support tickets in the 7 days before it. The model
-learns that from the event feature computed at each assignment time by the batch executor; the
-worker computes the same feature from the live stream.
+The project (simulator/ticket_campaign.py) is made up so that its truth is known: a retention
+campaign whose call saves customers only when they filed three or more support tickets in the 7
+days before it. The model learns that from the event feature computed at each assignment time by
+the batch executor; the worker computes the same feature from the live stream.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 from confluent_kafka import Producer
 
 from features.project_repo import build_project_sources, materialize_window
-from ingest.importer import import_project
+from ingest.importer import import_project, imported_table
 from ingest.project import load_project
 from model_export.experiment import load_campaign
 from model_export.manifest import Registry
 from model_export.project_models import train_project
+from model_export.project_serving import ProjectScorer
 from model_export.runs import export_run, save_project_run
+from policies.arms import ArmConfig
+from simulator.ticket_campaign import write_ticket_campaign
 from stream_app import kafka_clients
 from stream_app.decision_loop import DecisionLoop
 from stream_app.messages import EngagementEvent
@@ -39,79 +39,6 @@ from tests.conftest import TopicFactory, drain, renewable_producer
 
 pytestmark = pytest.mark.integration
 
-ASSIGNED = datetime(2026, 1, 10, tzinfo=UTC)
-N = 4_000
-
-
-def _write_campaign(folder: Path, seed: int = 0) -> Path:
-    """customers.csv, events.csv, experiments.csv and the project file; returns its path."""
-    rng = np.random.default_rng(seed)
-    ids = [f"S{i}" for i in range(N)]
-    tickets = np.where(rng.random(N) < 0.3, rng.poisson(4.0, N), rng.poisson(0.3, N))
-    pd.DataFrame(
-        {
-            "customer_id": ids,
-            "seats": rng.integers(1, 50, N),
-            "plan": rng.choice(["basic", "pro"], N),
-            "contract_value": 5_000.0,
-            "consent_phone": True,
-            "consent_email": True,
-            "dnd": np.arange(N) == 2,  # S2 asked not to be disturbed
-        }
-    ).to_csv(folder / "customers.csv", index=False)
-    rows = []
-    for i, k in enumerate(tickets):
-        for j in range(int(k)):
-            at = ASSIGNED - timedelta(hours=float(rng.uniform(1, 160)))
-            rows.append((f"e{i}-{j}", ids[i], "support_ticket", at.isoformat(), 3))
-    pd.DataFrame(
-        rows, columns=["event_id", "customer_id", "event_type", "occurred_at", "severity"]
-    ).to_csv(folder / "events.csv", index=False)
-    arm = rng.choice(3, N, p=[0.5, 0.25, 0.25])
-    base = 1 / (1 + np.exp(-(2.0 - 0.6 * tickets)))
-    uplift = np.select([arm == 1, arm == 2], [0.3 * (tickets >= 3), 0.03], 0.0)
-    pd.DataFrame(
-        {
-            "customer_id": ids,
-            "action": np.array(["do_nothing", "account_manager_call", "retention_email"])[arm],
-            "assigned_at": ASSIGNED.isoformat(),
-            "propensity": np.array([0.5, 0.25, 0.25])[arm],
-            "retained": (rng.random(N) < np.clip(base + uplift, 0, 1)).astype(int),
-        }
-    ).to_csv(folder / "experiments.csv", index=False)
-    project = {
-        "name": "ticket_saves",
-        "sources": {t: {"path": f"{t}.csv"} for t in ("customers", "events", "experiments")},
-        "features": [{"name": "seats", "kind": "numeric"}, {"name": "plan", "kind": "categorical"}],
-        "events": {
-            "types": ["support_ticket", "login", "unsubscribe"],
-            "triggers": ["login"],
-            "properties": {"severity": "numeric"},
-        },
-        "event_features": [
-            {
-                "name": "tickets_7d",
-                "event_type": "support_ticket",
-                "aggregate": "count",
-                "window": "7d",
-            }
-        ],
-        "outcome": {"name": "retained", "kind": "binary", "window": "90d"},
-        "value": {"source": "column", "column": "contract_value"},
-        "consent": {"phone": "consent_phone", "email": "consent_email"},
-        "opt_outs": {"unsubscribe": ["email"]},
-        "do_not_disturb": "dnd",
-        "catalog": {
-            "actions": [
-                {"name": "account_manager_call", "channel": "phone", "cost_fixed": 50.0},
-                {"name": "retention_email", "channel": "email", "cost_fixed": 1.0},
-            ]
-        },
-    }
-    path = folder / "nba.yaml"
-    path.write_text(yaml.safe_dump(project))
-    return path
-
 
 @pytest.fixture(scope="module")
 def served(
@@ -119,7 +46,7 @@ def served(
 ) -> Settings:
     """The project trained, exported, promoted and loaded into Feast (topics come per test)."""
     root = tmp_path_factory.mktemp("ticket-saves")
-    project_file = _write_campaign(root)
+    project_file = write_ticket_campaign(root)
     project = load_project(project_file)
     _, imported = import_project(project, root / "imported")
     campaign = load_campaign(imported, project)
@@ -196,6 +123,21 @@ class _Engine:
         self.reader.close()
 
 
+def _best_emailed(served: Settings, k: int) -> list[str]:
+    """Customers (not S2) for whom, without recent tickets, the model's best action is the
+    e-mail: their decisions show what consent changes."""
+    assert served.project is not None and served.imported_data is not None
+    project = load_project(served.project)
+    customers = imported_table(served.imported_data, "customers").assign(tickets_7d=0.0)
+    scorer = ProjectScorer.load(
+        Registry(served.model_registry), project, project.policy_config(ArmConfig()).catalog
+    )
+    _, uplift, _ = scorer.predict(customers)
+    ev = uplift * 5_000.0 - np.array([0.0, 50.0, 1.0])
+    best = (ev[:, 2] > 0) & (ev[:, 2] >= ev[:, 1]) & (customers["customer_id"] != "S2")
+    return customers.loc[best, "customer_id"].astype(str).head(k).tolist()
+
+
 def _event(customer: str, kind: str, event_id: str, at: datetime, **props: Any) -> EngagementEvent:
     return EngagementEvent(
         event_id=event_id, customer_id=customer, event_type=kind, occurred_at=at, properties=props
@@ -220,7 +162,10 @@ def test_a_burst_of_support_tickets_changes_the_next_decision(
     worker = _Engine(served, make_topic)
     source = worker.engine._decider._scores.__self__  # type: ignore[attr-defined]
     assert isinstance(source, ProjectScoreSource)
-    quiet = "S0"  # any customer: the live stream starts with no ticket for anyone
+    # Any customer who may be called: the live stream starts with no ticket for anyone.
+    assert served.imported_data is not None
+    customers = imported_table(served.imported_data, "customers")
+    quiet = str(customers.loc[customers["consent_phone"], "customer_id"].iloc[0])
     now = datetime.now(UTC) - timedelta(minutes=30)
     [before] = worker.decide([_event(quiet, "login", "login-0", now)], 1)
     tickets = [
@@ -236,8 +181,10 @@ def test_a_burst_of_support_tickets_changes_the_next_decision(
     # The reasons name what moved the risk: the live ticket count first, raising it.
     drivers = [r.split(":") for r in after["reasons"] if r.startswith("driver:")]
     assert drivers[0][1] == "tickets_7d" and float(drivers[0][2]) > 0, after["reasons"]
-    seen = source.frame([quiet], ["login-10"]).iloc[0]
-    assert seen["tickets_7d"] == 5  # the five tickets, not the login that asked
+    # What the model saw went to the project's Feast view before the batch was scored.
+    assert served.project is not None
+    store = project_feature_store(worker.settings, load_project(served.project))
+    assert store.read_batch([quiet]).iloc[0]["tickets_7d"] == 5  # not the login that asked
     worker.close()
 
 
@@ -246,7 +193,8 @@ def test_an_opt_out_withdraws_consent_at_once_and_a_batch_load_does_not_restore_
 ) -> None:
     worker = _Engine(served, make_topic)
     now = datetime.now(UTC) - timedelta(minutes=30)
-    fan, opted, calm = "S1", "S3", "S2"  # S2 is flagged do-not-disturb in the data
+    fan, opted = _best_emailed(served, 2)
+    calm = "S2"  # flagged do-not-disturb in the data
     first = worker.decide(
         [
             _event(fan, "login", "fan-login", now),
