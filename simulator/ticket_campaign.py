@@ -27,7 +27,7 @@ __all__ = ["ACTIONS", "ASSIGNED", "true_retention", "write_ticket_campaign"]
 ASSIGNED = datetime(2026, 1, 10, tzinfo=UTC)
 ACTIONS = ("do_nothing", "account_manager_call", "retention_email")
 _ARM_SHARES = (0.5, 0.25, 0.25)
-_VALUE = 5_000.0
+_VALUE = 5_000.0  # the median contract value
 
 
 def true_retention(tickets: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -87,7 +87,7 @@ def write_ticket_campaign(
             "customer_id": ids,
             "seats": rng.integers(1, 50, n),
             "plan": rng.choice(["basic", "pro"], n),
-            "contract_value": _VALUE,
+            "contract_value": np.round(_VALUE * rng.lognormal(0.0, 0.5, n), 2),
             "consent_phone": rng.random(n) < 0.9,
             "consent_email": True,
             "dnd": np.arange(n) == 2,  # S2 asked not to be disturbed

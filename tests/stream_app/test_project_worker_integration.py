@@ -133,7 +133,8 @@ def _best_emailed(served: Settings, k: int) -> list[str]:
         Registry(served.model_registry), project, project.policy_config(ArmConfig()).catalog
     )
     _, uplift, _ = scorer.predict(customers)
-    ev = uplift * 5_000.0 - np.array([0.0, 50.0, 1.0])
+    value = customers["contract_value"].to_numpy(float)[:, None]
+    ev = uplift * value - np.array([0.0, 50.0, 1.0])
     best = (ev[:, 2] > 0) & (ev[:, 2] >= ev[:, 1]) & (customers["customer_id"] != "S2")
     return customers.loc[best, "customer_id"].astype(str).head(k).tolist()
 
