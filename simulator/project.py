@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from policies.catalog import default_catalog
+from policies.segments import SegmentThresholds
 from simulator.events import EVENT_TYPES
 from simulator.world import AS_OF
 
-__all__ = ["EVENT_FEATURES", "TRIGGERS", "world_project"]
+__all__ = ["EVENT_FEATURES", "SEGMENTS", "TRIGGERS", "world_project"]
 
 TRIGGERS = (
     "login",
@@ -64,6 +65,12 @@ EVENT_FEATURES = [
 ]
 
 
+# The simulated world's segments, not the brief's defaults: its accounts are B2B contracts of a
+# few $1k-$100k with 12-28% yearly churn, so at the brief's 60% risk and $50k value almost no
+# account would ever be a Critical Save; these thresholds split its base into the five segments.
+SEGMENTS = SegmentThresholds(high_risk=0.30, low_risk=0.30, high_value=10_000.0)
+
+
 def world_project(with_events: bool) -> dict[str, Any]:
     """The project file of a folder written by ``write_world`` (as a YAML-ready mapping)."""
     sources: dict[str, Any] = {
@@ -89,6 +96,7 @@ def world_project(with_events: bool) -> dict[str, Any]:
         "value": {"source": "column", "column": "contract_value"},
         "consent": {c: f"consent_{c}" for c in ("email", "phone", "in_app")},
         "catalog": default_catalog().model_dump(mode="json", exclude_defaults=True),
+        "segments": SEGMENTS.model_dump(),
     }
     if with_events:
         sources["events"] = {

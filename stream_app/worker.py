@@ -29,6 +29,7 @@ from policies.decide import PolicyConfig
 from policies.errors import ConfigError
 from policies.pacing import Pacer, PacingConfig
 from simulator.events import EVENT_TYPES
+from simulator.project import SEGMENTS as WORLD_SEGMENTS
 from stream_app import kafka_clients
 from stream_app.aggregates import ActivityStore
 from stream_app.contacts import ContactLog
@@ -86,7 +87,7 @@ def policy_config(settings: Settings) -> PolicyConfig:
     project = _project(settings)
     if project is not None:
         return project.policy_config(arms)
-    return PolicyConfig(catalog=default_catalog(), arms=arms)
+    return PolicyConfig(catalog=default_catalog(), segments=WORLD_SEGMENTS, arms=arms)
 
 
 def event_types(settings: Settings) -> frozenset[str]:
