@@ -23,6 +23,7 @@ from policies.errors import first_problem
 from simulator.events import EVENT_TYPES
 
 __all__ = [
+    "ACTIONS_SCHEMA_VERSION",
     "ACTION_ID_NAMESPACE",
     "DlqRecord",
     "EngagementEvent",
@@ -133,7 +134,13 @@ class Trigger(_Message):
 
 
 class NbaAction(_Message):
-    """`nba-actions`: one decision, with everything needed to audit and evaluate it."""
+    """`nba-actions`: one decision, with everything needed to audit and evaluate it.
+
+    Schema version 2 (the ``schema-version`` header; version 1 messages have none) adds the
+    customer's ``persona`` and ``rfm_segment`` as the feature store holds them (null when it has
+    none). A version-1 reader that ignores unknown keys sees the same decision; one that
+    validates against the version-1 schema (``additionalProperties: false``) must take
+    ``schemas/nba-actions.schema.json`` of version 2 first."""
 
     action_id: str
     customer_id: CustomerId
@@ -154,6 +161,8 @@ class NbaAction(_Message):
     budget_period: str
     decided_at: AwareDatetime
     trigger: Trigger
+    persona: str | None = None
+    rfm_segment: str | None = None
 
 
 class DlqRecord(_Message):
@@ -173,6 +182,9 @@ class DlqRecord(_Message):
     error_code: str
     error_message: str
     failed_at: AwareDatetime
+
+
+ACTIONS_SCHEMA_VERSION = "2"  # the `schema-version` header of `nba-actions` messages
 
 
 def action_id_for(topic: str, event_id: str) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from policies.rules import ContactState
 from stream_app.engine.intake import ValidEvents
 from stream_app.event_windows import EventWindowStore
 from stream_app.opt_outs import OptOutStore
-from stream_app.scorer import ServedModel
+from stream_app.scorer import ServedModel, store_segments
 
 __all__ = ["ProjectScoreSource"]
 
@@ -65,7 +66,7 @@ class ProjectScoreSource:
         self._publish = publish
         self._times: dict[str, datetime] = {}
         self._contacts: dict[str, tuple[NDArray[np.bool_], bool]] = {}
-        self._drivers: dict[str, list[str]] = {}
+        self._notes: dict[str, dict[str, Any]] = {}
 
     def observe(self, events: ValidEvents) -> None:
         """The batch's valid events, before any of its decisions (the engine's aggregates
@@ -100,12 +101,17 @@ class ProjectScoreSource:
             for i, c in enumerate(frame["customer_id"])
         }
         predictions, drivers = self.model.predict_frame(frame)
-        self._drivers = dict(zip(event_ids, drivers, strict=True))
+        notes = [
+            {**segments, "reasons": reasons}
+            for segments, reasons in zip(store_segments(frame), drivers, strict=True)
+        ]
+        self._notes = dict(zip(event_ids, notes, strict=True))
         return project_scores(frame, self._project, predictions, decision_keys=list(event_ids))
 
-    def drivers(self, event_ids: Sequence[str]) -> list[list[str]]:
-        """The risk drivers of the triggers scored just before (reason codes)."""
-        return [self._drivers.get(event_id, []) for event_id in event_ids]
+    def annotations(self, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """For the triggers scored just before: their risk drivers (reason codes) and the
+        customer's persona and RFM segment from the store."""
+        return [self._notes.get(event_id, {}) for event_id in event_ids]
 
     def contacts(self, customers: Sequence[str]) -> ContactState:
         """Consent and do-not-disturb of the customers scored just before; the engine adds the

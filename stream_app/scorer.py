@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from stream_app.metrics import EngineMetrics
 
 __all__ = [
     "FeatureScoreSource",
+    "store_segments",
     "ServedModel",
     "feature_defaults",
     "snapshot_reader",
@@ -173,9 +174,12 @@ class FeatureScoreSource:
         self._defaults = feature_defaults(base)
         self._engagement_reference = np.sort(logins_per_seat(base))
         self._consent: dict[str, NDArray[np.bool_]] = {}
+        self._notes: dict[str, dict[str, Any]] = {}
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:
-        frame = fill_cold_start(self._read(list(customers)), self._defaults, COUNT_FEATURES)
+        raw = self._read(list(customers))
+        self._notes = dict(zip(event_ids, store_segments(raw), strict=True))
+        frame = fill_cold_start(raw, self._defaults, COUNT_FEATURES)
         # Consent only where the store says True: a null (unknown) is no consent, not bool(NaN).
         consent = frame[[f"consent_{c}" for c in CHANNELS]].eq(True).to_numpy()
         self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
@@ -184,6 +188,11 @@ class FeatureScoreSource:
             frame, list(event_ids), p_churn, uplift, expansion_share, engagement_score(frame)
         )
 
+    def annotations(self, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The segments the store held for the triggers scored just before (cold starts:
+        none, not the defaults)."""
+        return [self._notes.get(event_id, {}) for event_id in event_ids]
+
     def contacts(self, customers: Sequence[str]) -> ContactState:
         """Consent of customers scored just before (the read above carried it); the contact
         history is added by the engine from stream_app.contacts."""
@@ -191,6 +200,22 @@ class FeatureScoreSource:
             -1, len(CHANNELS)
         )
         return ContactState.fresh(len(customers), consent)
+
+
+def store_segments(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each row's persona and RFM segment as `nba-actions` carries them (None where absent)."""
+
+    def text(column: str, value: Any) -> str | None:
+        if pd.isna(value):
+            return None
+        return f"persona {int(value)}" if column == "persona" else str(value)
+
+    columns = [c for c in ("persona", "rfm_segment") if c in frame]
+    rows = frame[columns].to_dict(orient="records") if columns else [{}] * len(frame)
+    return [
+        {"persona": None, "rfm_segment": None} | {c: text(c, row[c]) for c in columns}
+        for row in rows
+    ]
 
 
 def snapshot_reader(snapshot: pd.DataFrame) -> FeatureReader:

@@ -208,11 +208,14 @@ def _source_hooks(
     store: FeatureStoreAdapter,
     activity: ActivityStore,
 ) -> dict[str, Any]:
-    """What the engine calls per batch beside scoring: a project's live windows and risk
-    drivers, or the simulated world's streaming aggregates written to Feast."""
+    """What the engine calls per batch beside scoring: a project's live windows, or the
+    simulated world's streaming aggregates written to Feast; and the notes on each action."""
     if isinstance(source, ProjectScoreSource):
-        return {"aggregates": source.observe, "explain": source.drivers}
-    return {"aggregates": lambda events: store.write_windows(activity.apply(events))}
+        return {"aggregates": source.observe, "annotate": source.annotations}
+    return {
+        "aggregates": lambda events: store.write_windows(activity.apply(events)),
+        "annotate": source.annotations,
+    }
 
 
 def _window_sink(store: FeatureStoreAdapter) -> WindowSink | None:

@@ -22,10 +22,10 @@ from policies.decide import PolicyConfig
 from policies.pacing import Pacer, PacingConfig
 from stream_app.contacts import ContactLog
 from stream_app.engine.core import (
+    Annotate,
     BatchStats,
     CommittedOffset,
     DecisionEngine,
-    Explain,
     LoopSettings,
     latency_percentiles,
 )
@@ -41,7 +41,7 @@ __all__ = [
     "BatchStats",
     "CommittedOffset",
     "DecisionEngine",
-    "Explain",
+    "Annotate",
     "LoopSettings",
     "assemble",
     "latency_percentiles",
@@ -63,7 +63,7 @@ def assemble(
     model_version: Callable[[], str] | None = None,
     contact_log: ContactLog | None = None,
     aggregates: Callable[[ValidEvents], None] | None = None,
-    explain: Explain | None = None,
+    annotate: Annotate | None = None,
 ) -> DecisionEngine:
     """The engine with its four parts sharing one producer, one Redis client and one ledger."""
     state = DecisionState(redis_client, settings.events_topic)
@@ -98,5 +98,5 @@ def assemble(
         metrics=metrics,
         model_version=model_version,
         aggregates=aggregates,
-        explain=explain,
+        annotate=annotate,
     )

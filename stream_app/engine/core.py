@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,10 @@ from stream_app.pipeline import DEFAULT_MAX_FUTURE_S, RawMessage, build_actions,
 
 __all__ = ["BatchStats", "CommittedOffset", "DecisionEngine", "LoopSettings", "latency_percentiles"]
 
-# More reason codes for the triggers just decided, by event id, in order.
-Explain = Callable[[Sequence[str]], list[list[str]]]
+# What the score source adds to the actions of the triggers just decided (by event id, in
+# order): more reason codes ("reasons", appended) and the customer's segments of the feature
+# store ("persona", "rfm_segment").
+Annotate = Callable[[Sequence[str]], list[dict[str, Any]]]
 # The group's committed offset of (topic, partition), None when unknown.
 CommittedOffset = Callable[[str, int], int | None]
 
@@ -86,12 +89,12 @@ class DecisionEngine:
         metrics: EngineMetrics | None = None,
         model_version: Callable[[], str] | None = None,
         aggregates: Callable[[ValidEvents], None] | None = None,
-        explain: Explain | None = None,
+        annotate: Annotate | None = None,
     ) -> None:
         """``model_version``: the version serving right now (it changes on a hot reload);
         defaults to the settings' fixed version. ``aggregates``: called with each batch's valid
-        events before any decision (the live windows, the online-store write). ``explain``: more
-        reason codes for the triggers just scored (by event id), appended to each decision's."""
+        events before any decision (the live windows, the online-store write). ``annotate``: what
+        the score source adds to each decision's action (more reasons, segments)."""
         self.settings = settings
         self._intake = intake
         self._state = state
@@ -100,7 +103,7 @@ class DecisionEngine:
         self._metrics = metrics
         self._model_version = model_version or (lambda: settings.model_version)
         self._aggregates = aggregates
-        self._explain = explain
+        self._annotate = annotate
         self._announced = ""
         self._announce_versions()
 
@@ -175,11 +178,11 @@ class DecisionEngine:
             self.settings.budget_period,
             datetime.now(UTC),
         )
-        if self._explain is not None:
-            more = self._explain([e.event_id for _, e in fresh])
+        if self._annotate is not None:
+            notes = self._annotate([e.event_id for _, e in fresh])
             actions = [
-                a.model_copy(update={"reasons": [*a.reasons, *extra]})
-                for a, extra in zip(actions, more, strict=True)
+                a.model_copy(update={**note, "reasons": [*a.reasons, *note.get("reasons", [])]})
+                for a, note in zip(actions, notes, strict=True)
             ]
         with timed(self._metrics, "ledger_and_publish"):
             capacity = self._decider.capacity.tolist()

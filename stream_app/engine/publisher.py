@@ -17,7 +17,7 @@ from stream_app.contacts import ContactLog
 from stream_app.engine.intake import ValidEvents
 from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
-from stream_app.messages import EngagementEvent, NbaAction
+from stream_app.messages import ACTIONS_SCHEMA_VERSION, EngagementEvent, NbaAction
 from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import RawMessage
 
@@ -150,7 +150,12 @@ class Publisher:
     def _publish(self, raw: RawMessage, payload: bytes) -> None:
         sent = json.loads(payload)
         self._produced.append(sent["action_id"])
-        self._producer.produce(self._topic, key=sent["customer_id"].encode(), value=payload)
+        self._producer.produce(
+            self._topic,
+            key=sent["customer_id"].encode(),
+            value=payload,
+            headers=[("schema-version", ACTIONS_SCHEMA_VERSION.encode())],
+        )
         if raw.timestamp_ms > 0:
             latency_ms = time.time() * 1000.0 - raw.timestamp_ms
             self._latencies_ms.append(latency_ms)

@@ -179,6 +179,7 @@ def test_a_burst_of_support_tickets_changes_the_next_decision(
     assert before["action"] != "account_manager_call", before
     assert after["action"] == "account_manager_call", after
     assert after["p_churn"] > before["p_churn"]
+    assert after["persona"] is None and after["rfm_segment"] is None  # the project has neither
     # The reasons name what moved the risk: the live ticket count first, raising it.
     drivers = [r.split(":") for r in after["reasons"] if r.startswith("driver:")]
     assert drivers[0][1] == "tickets_7d" and float(drivers[0][2]) > 0, after["reasons"]

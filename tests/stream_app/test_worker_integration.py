@@ -426,8 +426,12 @@ def test_streaming_aggregates_reach_feast_survive_a_restart_and_outcomes_are_cou
         **{"isolation.level": "read_committed"},
     )
     reader.subscribe([env["NBA_TOPIC_ACTIONS"]])
-    actions = [json.loads(m.value()) for m in drain(reader, 100_000, timeout_s=10)]
+    messages = drain(reader, 100_000, timeout_s=10)
+    actions = [json.loads(m.value()) for m in messages]
     reader.close()
+    # Schema version 2: the customer's RFM segment and persona from the feature store.
+    assert all(dict(m.headers() or [])["schema-version"] == b"2" for m in messages)
+    assert all(a["rfm_segment"] and a["persona"].startswith("persona ") for a in actions)
     feed = OutcomeFeed(redis.Redis.from_url(redis_url), env["NBA_TOPIC_OUTCOMES"])
     outcome = {
         "customer_id": actions[0]["customer_id"],
