@@ -60,6 +60,21 @@ def _bad_bytes_line(path: Path, encoding: str) -> str:
     return f"{path.name}: not valid {encoding}"
 
 
+def _ragged_line(path: Path, source: Source, encoding: str) -> str:
+    """Where a row has more or fewer fields than the header (only called once pyarrow refused
+    the file): the first such line, and how many more there are. The standard library's csv
+    reader counts the fields as pyarrow does, quotes included, and knows each record's line."""
+    with path.open(newline="", encoding=encoding) as fh:
+        rows = csv.reader(fh, delimiter=source.delimiter)
+        expected = len(source.names or ()) if not source.header else len(next(rows, []))
+        wrong = [(rows.line_num, len(r)) for r in rows if r and len(r) != expected]
+    if not wrong:
+        return f"{path.name}: not readable as CSV (rows of unequal length)"
+    line, found = wrong[0]
+    more = f" (and {len(wrong) - 1:,} more such lines)" if len(wrong) > 1 else ""
+    return f"{path.name}:{line}: {found} fields where the header has {expected}{more}"
+
+
 def _arrow_csv(path: Path, source: Source, encoding: str) -> pd.DataFrame:
     """pyarrow's multithreaded CSV reader, every column as text (twice as fast as pandas' C
     reader here, benchmarks/ingest_speed.py)."""
@@ -95,6 +110,8 @@ def _read_csv(path: Path, source: Source) -> pd.DataFrame:
                 raise UnreadableSource(_bad_bytes_line(path, encoding)) from None
             if "Empty CSV file" in str(exc):
                 raise UnreadableSource(f"{path.name}: empty file (no header row)") from None
+            if "Expected" in str(exc) and "columns, got" in str(exc):
+                raise UnreadableSource(_ragged_line(path, source, encoding)) from None
             raise UnreadableSource(f"{path.name}: not readable as CSV ({exc})") from None
     sep = r"\s+" if source.delimiter == "whitespace" else source.delimiter
     try:

@@ -133,6 +133,11 @@ def test_a_clean_project_passes_with_types_booleans_and_recoded_actions(tmp_path
         ("experiments", CAMPAIGN.replace("c3,A", "c3,B"), "campaign.csv:4:arm: unknown action"),
         ("customers", "", "customers.csv: empty file (no header row)"),
         ("customers", "id,plan,seats,consent_email\n", "customers.csv: no data rows"),
+        (
+            "customers",
+            CUSTOMERS.replace("c2,basic,1,no", "c2,basic,1,no,extra"),
+            "customers.csv:3: 5 fields where the header has 4",
+        ),
     ],
     ids=[
         "wrong-delimiter",
@@ -151,6 +156,7 @@ def test_a_clean_project_passes_with_types_booleans_and_recoded_actions(tmp_path
         "unknown-action",
         "empty-file",
         "header-only",
+        "ragged-row",
     ],
 )
 def test_each_kind_of_bad_input_is_named_by_file_line_and_column(
