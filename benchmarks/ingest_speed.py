@@ -2,6 +2,9 @@
 
 Baseline in the same run: a plain ``pyarrow.csv.read_csv`` of the same two files (reading and
 typing, nothing checked). Target (issue 18): validate + import in under 60 s on this machine.
+Measured as an analyst runs them: `nba data validate` (which stages what it checked), then
+`nba data import` of the same files (which publishes the staged tables); and, apart, an import
+with nothing staged (it validates itself).
 
     .venv/bin/python -m benchmarks.ingest_speed [--customers N] [--events N]
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +23,8 @@ import pyarrow.csv as pacsv
 import yaml
 
 from benchmarks._common import timed, write_result
-from ingest.importer import import_project
-from ingest.project import load_project
+from ingest.importer import import_project, stage_project
+from ingest.project import Project, load_project
 from ingest.validate import validate_project
 
 EVENT_TYPES = ("login", "feature_used", "page_view", "support_ticket", "billing_failed")
@@ -90,6 +94,14 @@ def _pyarrow_read(folder: Path) -> int:
     return rows
 
 
+def _validate_and_stage(project: Project, out: Path) -> tuple[list[Any], list[Any]]:
+    """What `nba data validate` does: validate, and stage the tables when all passed."""
+    reports, tables = validate_project(project)
+    if all(r.ok for r in reports):
+        stage_project(project, out, tables)
+    return reports, tables
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -104,8 +116,11 @@ def main() -> None:
         sizes = {p.name: p.stat().st_size for p in folder.glob("*.csv")}
         rows, baseline_s = timed(lambda: _pyarrow_read(folder))
         project = load_project(project_file)
-        (reports, _), validate_s = timed(lambda: validate_project(project))
-        (_, published), import_s = timed(lambda: import_project(project, folder / "imported"))
+        out = folder / "imported"
+        (reports, tables), validate_s = timed(lambda: _validate_and_stage(project, out))
+        del tables
+        (_, published), import_s = timed(lambda: import_project(project, out))
+        _, cold_import_s = timed(lambda: import_project(project, folder / "cold"))
         imported = {t: len(pd.read_parquet(published / f"{t}.parquet")) for t in ("customers",)}
     results = {
         "files_bytes": sizes,
@@ -114,11 +129,13 @@ def main() -> None:
         "generate_s": round(write_s, 1),
         "pyarrow_read_s": round(baseline_s, 2),
         "validate_s": round(validate_s, 2),
-        "import_s": round(import_s, 2),
+        "import_after_validate_s": round(import_s, 2),
+        "validate_then_import_s": round(validate_s + import_s, 2),
+        "import_alone_s": round(cold_import_s, 2),
         "validate_vs_pyarrow_read": round(validate_s / baseline_s, 2),
         "import_rows_customers": imported["customers"],
         "target_s": 60,
-        "import_within_target": import_s < 60,
+        "validate_then_import_within_target": validate_s + import_s < 60,
     }
     print(results)
     path = write_result(

@@ -10,6 +10,15 @@ in one rename, so a reader of ``<out>/current`` sees the previous import or the 
 half-written mix; an import that fails leaves ``current`` as it was. ``import.json`` records
 the project, each table's rows and time range (materialization uses the data's own range) and
 the SHA-256 of every source file.
+
+A passing ``nba data validate`` stages what it checked (``stage_project``):
+
+    <out>/staged/<key>/                 the typed tables and their import.json
+
+where the key is the SHA-256 of the project file's content and of every source file. ``nba data
+import`` of the same project and the same bytes then publishes the staged folder (one rename)
+instead of validating again; any change to a file or to the project gives another key, so a
+staged folder can never stand for data it did not check.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +39,7 @@ from ingest.project import Project
 from ingest.validate import TableReport, ValidatedTable, validate_project
 from policies.errors import ConfigError, SchemaError
 
-__all__ = ["CURRENT", "import_project", "imported_manifest", "imported_table"]
+__all__ = ["CURRENT", "import_project", "imported_manifest", "imported_table", "stage_project"]
 
 CURRENT = "current"
 _CHUNK = 1 << 20
@@ -43,7 +53,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _manifest(project: Project, tables: list[ValidatedTable]) -> dict[str, Any]:
+def _manifest(
+    project: Project, tables: list[ValidatedTable], sources: dict[str, str]
+) -> dict[str, Any]:
     described: dict[str, Any] = {}
     for item in tables:
         entry: dict[str, Any] = {"rows": len(item.frame), "file": f"{item.table}.parquet"}
@@ -51,8 +63,7 @@ def _manifest(project: Project, tables: list[ValidatedTable]) -> dict[str, Any]:
         if time_column is not None:
             times = item.frame[time_column]
             entry["time_range"] = [times.min().isoformat(), times.max().isoformat()]
-        source = project.path_of(item.table)
-        entry["source"] = {"path": str(source), "sha256": _sha256(source)}
+        entry["source"] = {"path": str(project.path_of(item.table)), "sha256": sources[item.table]}
         described[item.table] = entry
     return {
         "project": project.name,
@@ -77,22 +88,27 @@ def _publish(out: Path, folder: Path) -> None:
     os.replace(link, out / CURRENT)
 
 
-def import_project(project: Project, out: Path) -> tuple[list[TableReport], Path]:
-    """Validate, then write every table; raises SchemaError (nothing published) when any row
-    was rejected. Returns the reports and the published folder."""
-    reports, tables = validate_project(project)
-    if not all(report.ok for report in reports):
-        raise SchemaError(
-            "nothing imported: "
-            + "; ".join(r.summary() for r in reports if not r.ok)
-            + " (`nba data validate` lists the problems)"
-        )
-    manifest = _manifest(project, tables)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    digest = hashlib.sha256(json.dumps(manifest["tables"], sort_keys=True).encode()).hexdigest()
-    folder = _writable(out) / "imports" / f"{stamp}-{digest[:8]}"
+def _sources(project: Project) -> dict[str, str]:
+    """Each declared table's source file SHA-256 (a file read for two tables is hashed once)."""
+    digests: dict[Path, str] = {}
+    for table in project.sources:
+        path = project.path_of(table)
+        if path not in digests:
+            digests[path] = _sha256(path)
+    return {table: digests[project.path_of(table)] for table in project.sources}
+
+
+def _stage_key(project: Project, sources: dict[str, str]) -> str:
+    declared = project.model_dump_json(exclude={"root"})
+    payload = json.dumps({"project": declared, "sources": sources}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _write(folder: Path, tables: list[ValidatedTable], manifest: dict[str, Any]) -> Path:
+    """``folder`` with every table and the manifest, or nothing (written beside, renamed)."""
     partial = folder.with_name(folder.name + ".partial")
-    partial.mkdir()
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     try:
         for item in tables:
             item.frame.reset_index(drop=True).to_parquet(partial / f"{item.table}.parquet")
@@ -101,8 +117,60 @@ def import_project(project: Project, out: Path) -> tuple[list[TableReport], Path
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    return folder
+
+
+def _refuse(reports: list[TableReport]) -> None:
+    if not all(report.ok for report in reports):
+        raise SchemaError(
+            "nothing imported: "
+            + "; ".join(r.summary() for r in reports if not r.ok)
+            + " (`nba data validate` lists the problems)"
+        )
+
+
+def stage_project(project: Project, out: Path, tables: list[ValidatedTable]) -> Path:
+    """Keep the tables of a passing validation for ``import_project`` (see the module's doc)."""
+    sources = _sources(project)
+    staged = _writable(out) / "staged" / _stage_key(project, sources)
+    if staged.exists():
+        return staged
+    staged.parent.mkdir(exist_ok=True)
+    for older in staged.parent.iterdir():  # one staged validation at a time: they are copies
+        shutil.rmtree(older, ignore_errors=True)
+    return _write(staged, tables, _manifest(project, tables, sources))
+
+
+def import_project(project: Project, out: Path) -> tuple[list[TableReport], Path]:
+    """Validate (or take what ``nba data validate`` staged for these very bytes), then write
+    every table; raises SchemaError (nothing published) when any row was rejected. Returns the
+    reports and the published folder."""
+    sources = _sources(project)
+    staged = out / "staged" / _stage_key(project, sources)
+    if (staged / "import.json").exists():
+        manifest = json.loads((staged / "import.json").read_text())
+        reports = [
+            TableReport(table, Path(entry["source"]["path"]).name, entry["rows"])
+            for table, entry in manifest["tables"].items()
+        ]
+        return reports, _publish_new(out, manifest, lambda folder: staged.rename(folder))
+    reports, tables = validate_project(project)
+    _refuse(reports)
+    manifest = _manifest(project, tables, sources)
+    return reports, _publish_new(out, manifest, lambda folder: _write(folder, tables, manifest))
+
+
+def _publish_new(out: Path, manifest: dict[str, Any], fill: Callable[[Path], object]) -> Path:
+    """A new folder under ``out/imports`` filled by ``fill``, its import time stamped, then
+    published as ``out/current``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    digest = hashlib.sha256(json.dumps(manifest["tables"], sort_keys=True).encode()).hexdigest()
+    folder = _writable(out) / "imports" / f"{stamp}-{digest[:8]}"
+    fill(folder)
+    stamped = {**manifest, "imported_at": datetime.now(UTC).isoformat()}
+    (folder / "import.json").write_text(json.dumps(stamped, indent=2))
     _publish(out, folder)
-    return reports, folder
+    return folder
 
 
 def _folder(data: Path) -> Path:

@@ -229,19 +229,31 @@ def features_push_test(
 
 
 @data_app.command("validate")
-def data_validate(project: ProjectOption = None) -> None:
+def data_validate(
+    project: ProjectOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where `nba data import` will write; default NBA_IMPORTED_DATA."),
+    ] = None,
+) -> None:
     """Check each declared file against the data contract.
 
     Imports nothing.
     Per file: rows read and rejected, then the first problems as file:line:column: reason.
-    Exit code 2 when any row is rejected or a file cannot be read.
+    Exit code 2 when any row is rejected or a file cannot be read. When everything passes, the
+    checked tables are staged under OUT/staged/, so that `nba data import` of the same files
+    publishes them without checking them again.
     """
+    from ingest.importer import stage_project
     from ingest.validate import validate_project
     from nba.commands.data import print_reports, project_from
 
-    reports, _ = validate_project(project_from(project, load_settings()))
+    settings = load_settings()
+    loaded = project_from(project, settings)
+    reports, tables = validate_project(loaded)
     if not print_reports(reports):
         raise typer.Exit(2)
+    stage_project(loaded, out or settings.imported_data, tables)
 
 
 @data_app.command("import")

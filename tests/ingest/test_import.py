@@ -105,3 +105,22 @@ def test_import_refuses_and_names_what_failed(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match=r"events.csv \(events\): not read"):
         import_project(load_project(bad), tmp_path / "imported")
     assert not (tmp_path / "imported" / CURRENT).exists()
+
+
+def test_a_passing_validate_is_imported_without_checking_again_unless_a_file_changed(
+    tmp_path: Path,
+) -> None:
+    project_file = _project(tmp_path)
+    out = tmp_path / "imported"
+    assert _nba("data", "validate", "--project", project_file, "--out", out).returncode == 0
+    [staged] = (out / "staged").iterdir()
+    reports, folder = import_project(load_project(project_file), out)
+    assert not staged.exists() and (out / CURRENT).resolve() == folder.resolve()
+    assert [(r.table, r.rows_read, r.rows_rejected) for r in reports][0] == ("customers", 3, 0)
+    assert imported_manifest(out)["tables"]["customers"]["rows"] == 3
+    # Staged again, then a file changes: the import checks the new bytes, not the staged ones.
+    assert _nba("data", "validate", "--project", project_file, "--out", out).returncode == 0
+    (tmp_path / "customers.csv").write_text(CUSTOMERS.replace(",3,", ",three,"))
+    with pytest.raises(SchemaError, match="1 rejected"):
+        import_project(load_project(project_file), out)
+    assert (out / CURRENT).resolve() == folder.resolve()
