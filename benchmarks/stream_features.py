@@ -38,7 +38,7 @@ from confluent_kafka import Producer
 
 from benchmarks._common import write_result
 from benchmarks.end_to_end import _settings
-from features.event_features import event_features
+from features.event_features import mismatches
 from features.project_repo import build_project_sources, materialize_window
 from ingest.importer import import_project, imported_table
 from ingest.project import Project, load_project
@@ -49,12 +49,13 @@ from model_export.project_serving import contact_state, project_scores
 from model_export.runs import export_run, save_project_run
 from nba.demo import _create_topics
 from nba.local_servers import stack
+from nba.replay import send_events
 from policies.arms import ArmConfig
 from policies.decide import Scores, decide_batch
-from simulator.ticket_campaign import ACTIONS, write_ticket_campaign
+from simulator.ticket_campaign import ACTIONS, live_week, write_ticket_campaign
 from stream_app import kafka_clients
 from stream_app.decision_loop import DecisionLoop, RenewableProducer
-from stream_app.messages import EngagementEvent
+from stream_app.messages import events_from_frame
 from stream_app.project_source import ProjectScoreSource
 from stream_app.settings import Settings
 from stream_app.worker import build_engine, project_feature_store
@@ -134,28 +135,6 @@ def _timed_into(spent: list[float], fn: F) -> F:
     return cast(F, run)
 
 
-def _live_week(customers: list[str], seed: int) -> list[EngagementEvent]:
-    """Tickets and logins over the past week, in time order (the last well before now)."""
-    rng = np.random.default_rng(seed)
-    end = datetime.now(UTC) - timedelta(minutes=5)
-    events = []
-    for i, customer in enumerate(customers):
-        kinds = ["support_ticket"] * int(rng.poisson(2.0)) + ["login"] * int(rng.integers(1, 4))
-        for j, kind in enumerate(kinds):
-            at = end - timedelta(seconds=float(rng.uniform(0, 7 * 86_400)))
-            props = {"severity": 3} if kind == "support_ticket" else {}
-            events.append(
-                EngagementEvent(
-                    event_id=f"live-{i}-{j}",
-                    customer_id=customer,
-                    event_type=kind,
-                    occurred_at=at,
-                    properties=props,
-                )
-            )
-    return sorted(events, key=lambda e: e.occurred_at)
-
-
 def parity_and_cost(
     root: Path, settings: Settings, trained: ProjectTrained, n: int, seed: int
 ) -> dict[str, Any]:
@@ -182,17 +161,12 @@ def parity_and_cost(
     store.materialize(*materialize_window(imported))
     _create_topics(settings, [settings.topic_events, settings.topic_actions, settings.topic_dlq])
     customers = imported_table(imported, "customers")["customer_id"].astype(str).head(n).tolist()
-    events = _live_week(customers, seed)
-    producer = kafka_clients.producer(settings)
-    for event in events:
-        producer.produce(
-            settings.topic_events,
-            key=event.customer_id.encode(),
-            value=event.model_dump_json().encode(),
-            headers=[("schema-version", b"1")],
-        )
-        producer.poll(0)
-    producer.flush(60)
+    week = live_week(customers, datetime.now(UTC) - timedelta(minutes=5), seed)
+    events = send_events(
+        kafka_clients.producer(settings),
+        settings.topic_events,
+        events_from_frame(week, ["severity"]),
+    )
     transactional = RenewableProducer(
         lambda: kafka_clients.transactional_producer(settings, f"bench-{uuid.uuid4().hex}")
     )
@@ -211,7 +185,7 @@ def parity_and_cost(
     loop = DecisionLoop(consumer=consumer, producer=transactional, engine=engine)
     batch_s: list[float] = []
     consumed, decided = 0, 0
-    while consumed < len(events):
+    while consumed < events:
         started = time.perf_counter()
         stats = loop.run_once()
         if stats.consumed:
@@ -221,9 +195,9 @@ def parity_and_cost(
     loop.close()
     return {
         "customers": len(customers),
-        "events_replayed": len(events),
+        "events_replayed": events,
         "decisions": decided,
-        **_compare(store, events, project, _decided_triggers(settings, decided)),
+        **_compare(store, week, project, _decided_triggers(settings, decided)),
         "batches": len(batch_s),
         "mean_batch_ms": round(1_000 * float(np.mean(batch_s)), 2),
         "mean_windows_ms_per_batch": round(1_000 * sum(windows_s) / max(len(batch_s), 1), 2),
@@ -248,32 +222,17 @@ def _decided_triggers(settings: Settings, expected: int) -> set[str]:
 
 
 def _compare(
-    store: Any, events: list[EngagementEvent], project: Project, triggers: set[str]
+    store: Any, week: pd.DataFrame, project: Project, triggers: set[str]
 ) -> dict[str, Any]:
     """Each decided customer's online value against the batch job at its last decided trigger
     (the value the worker wrote then: one trigger per customer and batch is decided)."""
-    frame = pd.DataFrame(
-        [
-            {
-                "event_id": e.event_id,
-                "customer_id": e.customer_id,
-                "event_type": e.event_type,
-                "occurred_at": pd.Timestamp(e.occurred_at),
-                "severity": e.properties.get("severity"),
-            }
-            for e in events
-        ]
-    )
-    decided = frame[frame["event_id"].isin(triggers)]
+    decided = week[week["event_id"].isin(triggers)]
     last = decided.groupby("customer_id")["occurred_at"].max().reset_index(name="at")
-    batch = event_features(frame, last, project.event_features)
     online = store.read_batch(last["customer_id"].tolist())
-    names = [f.name for f in project.event_features]
-    mismatched = ~np.isclose(online[names].to_numpy(float), batch[names].to_numpy(float), atol=1e-9)
     return {
         "customers_compared": int(len(last)),
-        "features_compared": int(mismatched.size),
-        "mismatches": int(mismatched.sum()),
+        "features_compared": int(len(last) * len(project.event_features)),
+        "mismatches": mismatches(online, week, last, project.event_features),
     }
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from ingest.project import EventFeature
 from policies.errors import SchemaError
 
-__all__ = ["event_features"]
+__all__ = ["event_features", "mismatches"]
 
 
 def _one(events: pd.DataFrame, asked: pd.DataFrame, feature: EventFeature) -> pd.Series:
@@ -68,3 +68,21 @@ def event_features(
     if not columns:
         return pd.DataFrame(index=asked.index)
     return pd.concat(columns, axis=1).astype(np.float64)
+
+
+def mismatches(
+    served: pd.DataFrame,
+    events: pd.DataFrame,
+    asked: pd.DataFrame,
+    declared: tuple[EventFeature, ...],
+    tolerance: float = 1e-9,
+) -> int:
+    """How many (customer, feature) values a server holds (``served``, one row per ``asked``
+    row, in order) differ from this batch executor's on ``events`` at the asked times: the
+    parity check of the stream's executor."""
+    names = [f.name for f in declared]
+    batch = event_features(events, asked, declared)
+    differ = ~np.isclose(
+        served[names].to_numpy(np.float64), batch[names].to_numpy(np.float64), atol=tolerance
+    )
+    return int(differ.sum())

@@ -8,15 +8,16 @@ rate stays at the target whenever the producer can keep up.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
 from policies.errors import ConfigError, InfraError
 from simulator.events import EventBatch
+from stream_app.messages import EngagementEvent
 
-__all__ = ["EVENT_SCHEMA_VERSION", "ReplayStats", "replay_events"]
+__all__ = ["EVENT_SCHEMA_VERSION", "ReplayStats", "replay_events", "send_events"]
 
 EVENT_SCHEMA_VERSION = b"1"
 _HEADERS: list[tuple[str, str | bytes | None]] = [("schema-version", EVENT_SCHEMA_VERSION)]
@@ -62,6 +63,18 @@ def replay_events(
     if on_progress is not None and sent % step:
         on_progress(sent % step)
     return ReplayStats(sent=sent, seconds=time.perf_counter() - started)
+
+
+def send_events(producer: Producer, topic: str, events: Iterable[EngagementEvent]) -> int:
+    """Send ``events`` as they come (no pacing), keyed and versioned as a product service
+    would; returns how many, once all were delivered."""
+    sent = 0
+    for event in events:
+        _produce(producer, topic, event.customer_id, event.model_dump_json().encode())
+        sent += 1
+    if producer.flush(60) != 0:
+        raise InfraError(f"kafka: {len(producer)} events were not delivered to {topic} within 60s")
+    return sent
 
 
 def _produce(producer: Producer, topic: str, key: str, payload: bytes) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from numpy.typing import NDArray
 
-__all__ = ["ACTIONS", "ASSIGNED", "true_retention", "write_ticket_campaign"]
+__all__ = ["ACTIONS", "ASSIGNED", "live_week", "true_retention", "write_ticket_campaign"]
 
 ASSIGNED = datetime(2026, 1, 10, tzinfo=UTC)
 ACTIONS = ("do_nothing", "account_manager_call", "retention_email")
@@ -129,3 +129,28 @@ def _ranks(owner: NDArray[np.int64]) -> NDArray[np.int64]:
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     counts = np.diff(np.r_[starts, owner.size])
     return np.arange(owner.size) - np.repeat(starts, counts)
+
+
+def live_week(customers: list[str], end: datetime, seed: int = 0) -> pd.DataFrame:
+    """A week of live events before ``end`` for ``customers`` (tickets and 1-3 logins each, the
+    logins being the project's triggers), in time order: event_id, customer_id, event_type,
+    occurred_at, severity (tickets only)."""
+    rng = np.random.default_rng(seed)
+    tickets = rng.poisson(2.0, len(customers))
+    logins = rng.integers(1, 4, len(customers))
+    owner = np.repeat(np.arange(len(customers)), tickets + logins)
+    is_ticket = np.concatenate(
+        [np.r_[np.ones(t, bool), np.zeros(g, bool)] for t, g in zip(tickets, logins, strict=True)]
+    )
+    seconds = rng.uniform(0, 7 * 86_400, owner.size)
+    frame = pd.DataFrame(
+        {
+            "event_id": [f"live-{i}-{j}" for i, j in zip(owner, _ranks(owner), strict=True)],
+            "customer_id": np.asarray(customers)[owner],
+            "event_type": np.where(is_ticket, "support_ticket", "login"),
+            # whole microseconds: what a message's ISO time carries
+            "occurred_at": (pd.Timestamp(end) - pd.to_timedelta(seconds, unit="s")).floor("us"),
+            "severity": pd.Series(np.where(is_ticket, 3, 0), dtype="Int64").where(is_ticket),
+        }
+    )
+    return frame.sort_values("occurred_at", kind="stable").reset_index(drop=True)

@@ -7,8 +7,10 @@ JSON, UTF-8, key = customer_id. The JSON Schemas in `schemas/` are generated fro
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -24,6 +26,7 @@ from simulator.events import EVENT_TYPES
 
 __all__ = [
     "ACTIONS_SCHEMA_VERSION",
+    "events_from_frame",
     "ACTION_ID_NAMESPACE",
     "DlqRecord",
     "EngagementEvent",
@@ -185,6 +188,29 @@ class DlqRecord(_Message):
 
 
 ACTIONS_SCHEMA_VERSION = "2"  # the `schema-version` header of `nba-actions` messages
+
+
+def events_from_frame(frame: pd.DataFrame, properties: Sequence[str] = ()) -> list[EngagementEvent]:
+    """Events from a table (event_id, customer_id, event_type, occurred_at and the named
+    property columns; a blank property is left out)."""
+    events = []
+    for row in frame.to_dict(orient="records"):
+        kept = {p: _plain(row[p]) for p in properties if pd.notna(row[p])}
+        events.append(
+            EngagementEvent(
+                event_id=row["event_id"],
+                customer_id=row["customer_id"],
+                event_type=row["event_type"],
+                occurred_at=row["occurred_at"],
+                properties=kept,
+            )
+        )
+    return events
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (the properties' checks are strict)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def action_id_for(topic: str, event_id: str) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
+from features.event_features import mismatches
 from features.project_repo import build_project_sources, materialize_window
 from ingest.importer import import_project, imported_table
 from ingest.project import load_project
@@ -27,11 +28,12 @@ from model_export.manifest import Registry
 from model_export.project_models import train_project
 from model_export.project_serving import ProjectScorer
 from model_export.runs import export_run, save_project_run
+from nba.replay import send_events
 from policies.arms import ArmConfig
-from simulator.ticket_campaign import write_ticket_campaign
+from simulator.ticket_campaign import live_week, write_ticket_campaign
 from stream_app import kafka_clients
 from stream_app.decision_loop import DecisionLoop
-from stream_app.messages import EngagementEvent
+from stream_app.messages import EngagementEvent, events_from_frame
 from stream_app.project_source import ProjectScoreSource
 from stream_app.settings import Settings, load_settings
 from stream_app.worker import build_engine, project_feature_store
@@ -108,14 +110,15 @@ class _Engine:
         )
         self.reader.subscribe([self.settings.topic_actions])
 
-    def decide(self, events: list[EngagementEvent], decisions: int) -> list[dict[str, Any]]:
-        """Send ``events``, run the loop until it consumed them, read the new decisions."""
-        _send(self.settings, events)
-        consumed = 0
-        for _ in range(200):
-            consumed += self.loop.run_once().consumed
+    def decide(self, events: list[EngagementEvent]) -> list[dict[str, Any]]:
+        """Send ``events``, run the loop until it consumed them, read the decisions it made."""
+        send_events(kafka_clients.producer(self.settings), self.settings.topic_events, events)
+        consumed, decided = 0, 0
+        for _ in range(400):
+            stats = self.loop.run_once()
+            consumed, decided = consumed + stats.consumed, decided + stats.decided
             if consumed >= len(events):
-                return [json.loads(m.value()) for m in drain(self.reader, decisions)]
+                return [json.loads(m.value()) for m in drain(self.reader, decided)]
         raise AssertionError(f"the loop consumed {consumed} of {len(events)} events")
 
     def close(self) -> None:
@@ -145,18 +148,6 @@ def _event(customer: str, kind: str, event_id: str, at: datetime, **props: Any) 
     )
 
 
-def _send(settings: Settings, events: list[EngagementEvent]) -> None:
-    producer = kafka_clients.producer(settings)
-    for event in events:
-        producer.produce(
-            settings.topic_events,
-            key=event.customer_id.encode(),
-            value=event.model_dump_json().encode(),
-            headers=[("schema-version", b"1")],
-        )
-    assert producer.flush(30) == 0
-
-
 def test_a_burst_of_support_tickets_changes_the_next_decision(
     served: Settings, make_topic: TopicFactory
 ) -> None:
@@ -168,13 +159,13 @@ def test_a_burst_of_support_tickets_changes_the_next_decision(
     customers = imported_table(served.imported_data, "customers")
     quiet = str(customers.loc[customers["consent_phone"], "customer_id"].iloc[0])
     now = datetime.now(UTC) - timedelta(minutes=30)
-    [before] = worker.decide([_event(quiet, "login", "login-0", now)], 1)
+    [before] = worker.decide([_event(quiet, "login", "login-0", now)])
     tickets = [
         _event(quiet, "support_ticket", f"ticket-{k}", now + timedelta(minutes=1 + k), severity=4)
         for k in range(5)
     ]
     [after] = worker.decide(
-        [*tickets, _event(quiet, "login", "login-10", now + timedelta(minutes=10))], 1
+        [*tickets, _event(quiet, "login", "login-10", now + timedelta(minutes=10))]
     )
     assert before["action"] != "account_manager_call", before
     assert after["action"] == "account_manager_call", after
@@ -203,8 +194,7 @@ def test_an_opt_out_withdraws_consent_at_once_and_a_batch_load_does_not_restore_
             _event(opted, "unsubscribe", "opted-out", now),
             _event(opted, "login", "opted-login", now + timedelta(minutes=1)),
             _event(calm, "login", "calm-login", now),
-        ],
-        3,
+        ]
     )
     by_customer = {a["customer_id"]: a for a in first}
     assert by_customer[fan]["action"] == "retention_email", by_customer[fan]
@@ -213,7 +203,29 @@ def test_an_opt_out_withdraws_consent_at_once_and_a_batch_load_does_not_restore_
     assert by_customer[calm]["action"] == "do_nothing"
     assert any(r.endswith(":do_not_disturb") for r in by_customer[calm]["reasons"])
     _materialize(worker.settings)  # the profile, whose consent column still says yes
-    [again] = worker.decide([_event(opted, "login", "opted-again", now + timedelta(minutes=5))], 1)
+    [again] = worker.decide([_event(opted, "login", "opted-again", now + timedelta(minutes=5))])
     assert again["action"] != "retention_email"
     assert "blocked:retention_email:no_consent" in again["reasons"]
     worker.close()
+
+
+def test_the_workers_event_features_match_the_batch_jobs(
+    served: Settings, make_topic: TopicFactory
+) -> None:
+    """Parity through Kafka, the engine, Redis and Feast (benchmarks/stream_features.py runs
+    it at 10,000 customers): every value the worker wrote to Feast at a customer's last decided
+    trigger is the batch job's at that trigger's time, from the same events."""
+    assert served.project is not None and served.imported_data is not None
+    project = load_project(served.project)
+    worker = _Engine(served, make_topic)
+    customers = [f"S{i}" for i in range(100, 400)]
+    week = live_week(customers, datetime.now(UTC) - timedelta(minutes=5), seed=3)
+    decisions = worker.decide(events_from_frame(week, ["severity"]))
+    worker.close()
+    decided = week[week["event_id"].isin({d["trigger"]["event_id"] for d in decisions})]
+    last = decided.groupby("customer_id")["occurred_at"].max().reset_index(name="at")
+    assert len(last) == len(customers)  # every customer's first login at least is decided
+    store = project_feature_store(worker.settings, project)
+    online = store.read_batch(last["customer_id"].tolist())
+    assert online["tickets_7d"].sum() > 0
+    assert mismatches(online, week, last, project.event_features) == 0
