@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local infrastructure needs when they are missing and we are
-# root: redis-server and prometheus (required), docker-compose (optional: it only validates
-# docker-compose.yml where Docker's compose plugin is absent). Java 17 and Maven must be there.
+# root: redis-server and prometheus (required), chromium (required: the pages' tests drive it
+# through Playwright, which cannot download its own browsers here), docker-compose (optional:
+# it only validates docker-compose.yml where Docker's compose plugin is absent). Java 17 and
+# Maven must be there.
 set -euo pipefail
 required=()
 command -v redis-server >/dev/null || required+=(redis-server)
 command -v prometheus >/dev/null || required+=(prometheus)
+command -v chromium >/dev/null || required+=(chromium)
 optional=()
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || optional+=(docker-compose)
 

@@ -215,18 +215,49 @@ def report(
     ),
     data: Annotated[
         Path | None,
-        typer.Option(help="Folder with customers.parquet: adds the Qini curve and drift."),
+        typer.Option(
+            help="Folder with customers.parquet: adds the Qini curve and drift; with --project, "
+            "the import (default NBA_IMPORTED_DATA)."
+        ),
     ] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A project file: report its import's past campaign instead."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="With --project: the seed of the split.")] = 0,
 ) -> None:
     """The decision report: one self-contained HTML page.
 
-    Lift by arm with CIs, Qini curve, spend vs budget over time, decisions by segment, drift,
-    guardrails.
+    From the engine's topics: lift by arm with CIs, Qini curve, spend vs budget over time,
+    decisions by segment, drift, guardrails. With --project: what the import's past campaign
+    did, in plain words, what targeting would have earned, and where the effect differs; every
+    number also goes to a JSON file beside the page.
     """
+    if project is not None:
+        _campaign_page(project, data, seed, out)
+        return
     from nba.commands.feedback import decision_report
 
     path = decision_report(load_settings(), data, out)
     typer.echo(f"wrote {path}; open it in a browser")
+
+
+def _campaign_page(project: Path, data: Path | None, seed: int, out: Path) -> None:
+    from feedback.campaign import analyze_campaign
+    from feedback.campaign_report import render_campaign_report
+    from ingest.project import load_project
+    from model_export.experiment import load_campaign
+    from nba.commands.files import write_output
+
+    loaded = load_project(project)
+    result = analyze_campaign(
+        load_campaign(data or load_settings().imported_data, loaded), seed=seed
+    )
+    numbers = out.with_suffix(".json")
+    write_json(numbers, result)
+    page = render_campaign_report(result, numbers.name)
+    write_output(out, lambda path: path.write_text(page))
+    typer.echo(f"wrote {out}; open it in a browser")
 
 
 def campaign(
