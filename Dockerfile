@@ -12,6 +12,7 @@ COPY policies policies
 COPY model_export model_export
 COPY simulator simulator
 COPY ingest ingest
+COPY attribution attribution
 RUN python -m venv /opt/nba && /opt/nba/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim

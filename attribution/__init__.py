@@ -1,0 +1,1 @@
+"""Multi-touch attribution: which touches earned the conversions (issue 23)."""
