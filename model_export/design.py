@@ -105,5 +105,11 @@ class DesignMatrix:
             raise ModelManifestError(f"the design matrix file holds untrusted types {untrusted}")
         design = cls(project)
         design.transformer_ = sio.loads(data, trusted=_TRUSTED)
+        fitted = [str(n) for n in design.transformer_.feature_names_in_]
+        if fitted != design.inputs:
+            raise ModelManifestError(
+                f"project {project.name} declares features {design.inputs}, the model was "
+                f"trained on {fitted}: train the model again for the project as it is"
+            )
         design.names_ = tuple(str(n) for n in design.transformer_.get_feature_names_out())
         return design

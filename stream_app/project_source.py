@@ -12,9 +12,9 @@ and the values computed are written to Feast's `event_windows` view before the b
 Consent, do-not-disturb and value come from the project (model_export.project_serving): a
 channel without a consent column or with a blank is no consent, a blank value is worth nothing;
 a declared opt-out event withdraws its channels from the batch that carries it on
-(stream_app.opt_outs), whatever the profile says. A customer the
-store has never seen (a cold start) is encoded with the training medians and unseen levels, and
-without consent or value the policy leaves them alone.
+(stream_app.opt_outs), whatever the profile says. A customer the store has never seen (a cold
+start) is encoded with the training medians and unseen levels, and without consent or value the
+policy leaves them alone.
 
 Each decision's reasons end with the features that moved the customer's risk most
 (``driver:<feature>:<log-odds>``, model_export.explain).

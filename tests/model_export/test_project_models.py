@@ -83,6 +83,9 @@ def test_a_bundle_refuses_another_project_and_a_tampered_design(
     other = project.model_copy(update={"name": "other_shop"})
     with pytest.raises(ModelManifestError, match="trained for hillstrom, not for project other"):
         ProjectScorer.load(registry, other, policy.catalog)
+    fewer = project.model_copy(update={"features": project.features[:-1]})
+    with pytest.raises(ModelManifestError, match="train the model again"):
+        ProjectScorer.load(registry, fewer, policy.catalog)
     copy = Registry(tmp_path / "copy")
     source = registry.folder("visit-1")
     target = copy.folder("visit-1")
