@@ -60,7 +60,8 @@ def first_touch(journeys: pd.DataFrame) -> dict[str, float]:
 
 def markov(journeys: pd.DataFrame) -> dict[str, float]:
     """Removal effects of a first-order chain (ChannelAttribution), in conversions."""
-    import ChannelAttribution as channel_attribution  # noqa: N813  # prints a banner on import
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a banner on import
+        import ChannelAttribution as channel_attribution  # noqa: N813
 
     joined = journeys["channels"].map(" > ".join)
     table = (

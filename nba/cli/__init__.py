@@ -50,6 +50,7 @@ app.command("ope")(feedback.ope)
 app.command("retrain")(feedback.retrain)
 app.command("report")(feedback.report)
 app.command("campaign")(feedback.campaign)
+app.command("attribution")(feedback.attribution)
 
 
 def _route_logs() -> None:

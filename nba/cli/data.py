@@ -57,6 +57,27 @@ def simulate_world(
         typer.echo(f"{out / name}: {rows:,} rows")
 
 
+@simulate_app.command("journeys")
+def simulate_journeys_command(
+    out: Annotated[Path, typer.Option(help="Folder to write the journeys into.")] = Path(
+        "data/journeys"
+    ),
+    customers: Annotated[int, typer.Option(help="Number of customers.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write customer journeys whose causes are known.
+
+    touches.csv, conversions.csv, and truth.json: each channel's share of the conversions its
+    touches caused (retargeting reaches customers about to convert anyway).
+    """
+    from nba.cli.common import check_positive
+    from nba.commands.attribution import write_journeys
+
+    check_positive(customers=customers)
+    for name, rows in write_journeys(out, customers, seed).items():
+        typer.echo(f"{out / name}: {rows:,} rows")
+
+
 @simulate_app.command("replay")
 def simulate_replay(
     rate: Annotated[float, typer.Option(help="Target events per second.")] = 1_000.0,

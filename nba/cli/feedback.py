@@ -260,6 +260,46 @@ def _campaign_page(project: Path, data: Path | None, seed: int, out: Path) -> No
     typer.echo(f"wrote {out}; open it in a browser")
 
 
+def attribution(
+    data: Annotated[
+        Path, typer.Option(help="Folder with touches and conversions (.csv or .parquet).")
+    ] = Path("data/journeys"),
+    model: Annotated[str, typer.Option(help="Credit model: markov or shapley.")] = "markov",
+    channels: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated known channels; touches of others are left out."),
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Bootstrap resamples of the intervals.")] = 50,
+    out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")] = Path(
+        "attribution.json"
+    ),
+) -> None:
+    """Which channels earned the conversions.
+
+    Credited conversions, cost per conversion and ROI per channel with bootstrap intervals,
+    and a budget split. Touches of unknown channels, after the conversion, or repeated are
+    left out and counted.
+    """
+    from nba.commands.attribution import attribute_folder
+
+    check_positive(rounds=rounds)
+    known = tuple(c.strip() for c in channels.split(",") if c.strip()) if channels else None
+    report = attribute_folder(data, model, known, rounds, out)
+    dropped = report["input"]
+    typer.echo(
+        f"{dropped['touches_read']:,} touches: {dropped['unknown_channel']:,} of unknown "
+        f"channels, {dropped['after_conversion']:,} after the conversion and "
+        f"{dropped['duplicates']:,} repeated were left out"
+    )
+    for channel, row in report["channels"].items():
+        roi = "n/a" if row["roi"] is None else f"{row['roi']:+.2f}"
+        typer.echo(
+            f"{channel}: {row['credited_conversions']:,.0f} conversions credited, spend "
+            f"${row['spend']:,.2f}, ROI {roi}"
+        )
+    typer.echo(f"wrote {out}")
+
+
 def campaign(
     project: ProjectOption = None,
     data: ImportOption = None,

@@ -56,6 +56,8 @@ UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 
         (["campaign", "--project", "/nonexistent.yaml"], {}, "cannot be read"),
         (["response"], {}, "no project file"),
         (["train", "--project", "/nonexistent.yaml"], {}, "cannot be read"),
+        (["attribution", "--data", "/nonexistent"], {}, "touches.csv (or .parquet) not found"),
+        (["attribution", "--rounds", "0"], {}, "--rounds must be > 0"),
         (["score", "--all", "--project", HILLSTROM, "--values", "/no.parquet"], {}, "--values"),
         (["ope", "--project", HILLSTROM, "--data", "/nonexistent"], {}, "/nonexistent"),
     ],

@@ -1,0 +1,123 @@
+"""What each channel earned (`nba attribution`): credited conversions, cost per conversion and
+ROI with bootstrap intervals, and a budget split, from touches and conversions.
+
+Input rules (counted in the output, never silent):
+- a touch of a channel outside ``channels`` (when given) is left out;
+- a touch at or after its customer's first conversion is left out (it cannot have caused it);
+- repeated touches (same customer, time and channel) count once;
+- a conversion without any touch is organic: in the totals, nobody's credit.
+
+Credit comes from one model (``markov`` by default, or ``shapley``); the intervals are percentile
+bootstrap intervals over customers (``rounds`` resamples of the paths). A channel's value is its
+credited conversions times the mean conversion value; its ROI is (value - spend) / spend. The
+budget split gives each channel with a positive ROI a share proportional to its value per dollar:
+a first-order rule from average returns, not an optimizer of marginal returns (which would need
+each channel's response to more spend, which attribution of past journeys cannot give).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from attribution.models import markov, paths, shapley
+from policies.errors import SchemaError
+
+__all__ = ["MODELS", "attribute"]
+
+MODELS: dict[str, Callable[[pd.DataFrame], dict[str, float]]] = {
+    "markov": markov,
+    "shapley": shapley,
+}
+_TOUCH_COLUMNS = ("customer_id", "touched_at", "channel", "cost")
+_CONVERSION_COLUMNS = ("customer_id", "converted_at", "value")
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise SchemaError(f"{name} lacks column(s) {missing}; expected {list(columns)}")
+
+
+def _cleaned(
+    touches: pd.DataFrame, conversions: pd.DataFrame, channels: tuple[str, ...] | None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    known = touches["channel"].isin(channels) if channels else pd.Series(True, touches.index)
+    unique = touches[known].drop_duplicates(["customer_id", "touched_at", "channel"])
+    first = conversions.groupby("customer_id")["converted_at"].min()
+    when = unique["customer_id"].map(first)
+    before = unique[when.isna() | (unique["touched_at"] < when)]
+    counts = {
+        "touches_read": len(touches),
+        "unknown_channel": int((~known).sum()),
+        "duplicates": int(known.sum() - len(unique)),
+        "after_conversion": len(unique) - len(before),
+        "conversions": len(conversions),
+        "organic_conversions": int((~conversions["customer_id"].isin(before["customer_id"])).sum()),
+    }
+    return before, counts
+
+
+def _interval(samples: list[float]) -> list[float]:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def attribute(
+    touches: pd.DataFrame,
+    conversions: pd.DataFrame,
+    model: str = "markov",
+    channels: tuple[str, ...] | None = None,
+    rounds: int = 50,
+    seed: int = 0,
+) -> dict[str, Any]:
+    _require(touches, _TOUCH_COLUMNS, "touches")
+    _require(conversions, _CONVERSION_COLUMNS, "conversions")
+    if model not in MODELS:
+        raise SchemaError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    kept, counts = _cleaned(touches, conversions, channels)
+    journeys = paths(kept, conversions)
+    names = channels or tuple(sorted(kept["channel"].unique()))
+    credit = MODELS[model](journeys)
+    rng = np.random.default_rng(seed)
+    resampled: dict[str, list[float]] = {c: [] for c in names}
+    for _ in range(rounds):
+        draw = journeys.iloc[rng.integers(0, len(journeys), len(journeys))]
+        again = MODELS[model](draw)
+        for c in names:
+            resampled[c].append(again.get(c, 0.0))
+    spend = kept.groupby("channel")["cost"].sum()
+    mean_value = float(conversions["value"].mean()) if len(conversions) else 0.0
+    per_channel = {}
+    for c in names:
+        cost = float(spend.get(c, 0.0))
+        conv = max(credit.get(c, 0.0), 0.0)
+        value_samples = [max(x, 0.0) * mean_value for x in resampled[c]]
+        roi_samples = [(v - cost) / cost for v in value_samples] if cost > 0 else []
+        per_channel[c] = {
+            "credited_conversions": round(conv, 2),
+            "credited_conversions_ci": _interval(resampled[c]),
+            "spend": round(cost, 2),
+            "cost_per_conversion": round(cost / conv, 2) if conv > 0 else None,
+            "value": round(conv * mean_value, 2),
+            "roi": round((conv * mean_value - cost) / cost, 4) if cost > 0 else None,
+            "roi_ci": _interval(roi_samples) if roi_samples else None,
+        }
+    return {
+        "model": model,
+        "bootstrap_rounds": rounds,
+        "mean_conversion_value": round(mean_value, 2),
+        "input": counts,
+        "channels": per_channel,
+        "budget_split": _split(per_channel),
+    }
+
+
+def _split(per_channel: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Shares for channels with a positive ROI, proportional to value per dollar."""
+    worth = {c: m["value"] / m["spend"] for c, m in per_channel.items() if (m["roi"] or 0) > 0}
+    total = sum(worth.values())
+    return {c: round(w / total, 4) for c, w in worth.items()} if total > 0 else {}

@@ -1,0 +1,53 @@
+"""`nba simulate journeys` and `nba attribution`: journeys written as CSV, read back, attributed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attribution.report import attribute
+from nba.commands.files import write_output
+from policies.errors import ConfigError
+from simulator.journeys import simulate_journeys
+
+__all__ = ["attribute_folder", "write_journeys"]
+
+
+def write_journeys(out: Path, customers: int, seed: int) -> dict[str, int]:
+    """touches.csv, conversions.csv and truth.json (each channel's share of caused conversions)."""
+    journeys = simulate_journeys(customers, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    journeys.touches.to_csv(out / "touches.csv", index=False)
+    journeys.conversions.to_csv(out / "conversions.csv", index=False)
+    (out / "truth.json").write_text(json.dumps(journeys.truth, indent=2))
+    return {"touches.csv": len(journeys.touches), "conversions.csv": len(journeys.conversions)}
+
+
+def _table(data: Path, name: str, times: str) -> pd.DataFrame:
+    for suffix in (".parquet", ".csv"):
+        path = data / f"{name}{suffix}"
+        if path.is_file():
+            break
+    else:
+        raise ConfigError(f"{data / name}.csv (or .parquet) not found: --data needs {name}")
+    try:
+        frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+        frame[times] = pd.to_datetime(frame[times], utc=True, format="ISO8601")
+    except KeyError:
+        raise ConfigError(f"{path}: no {times!r} column") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable ({exc})") from None
+    return frame
+
+
+def attribute_folder(
+    data: Path, model: str, channels: tuple[str, ...] | None, rounds: int, out: Path
+) -> dict[str, Any]:
+    touches = _table(data, "touches", "touched_at")
+    conversions = _table(data, "conversions", "converted_at")
+    report = attribute(touches, conversions, model, channels, rounds)
+    write_output(out, lambda path: path.write_text(json.dumps(report, indent=2)))
+    return report

@@ -1,0 +1,62 @@
+"""`nba attribution`: credit, cost and ROI per channel with intervals, a budget split, and the
+input rules (unknown channels, touches after the conversion, repeats) counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from attribution.report import attribute
+from nba.cli import app
+from policies.errors import SchemaError
+from simulator.journeys import CHANNELS, simulate_journeys
+
+
+def test_bad_touches_are_left_out_and_counted_and_the_numbers_hang_together() -> None:
+    journeys = simulate_journeys(5_000, seed=2)
+    touches = journeys.touches
+    stray = touches.head(7).assign(channel="fax")
+    repeated = touches.head(5)
+    report = attribute(
+        pd.concat([touches, stray, repeated]), journeys.conversions, "shapley", CHANNELS, 30
+    )
+    counts = report["input"]
+    assert counts["unknown_channel"] == 7 and counts["duplicates"] == 5
+    assert counts["after_conversion"] > 0 and counts["touches_read"] == len(touches) + 12
+    for row in report["channels"].values():
+        low, high = row["credited_conversions_ci"]
+        assert low <= row["credited_conversions"] <= high
+        if row["credited_conversions"] > 0:
+            expected = row["spend"] / row["credited_conversions"]
+            assert row["cost_per_conversion"] == pytest.approx(expected, abs=0.01)
+    assert sum(report["budget_split"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_missing_column_is_one_clear_error() -> None:
+    journeys = simulate_journeys(200, seed=1)
+    with pytest.raises(SchemaError, match=r"touches lacks column\(s\) \['cost'\]"):
+        attribute(journeys.touches.drop(columns="cost"), journeys.conversions)
+
+
+def test_the_command_reads_a_folder_and_writes_the_report(tmp_path: Path) -> None:
+    runner = CliRunner()
+    written = runner.invoke(
+        app, ["simulate", "journeys", "--out", str(tmp_path), "--customers", "3000"]
+    )
+    assert written.exit_code == 0, written.output
+    out = tmp_path / "attribution.json"
+    result = runner.invoke(
+        app, ["attribution", "--data", str(tmp_path), "--rounds", "5", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ChannelAttribution" not in result.output and "Looking" not in result.output
+    report = json.loads(out.read_text())
+    assert set(report["channels"]) == set(CHANNELS)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["retargeting"] < 0.05
+    conversions = pd.read_csv(tmp_path / "conversions.csv")
+    assert report["input"]["conversions"] == len(conversions)
