@@ -179,6 +179,15 @@ class Registry:
         path = self.root / "CHAMPION"
         return path.read_text().strip() if path.exists() else None
 
+    def chosen(self, version: str | None) -> str:
+        """``version``, or the champion when None; one clear error when there is none."""
+        chosen = version or self.champion()
+        if chosen is None:
+            raise ModelManifestError(
+                f"no promoted model in {self.root}; run `nba models promote <version>`"
+            )
+        return chosen
+
     def verified(self, version: str) -> Manifest:
         """The manifest, after checking that the bundle on disk is the one it describes."""
         manifest = self.manifest(version)

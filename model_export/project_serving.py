@@ -62,11 +62,7 @@ class ProjectScorer:
         version: str | None = None,
         threads: int = 0,
     ) -> ProjectScorer:
-        chosen = version or registry.champion()
-        if chosen is None:
-            raise ModelManifestError(
-                f"no promoted model in {registry.root}; run `nba models promote <version>`"
-            )
+        chosen = registry.chosen(version)
         manifest = registry.verified(chosen)
         if manifest.project is None or manifest.project.name != project.name:
             trained_on = manifest.project.name if manifest.project else "the simulated world"

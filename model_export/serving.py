@@ -26,7 +26,6 @@ from model_export.manifest import Manifest, Registry
 from policies.arms import Arm
 from policies.catalog import CHANNELS, Catalog
 from policies.decide import Decisions, PolicyConfig, decide_batch
-from policies.errors import ModelManifestError
 from policies.rules import ContactState
 from policies.segments import SEGMENTS
 
@@ -47,11 +46,7 @@ class BundleScorer:
         """``threads``: onnxruntime intra-op threads; 1 for a stream worker (scale out with
         workers), 0 for batch scoring (onnxruntime then uses every core). ``features``: the
         columns the caller will feed, in order (a project's design matrix names its own)."""
-        chosen = version or registry.champion()
-        if chosen is None:
-            raise ModelManifestError(
-                f"no promoted model in {registry.root}; run `nba models promote <version>`"
-            )
+        chosen = registry.chosen(version)
         self.manifest: Manifest = registry.verified(chosen)
         self.manifest.check_serves(features, catalog.names)
         options = ort.SessionOptions()

@@ -29,7 +29,6 @@ from model_export.runs import export_run, save_project_run, save_run
 from model_export.training import train_models, true_uplift
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
-from policies.errors import ModelManifestError
 
 __all__ = [
     "TrainingChoice",
@@ -182,7 +181,7 @@ def project_ope(
     policy = project.policy_config(ArmConfig())
     rows = np.arange(campaign.y.size)
     found: dict[str, Any] = {}
-    for version in versions or [_champion(registry)]:
+    for version in versions or [registry.chosen(None)]:
         scorer = ProjectScorer.load(registry, project, policy.catalog, version)
         found[version] = {
             **project_policy_value(
@@ -197,15 +196,6 @@ def project_ope(
             **_seen(registry, version, campaign),
         }
     return found
-
-
-def _champion(registry: Registry) -> str:
-    champion = registry.champion()
-    if champion is None:
-        raise ModelManifestError(
-            f"no promoted model in {registry.root}: nba export, then nba models promote"
-        )
-    return champion
 
 
 def render_project_ope(found: dict[str, Any]) -> str:
