@@ -25,24 +25,54 @@ from math import factorial
 import numpy as np
 import pandas as pd
 
-__all__ = ["first_touch", "last_touch", "markov", "paths", "shapley", "share_error", "shares"]
+__all__ = [
+    "first_touch",
+    "journeys_from",
+    "last_touch",
+    "markov",
+    "paths",
+    "shapley",
+    "share_error",
+    "shares",
+    "usable_touches",
+]
 
 
-def paths(touches: pd.DataFrame, conversions: pd.DataFrame) -> pd.DataFrame:
+def usable_touches(
+    touches: pd.DataFrame, conversions: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The touches that can have caused a conversion: identical touches (same customer, time and
+    channel) once, none at or after the customer's first conversion; and how many of each kind
+    were left out."""
+    unique = touches.drop_duplicates(["customer_id", "touched_at", "channel"])
+    when = unique["customer_id"].map(_first_conversions(conversions))
+    before = unique[when.isna() | (unique["touched_at"] < when)]
+    return before, {
+        "duplicates": len(touches) - len(unique),
+        "after_conversion": len(unique) - len(before),
+    }
+
+
+def journeys_from(usable: pd.DataFrame, conversions: pd.DataFrame) -> pd.DataFrame:
     """One row per customer touched: ``channels`` (tuple, in time order) and ``converted``."""
-    converted_at = conversions.groupby("customer_id")["converted_at"].min()
-    frame = touches.drop_duplicates(["customer_id", "touched_at", "channel"])
-    when = frame["customer_id"].map(converted_at)
-    before = frame[when.isna() | (frame["touched_at"] < when)]
-    ordered = before.sort_values(["customer_id", "touched_at"], kind="stable")
+    ordered = usable.sort_values(["customer_id", "touched_at"], kind="stable")
     grouped = ordered.groupby("customer_id", sort=False)["channel"].agg(tuple)
     return pd.DataFrame(
         {
             "customer_id": grouped.index,
             "channels": grouped.to_numpy(),
-            "converted": grouped.index.isin(converted_at.index),
+            "converted": grouped.index.isin(_first_conversions(conversions).index),
         }
     ).reset_index(drop=True)
+
+
+def paths(touches: pd.DataFrame, conversions: pd.DataFrame) -> pd.DataFrame:
+    """The journeys of the usable touches (``usable_touches``, then ``journeys_from``)."""
+    return journeys_from(usable_touches(touches, conversions)[0], conversions)
+
+
+def _first_conversions(conversions: pd.DataFrame) -> pd.Series:
+    return conversions.groupby("customer_id")["converted_at"].min()
 
 
 def _single(journeys: pd.DataFrame, position: int) -> dict[str, float]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attribution.models import markov, paths, shapley
+from attribution.models import journeys_from, markov, shapley, usable_touches
 from policies.errors import SchemaError
 
 __all__ = ["MODELS", "attribute"]
@@ -42,23 +42,21 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
         raise SchemaError(f"{name} lacks column(s) {missing}; expected {list(columns)}")
 
 
-def _cleaned(
+def _usable(
     touches: pd.DataFrame, conversions: pd.DataFrame, channels: tuple[str, ...] | None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The touches of known channels that can have caused a conversion, and the counts of
+    what was left out."""
     known = touches["channel"].isin(channels) if channels else pd.Series(True, touches.index)
-    unique = touches[known].drop_duplicates(["customer_id", "touched_at", "channel"])
-    first = conversions.groupby("customer_id")["converted_at"].min()
-    when = unique["customer_id"].map(first)
-    before = unique[when.isna() | (unique["touched_at"] < when)]
+    usable, dropped = usable_touches(touches[known], conversions)
     counts = {
         "touches_read": len(touches),
         "unknown_channel": int((~known).sum()),
-        "duplicates": int(known.sum() - len(unique)),
-        "after_conversion": len(unique) - len(before),
+        **dropped,
         "conversions": len(conversions),
-        "organic_conversions": int((~conversions["customer_id"].isin(before["customer_id"])).sum()),
+        "organic_conversions": int((~conversions["customer_id"].isin(usable["customer_id"])).sum()),
     }
-    return before, counts
+    return usable, counts
 
 
 def _interval(samples: list[float]) -> list[float]:
@@ -78,8 +76,8 @@ def attribute(
     _require(conversions, _CONVERSION_COLUMNS, "conversions")
     if model not in MODELS:
         raise SchemaError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    kept, counts = _cleaned(touches, conversions, channels)
-    journeys = paths(kept, conversions)
+    kept, counts = _usable(touches, conversions, channels)
+    journeys = journeys_from(kept, conversions)
     names = channels or tuple(sorted(kept["channel"].unique()))
     credit = MODELS[model](journeys)
     rng = np.random.default_rng(seed)
