@@ -15,7 +15,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import numpy as np
 import pytest
 from confluent_kafka import Producer
 
@@ -26,10 +25,11 @@ from ingest.project import load_project
 from model_export.experiment import load_campaign
 from model_export.manifest import Registry
 from model_export.project_models import train_project
-from model_export.project_serving import ProjectScorer
+from model_export.project_serving import ProjectScorer, project_scores
 from model_export.runs import export_run, save_project_run
 from nba.replay import send_events
 from policies.arms import ArmConfig
+from policies.value import expected_value
 from simulator.ticket_campaign import live_week, write_ticket_campaign
 from stream_app import kafka_clients
 from stream_app.decision_loop import DecisionLoop
@@ -132,13 +132,17 @@ def _best_emailed(served: Settings, k: int) -> list[str]:
     assert served.project is not None and served.imported_data is not None
     project = load_project(served.project)
     customers = imported_table(served.imported_data, "customers").assign(tickets_7d=0.0)
-    scorer = ProjectScorer.load(
-        Registry(served.model_registry), project, project.policy_config(ArmConfig()).catalog
+    catalog = project.policy_config(ArmConfig()).catalog
+    scorer = ProjectScorer.load(Registry(served.model_registry), project, catalog)
+    scores = project_scores(customers, project, scorer.predict(customers))
+    ev = expected_value(
+        scores.uplift_retention,
+        scores.uplift_expansion,
+        scores.customer_value,
+        catalog.cost_matrix(scores.customer_value),
     )
-    _, uplift, _ = scorer.predict(customers)
-    value = customers["contract_value"].to_numpy(float)[:, None]
-    ev = uplift * value - np.array([0.0, 50.0, 1.0])
-    best = (ev[:, 2] > 0) & (ev[:, 2] >= ev[:, 1]) & (customers["customer_id"] != "S2")
+    email, call = catalog.index("retention_email"), catalog.index("account_manager_call")
+    best = (ev[:, email] > 0) & (ev[:, email] >= ev[:, call]) & (customers["customer_id"] != "S2")
     return customers.loc[best, "customer_id"].astype(str).head(k).tolist()
 
 
