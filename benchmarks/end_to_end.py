@@ -43,7 +43,7 @@ from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
 from stream_app.scorer import FeatureScoreSource
 from stream_app.settings import Settings, load_settings
-from stream_app.worker import _base, policy_config
+from stream_app.worker import base_features, policy_config
 
 
 def _free_port() -> int:
@@ -173,7 +173,7 @@ def _baseline(settings: Settings, world: World, count: int) -> dict[str, Any]:
 
     features = feature_store(settings)
     scorer = BundleScorer(Registry(settings.model_registry), default_catalog())
-    source = FeatureScoreSource(features.read, scorer, _base(settings))
+    source = FeatureScoreSource(features.read, scorer, base_features(settings))
     policy = policy_config(settings)
     customers = world.customers["customer_id"].astype(str).tolist()[:count]
     times = []

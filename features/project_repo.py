@@ -39,6 +39,7 @@ __all__ = [
     "import_window",
     "materialize_window",
     "project_definitions",
+    "scoring_frame",
 ]
 
 _KINDS = {FeatureKind.NUMERIC: Float64, FeatureKind.CATEGORICAL: String, FeatureKind.BOOLEAN: Bool}
@@ -150,6 +151,18 @@ def build_project_sources(project: Project, data: Path, data_dir: Path) -> dict[
     for name, frame in out.items():
         frame.to_parquet(data_dir / f"{name}.parquet", index=False)
     return {f"{name}.parquet": len(frame) for name, frame in out.items()}
+
+
+def scoring_frame(project: Project, data: Path) -> pd.DataFrame:
+    """The import's customers with their event features as of the import's end: what batch
+    scoring of the whole base reads (`nba score --all`, the API's budget curve)."""
+    customers = imported_table(data, "customers").reset_index(drop=True)
+    if not project.event_features or "events" not in imported_manifest(data)["tables"]:
+        return customers
+    as_of = pd.Timestamp(import_window(data).as_of)
+    asked = pd.DataFrame({"customer_id": customers["customer_id"].to_numpy(), "at": as_of})
+    windows = event_features(imported_table(data, "events"), asked, project.event_features)
+    return pd.concat([customers, windows], axis=1)
 
 
 def materialize_window(data: Path) -> tuple[datetime, datetime]:

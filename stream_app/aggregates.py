@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from stream_app.messages import EngagementEvent
+from stream_app.messages import DECISION_REQUESTED, EngagementEvent
 from stream_app.pipeline import RawMessage
 
 __all__ = ["MAX_EVENTS", "WINDOW_FIELDS", "ActivityStore", "WindowRow", "updated", "windows"]
@@ -92,7 +92,8 @@ class ActivityStore:
         """Fold the batch's events into their customers' states; their windows as of now."""
         by_customer: dict[str, list[tuple[int, EngagementEvent]]] = defaultdict(list)
         for raw, event in events:
-            by_customer[event.customer_id].append((raw.offset, event))
+            if event.event_type != DECISION_REQUESTED:  # a request is not product engagement
+                by_customer[event.customer_id].append((raw.offset, event))
         customers = sorted(by_customer)
         if not customers:
             return []

@@ -26,6 +26,7 @@ from simulator.events import EVENT_TYPES
 
 __all__ = [
     "ACTIONS_SCHEMA_VERSION",
+    "DECISION_REQUESTED",
     "events_from_frame",
     "ACTION_ID_NAMESPACE",
     "DlqRecord",
@@ -49,6 +50,10 @@ EventType = Annotated[
         + ")",
     ),
 ]
+# The event the HTTP decision API (stream_app.api) sends for `POST /v1/decisions`: every worker
+# accepts it and decides on it like any trigger, and it is not product engagement (the streaming
+# event counts and windows leave it out).
+DECISION_REQUESTED = "decision_requested"
 ACTION_ID_NAMESPACE = uuid.UUID("8f6f2b8e-2f55-4d4b-9a57-4f1c3c1e0a11")
 CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 

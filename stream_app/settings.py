@@ -142,8 +142,22 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(default=39090, ge=1024, le=65535)
     metrics_port: int = Field(default=39100, ge=1024, le=65535)
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 in a container")
+    api_host: str = Field(default="127.0.0.1", description="the decision API's address")
+    api_port: int = Field(default=39200, ge=1024, le=65535)
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="hashed API keys (`nba api key create`); default <NBA_STATE_DIR>/api_keys.json",
+    )
+    api_max_body_bytes: int = Field(default=16_384, ge=256, le=1_000_000)
+    api_decision_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="how long POST /v1/decisions waits for the worker"
+    )
     prometheus_scrape_interval_s: float = Field(default=5.0, ge=0.5, le=300)
     start_timeout_s: float = Field(default=60.0, gt=0)
+
+    @property
+    def keys_file(self) -> Path:
+        return self.api_keys_file or self.state_dir / "api_keys.json"
 
     @property
     def local_kafka_bootstrap(self) -> str:

@@ -41,6 +41,7 @@ from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.ledger_restore import restore_ledger
+from stream_app.messages import DECISION_REQUESTED
 from stream_app.metrics import EngineMetrics
 from stream_app.opt_outs import OptOutStore
 from stream_app.outage import wait_out_at_start
@@ -50,16 +51,18 @@ from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
 __all__ = [
+    "base_features",
     "build_engine",
     "decision_loop",
     "feature_store",
     "policy_config",
     "project_feature_store",
+    "project_of",
     "run_worker",
 ]
 
 
-def _base(settings: Settings) -> pd.DataFrame:
+def base_features(settings: Settings) -> pd.DataFrame:
     """The offline features of the base: defaults for cold starts, the engagement reference."""
     try:
         profile = pd.read_parquet(settings.feature_data / "profile.parquet")
@@ -71,7 +74,7 @@ def _base(settings: Settings) -> pd.DataFrame:
     return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
 
 
-def _project(settings: Settings) -> Project | None:
+def project_of(settings: Settings) -> Project | None:
     return load_project(settings.project) if settings.project is not None else None
 
 
@@ -84,7 +87,7 @@ def policy_config(settings: Settings) -> PolicyConfig:
         holdout_share=settings.holdout_share,
         explore_share=settings.explore_share,
     )
-    project = _project(settings)
+    project = project_of(settings)
     if project is not None:
         return project.policy_config(arms)
     return PolicyConfig(catalog=default_catalog(), segments=WORLD_SEGMENTS, arms=arms)
@@ -92,20 +95,20 @@ def policy_config(settings: Settings) -> PolicyConfig:
 
 def event_types(settings: Settings) -> frozenset[str]:
     """The event types the intake accepts: the project file's `events.types` when NBA_PROJECT
-    declares them, else the simulated world's."""
-    project = _project(settings)
+    declares them, else the simulated world's; and the decision API's requests."""
+    project = project_of(settings)
     if project is not None and project.events is not None:
-        return frozenset(project.events.types)
-    return frozenset(EVENT_TYPES)
+        return frozenset(project.events.types) | {DECISION_REQUESTED}
+    return frozenset(EVENT_TYPES) | {DECISION_REQUESTED}
 
 
 def trigger_types(settings: Settings) -> frozenset[str]:
     """The event types that trigger a decision: the project file's `events.triggers` when
-    NBA_PROJECT declares them, else NBA_TRIGGER_EVENT_TYPES."""
-    project = _project(settings)
+    NBA_PROJECT declares them, else NBA_TRIGGER_EVENT_TYPES; and the decision API's requests."""
+    project = project_of(settings)
     if project is not None and project.events is not None and project.events.triggers:
-        return frozenset(project.events.triggers)
-    return settings.trigger_event_types
+        return frozenset(project.events.triggers) | {DECISION_REQUESTED}
+    return settings.trigger_event_types | {DECISION_REQUESTED}
 
 
 def decision_loop(
@@ -168,7 +171,7 @@ def build_engine(
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
         store = features or feature_store(settings)
-        source = FeatureScoreSource(store.read_batch, served, _base(settings))
+        source = FeatureScoreSource(store.read_batch, served, base_features(settings))
     client = redis_client(settings)
     activity = ActivityStore(client, settings.consumer_group)
     ledger = opened_ledger(settings, client)
@@ -228,7 +231,7 @@ def _window_sink(store: FeatureStoreAdapter) -> WindowSink | None:
 def _served_project(settings: Settings, registry: Registry) -> Project | None:
     """The project whose bundle the worker serves: NBA_PROJECT's, when the promoted model was
     trained for it (`nba train --project`); None for the simulated world's bundle."""
-    project = _project(settings)
+    project = project_of(settings)
     champion = registry.champion()
     if project is None or champion is None:
         return None

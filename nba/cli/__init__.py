@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from nba.cli import data, engine, feedback, infra, models
+from nba.cli import api, data, engine, feedback, infra, models
 from policies.errors import NbaError
 
 __all__ = ["app", "main"]
@@ -32,6 +32,7 @@ app.command("worker")(engine.worker)
 app.command("score")(engine.score)
 app.add_typer(engine.dlq_app, name="dlq")
 app.add_typer(engine.ledger_app, name="ledger")
+app.add_typer(api.api_app, name="api")
 
 app.add_typer(infra.app, name="infra")
 app.add_typer(data.simulate_app, name="simulate")

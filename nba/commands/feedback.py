@@ -8,20 +8,18 @@ and as a feature export would), read at evaluation time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from feedback.champion_challenger import Promotion, off_policy_log, promote_if_better
 from feedback.decision_report import model_views, render_decision_report
 from feedback.experiments import stratified_assignment
 from feedback.ope import Estimate
-from feedback.readout import Feedback, join_feedback
+from feedback.readout import Feedback
 from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run
@@ -31,13 +29,12 @@ from nba.commands.models import run_training
 from nba.topic_reader import read_topic
 from policies.catalog import Catalog, default_catalog
 from policies.errors import ConfigError, ModelManifestError
-from stream_app.messages import NbaAction, Outcome
 from stream_app.settings import Settings
+from stream_app.topic_log import feedback_from_messages
 
 __all__ = [
     "assign_base",
     "decision_report",
-    "feedback_from_messages",
     "load_feedback",
     "logging_model",
     "read_snapshot",
@@ -45,30 +42,6 @@ __all__ = [
     "render_report",
     "retrain",
 ]
-
-
-def _parse(values: Iterable[bytes], model: type[BaseModel]) -> tuple[list[dict[str, Any]], int]:
-    rows, bad = [], 0
-    for value in values:
-        try:
-            rows.append(model.model_validate_json(value).model_dump(mode="json"))
-        except ValidationError:
-            bad += 1
-    return rows, bad
-
-
-def _frame(rows: list[dict[str, Any]], columns: Iterable[str]) -> pd.DataFrame:
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
-
-
-def feedback_from_messages(actions: Iterable[bytes], outcomes: Iterable[bytes]) -> Feedback:
-    action_rows, bad_actions = _parse(actions, NbaAction)
-    outcome_rows, bad_outcomes = _parse(outcomes, Outcome)
-    joined, quality = join_feedback(
-        _frame(action_rows, NbaAction.model_fields),
-        _frame(outcome_rows, Outcome.model_fields),
-    )
-    return Feedback(joined, quality, {"nba-actions": bad_actions, "outcomes": bad_outcomes})
 
 
 def load_feedback(settings: Settings) -> Feedback:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.project_repo import scoring_frame
 from ingest.importer import imported_manifest, imported_table
 from ingest.project import Project
 from model_export.manifest import Registry
@@ -77,7 +78,7 @@ def score_project_base(
         ArmConfig(holdout_share=settings.holdout_share, explore_share=settings.explore_share)
     )
     scorer = ProjectScorer.load(registry, project, policy.catalog)
-    customers = imported_table(data, "customers")
+    customers = scoring_frame(project, data)
     tables = imported_manifest(data)["tables"]
     events = imported_table(data, "events") if project.opt_outs and "events" in tables else None
     started = time.perf_counter()

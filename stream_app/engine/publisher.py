@@ -79,7 +79,7 @@ class Publisher:
             chosen = int(decisions.action[index])
             final = self._reserve(action, chosen, float(decisions.cost[index]), capacity[chosen])
             payload = final.model_dump_json().encode()
-            self._state.store_decision(final.action_id, payload)
+            self._state.store_decision(final.action_id, payload, final.customer_id)
             self._publish(raw, payload)
             self._contacted(event, final.channel)
             published.append(final)

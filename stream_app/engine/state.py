@@ -10,19 +10,23 @@ import redis
 
 from stream_app.messages import EngagementEvent
 
-__all__ = ["DECISION_TTL_S", "DecisionState"]
+__all__ = ["DECISION_TTL_S", "DecisionState", "decision_key", "delivered_key", "latest_key"]
 
 DECISION_TTL_S = 14 * 86_400
 # Per events topic: engines (or tests) reading other topics never share trigger state.
 _LAST_TRIGGER_KEY = "nba:last-trigger:{topic}"
 
 
-def _decision_key(action_id: str) -> str:
+def decision_key(action_id: str) -> str:
     return f"nba:decision:{action_id}"
 
 
-def _delivered_key(action_id: str) -> str:
+def delivered_key(action_id: str) -> str:
     return f"nba:delivered:{action_id}"
+
+
+def latest_key(customer_id: str) -> str:
+    return f"nba:latest-decision:{customer_id}"
 
 
 class DecisionState:
@@ -53,8 +57,8 @@ class DecisionState:
         if not action_ids:
             return []
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.mget([_decision_key(i) for i in action_ids])
-            pipe.mget([_delivered_key(i) for i in action_ids])
+            pipe.mget([decision_key(i) for i in action_ids])
+            pipe.mget([delivered_key(i) for i in action_ids])
             payloads, delivered = pipe.execute()
         return [(p, d is not None) for p, d in zip(payloads, delivered, strict=True)]
 
@@ -64,16 +68,30 @@ class DecisionState:
             return
         with self._redis.pipeline(transaction=False) as pipe:
             for action_id in action_ids:
-                pipe.set(_delivered_key(action_id), b"1", ex=DECISION_TTL_S)
+                pipe.set(delivered_key(action_id), b"1", ex=DECISION_TTL_S)
             pipe.execute()
 
-    def store_decision(self, action_id: str, payload: bytes) -> None:
-        """First write wins: a decision, once stored, is what every replay republishes."""
-        self._redis.set(_decision_key(action_id), payload, ex=DECISION_TTL_S, nx=True)
+    def store_decision(
+        self, action_id: str, payload: bytes, customer_id: str | None = None
+    ) -> None:
+        """First write wins: a decision, once stored, is what every replay republishes. With
+        ``customer_id``, it also becomes that customer's latest decision (``latest``)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(decision_key(action_id), payload, ex=DECISION_TTL_S, nx=True)
+            if customer_id is not None:
+                pipe.set(latest_key(customer_id), action_id, ex=DECISION_TTL_S)
+            pipe.execute()
+
+    def latest(self, customer_id: str) -> tuple[bytes | None, bool]:
+        """The customer's latest decision (stored payload or None, delivered)."""
+        action_id: bytes | None = self._redis.get(latest_key(customer_id))  # type: ignore[assignment]  # sync client
+        if action_id is None:
+            return None, False
+        return self.lookup([action_id.decode()])[0]
 
     def replace_decision(self, action_id: str, payload: bytes) -> None:
         """Overwrite a stored decision no reader has seen (its transaction never committed)."""
-        self._redis.set(_decision_key(action_id), payload, ex=DECISION_TTL_S)
+        self._redis.set(decision_key(action_id), payload, ex=DECISION_TTL_S)
 
     def answers(self) -> bool:
         try:
