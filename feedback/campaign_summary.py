@@ -221,5 +221,11 @@ def talking_points(decision: dict[str, Any]) -> list[str]:
                 f"The model expects it to raise the chance they stay by "
                 f"{100 * float(decision['uplift']):.1f} points."
             )
-    points.append(f"Why: {decision['explanation']}")
+    drivers = [r.split(":") for r in decision["reasons"] if str(r).startswith("driver:")]
+    named = [
+        f"{label(name).lower()} ({'raises' if float(weight) > 0 else 'lowers'} it)"
+        for _, name, weight, *_ in drivers[:3]
+    ]
+    if named:
+        points.append(f"What weighs most on the risk: {', '.join(named)}.")
     return points

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from confluent_kafka import Consumer
 
+from feedback.campaign_summary import label, money
 from ingest.importer import imported_table
 from stream_app import kafka_clients
 from stream_app.api.keys import KeyStore
@@ -32,6 +37,8 @@ from tests.conftest import TopicFactory, drain, free_port, renewable_producer, t
 from tests.stream_app.test_project_worker_integration import served  # noqa: F401  # fixture
 
 pytestmark = pytest.mark.integration
+# The browser test's screenshot, kept for a person to look at (git ignores the folder).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @dataclass
@@ -95,6 +102,7 @@ def _stack(
             "api_port": free_port(),
             "api_keys_file": tmp_path_factory.mktemp("keys") / "api_keys.json",
             "batch_wait_s": 0.01,
+            "holdout_share": 0.5,  # both arms, for the page's A/B readout
         }
     )
     keys = KeyStore(settings.keys_file)
@@ -162,7 +170,7 @@ def test_a_post_is_decided_by_the_worker_once_and_a_retry_returns_the_same_decis
     decision = decided["decision"]
     assert decision["customer_id"] == customer and decision["reasons"]
     assert decision["trigger"]["event_id"].startswith("api-")
-    assert decided["talking_points"] and decided["talking_points"][-1].startswith("Why:")
+    assert decided["talking_points"][0].startswith("Risk of leaving:")
     again = stack.post({"customer_id": customer}, **{"Idempotency-Key": "call-17"})
     assert again.status_code == 200, again.text
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -246,3 +254,88 @@ def test_the_campaign_numbers_come_from_the_log_and_the_current_model(stack: Sta
     half = curve["max_useful_budget"] / 2
     at = stack.get(f"/v1/campaign/budget?amount={half}").json()
     assert 0 < at["customers"] < curve["customers"][-1] and at["spend"] <= half
+
+
+def _send_outcomes(stack: Stack, decisions: list[dict[str, Any]]) -> None:
+    """A renewal or a churn for each decision, as billing would report it."""
+    producer = kafka_clients.producer(stack.settings)
+    for k, decision in enumerate(decisions):
+        outcome = {
+            "customer_id": decision["customer_id"],
+            "outcome_type": "renewed" if k % 3 else "churned",
+            "value": 1_000.0,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "action_id": decision["action_id"],
+        }
+        producer.produce(
+            stack.settings.topic_outcomes,
+            key=decision["customer_id"].encode(),
+            value=json.dumps(outcome).encode(),
+        )
+    producer.flush(30)
+
+
+def _summary_with_outcomes(stack: Stack, joined: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        summary: dict[str, Any] = stack.get("/v1/campaign/summary").json()
+        if summary["outcomes_joined"] >= joined or time.monotonic() > deadline:
+            return summary
+        time.sleep(0.5)
+
+
+@pytest.mark.browser
+def test_the_campaign_page_in_a_browser_shows_the_apis_numbers(stack: Stack) -> None:
+    from playwright.sync_api import sync_playwright
+
+    decided = [
+        stack.post({"customer_id": c}, **{"Idempotency-Key": f"page-{c}"}).json()["decision"]
+        for c in stack.customers[10:50]
+    ]
+    _send_outcomes(stack, decided)
+    summary = _summary_with_outcomes(stack, len(decided))
+    assert summary["qini"] is not None and summary["lift"]["status"] != "no data", summary
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by deploy/bootstrap-system.sh"
+    looked_up = decided[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(f"{stack.base}/ui")
+        page.fill("#key", stack.read_key)
+        page.click("#load")
+        page.wait_for_selector("body[data-loaded=true]", timeout=60_000)
+        lift = page.inner_text("#lift-headline")
+        qini_paths = page.locator("#qini path").count()
+        # The slider moved to a third of its range, as a lead would drag it.
+        amount = page.eval_on_selector(
+            "#budget",
+            "s => { s.value = Math.round(s.max / 3); s.dispatchEvent(new Event('change'));"
+            " return Number(s.value); }",
+        )
+        page.wait_for_function(
+            "amount => document.getElementById('budget-value').textContent.startsWith("
+            "'Budget $' + amount.toLocaleString('en-US'))",
+            arg=amount,
+        )
+        budget_text = page.inner_text("#budget-value")
+        page.fill("#customer", looked_up["customer_id"])
+        page.click("#lookup")
+        page.wait_for_selector("#customer-action")
+        action_text = page.inner_text("#customer-action")
+        points = page.locator("#talking-points li").all_inner_texts()
+        text = page.inner_text("body")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "campaign-page.png"), full_page=True)
+        browser.close()
+    assert lift == summary["lift"]["headline"]
+    assert qini_paths == 2  # the model's curve and random targeting
+    at = stack.get(f"/v1/campaign/budget?amount={amount}").json()
+    assert budget_text == (
+        f"Budget {money(at['budget'])}: expected extra value {money(at['incremental_value'])}"
+    )
+    latest = stack.get(f"/v1/customers/{looked_up['customer_id']}/decision").json()
+    assert action_text.startswith(label(latest["decision"]["action"]))
+    assert points == latest["talking_points"]
+    assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), "a snake_case name reached the page"
+    assert not re.search(r"\d\.\d{4,}", text), "an unformatted number reached the page"
