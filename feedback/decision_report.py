@@ -1,15 +1,18 @@
 """The decision report: one self-contained HTML page a marketing lead can open.
 
-Lift by arm with confidence intervals (overall and per segment), the Qini curve of the served
-model on the randomized comparison, spend against the budget over time, decisions by segment
-and action, feature drift, the guardrails and what the data-quality checks left out. Plots are
-inlined PNGs (model_export.report's helpers), so the file travels by e-mail.
+It opens with the budget period, the budget, the model versions and when it was made; then
+what was spent (every decision of the period) and what it earned (the A/B comparison, in the
+words of feedback.campaign_summary), lift by arm with confidence intervals (overall and per
+segment), the Qini curve of the served model on the randomized comparison, spend against the
+budget over time, decisions by segment and action, feature drift and the guardrails. Plots are
+inlined PNGs (model_export.report's helpers), so the file travels by e-mail; every number goes
+to a JSON file beside the page (``report_numbers``), not onto it.
 """
 
 from __future__ import annotations
 
 import html
-import json
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -18,7 +21,9 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from feedback.campaign_summary import label, lift_in_words, money, spend_summary  # noqa: E402
 from feedback.drift import DriftTracker  # noqa: E402
 from feedback.readout import with_features  # noqa: E402
 from model_export.drift_reference import DriftReference  # noqa: E402
@@ -29,14 +34,27 @@ from model_export.report import STYLE, figure_html, png  # noqa: E402
 from model_export.serving import BundleScorer  # noqa: E402
 from policies.catalog import default_catalog  # noqa: E402
 
-__all__ = ["QiniInput", "model_views", "render_decision_report"]
+__all__ = ["QiniInput", "ReportContext", "model_views", "render_decision_report"]
 
 QiniInput = tuple[np.ndarray, np.ndarray, np.ndarray]  # (retained, uplift score, treated)
+THOUSANDS = FuncFormatter(lambda value, _: f"{value:,.0f}")
+DOLLARS = FuncFormatter(lambda value, _: money(value))
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the page says it is about: the period, its budget, every decision of it (the
+    joined frame holds only those whose outcome arrived) and when the page was made."""
+
+    period: str
+    budget: float | None
+    decisions: pd.DataFrame
+    generated_at: str
 
 
 def _lift_figure(report: dict[str, Any]) -> str:
     groups = {"overall": report["overall"], **report["by_segment"]}
-    shown = {k: v for k, v in groups.items() if v.get("status") != "no data"}
+    shown = {label(k): v for k, v in groups.items() if v.get("status") != "no data"}
     figure, (rates, lifts) = plt.subplots(1, 2, figsize=(12, 3.6))
     figure.subplots_adjust(wspace=0.45)  # room for the segment names between the panels
     overall = report["overall"]
@@ -45,7 +63,7 @@ def _lift_figure(report: dict[str, Any]) -> str:
             rate = overall["retention"][arm]["rate"]
             low, high = overall["retention"][arm]["ci"]
             rates.bar(k, rate, yerr=[[rate - low], [high - rate]], capsize=6)
-        rates.set_xticks([0, 1], ["treatment", "holdout"])
+        rates.set_xticks([0, 1], ["Treated", "Holdout"])
         rates.set_ylim(max(0.0, min(rates.get_ylim()[1] - 0.3, 0.5)), 1.0)
     rates.set_ylabel("retention rate (95% CI)")
     names = list(shown)
@@ -67,32 +85,40 @@ def _qini_figure(qini: QiniInput) -> str:
     figure, axis = plt.subplots(figsize=(5, 3.6))
     axis.plot(x, y, label="served model")
     axis.plot([0, x[-1]], [0, y[-1]], "--", color="grey", label="random")
-    axis.set_xlabel("customers targeted (by predicted uplift)")
-    axis.set_ylabel("incremental retained (Qini)")
+    axis.set_xlabel("customers targeted, most promising first")
+    axis.set_ylabel("extra customers kept (Qini)")
+    axis.xaxis.set_major_formatter(THOUSANDS)
     axis.legend(fontsize=7)
     return png(figure)
 
 
 def _spend_figure(joined: pd.DataFrame, budget: float | None) -> str:
-    ordered = joined.sort_values("decided_at")
+    ordered = joined.assign(decided_at=pd.to_datetime(joined["decided_at"], utc=True))
+    ordered = ordered.sort_values("decided_at")
     figure, axis = plt.subplots(figsize=(6, 3.4))
-    axis.plot(ordered["decided_at"], ordered["cost"].cumsum(), label="reserved spend")
+    axis.plot(ordered["decided_at"], ordered["cost"].cumsum(), label="spend")
     if budget is not None:
         axis.axhline(budget, color="red", linestyle="--", label="period budget")
-    axis.set_ylabel("dollars")
+    axis.set_ylabel("spend")
+    axis.yaxis.set_major_formatter(DOLLARS)
     axis.legend(fontsize=7)
     figure.autofmt_xdate()
     return png(figure)
 
 
-def _segment_figure(joined: pd.DataFrame) -> str:
-    table = pd.crosstab(joined["segment"], joined["action"])
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    left = np.zeros(len(table))
-    for action in table.columns:
-        axis.barh(table.index, table[action], left=left, label=action)
-        left += table[action].to_numpy()
+def _segment_figure(decisions: pd.DataFrame) -> str:
+    """Side by side per segment (a small group stays visible), each bar labelled."""
+    table = pd.crosstab(decisions["segment"], decisions["action"])
+    figure, axis = plt.subplots(figsize=(8, 0.9 + 0.45 * table.size))
+    height = 0.8 / max(len(table.columns), 1)
+    rows = np.arange(len(table))
+    for k, action in enumerate(table.columns):
+        bars = axis.barh(rows + k * height, table[action], height, label=label(action))
+        axis.bar_label(bars, labels=[f"{v:,}" for v in table[action]], padding=2, fontsize=7)
+    axis.set_yticks(rows + 0.4 - height / 2, [label(s) for s in table.index])
+    axis.invert_yaxis()
     axis.set_xlabel("decisions")
+    axis.xaxis.set_major_formatter(THOUSANDS)
     axis.legend(fontsize=7)
     return png(figure)
 
@@ -102,70 +128,82 @@ def _drift_figure(drift: dict[str, float]) -> str:
     figure, axis = plt.subplots(figsize=(6, max(3.0, 0.22 * len(ordered))))
     values = [v for _, v in ordered]
     colors = ["tab:red" if v > 0.25 else "tab:orange" if v > 0.1 else "tab:green" for v in values]
-    axis.barh([k for k, _ in ordered], values, color=colors)
+    axis.barh([label(k) for k, _ in ordered], values, color=colors)
     axis.axvline(0.1, color="orange", linestyle="--")
     axis.axvline(0.25, color="red", linestyle="--")
     axis.set_xlabel("PSI vs training data (0.1 moderate, 0.25 act)")
     return png(figure)
 
 
-def _headline(report: dict[str, Any]) -> str:
-    overall = report["overall"]
-    if overall.get("status") == "no data":
-        return "<p><b>No comparison yet:</b> an arm has no decisions with outcomes.</p>"
-    low, high = overall["lift_abs_ci"]
-    verdict = "UNDERPOWERED: " if overall["status"] == "underpowered" else ""
-    roi = f"{overall['roi']:.2f}" if overall["roi"] is not None else "n/a"
+def _headline(report: dict[str, Any], context: ReportContext, joined: pd.DataFrame) -> str:
+    spent = spend_summary(context.decisions, context.budget or 0.0)
+    words = lift_in_words(report["overall"])
+    budget = f" of the {money(context.budget)} budget" if context.budget is not None else ""
+    covered = joined[joined["arm"] == "treatment"]["cost"].sum() if len(joined) else 0.0
     return (
-        f"<p><b>{verdict}Retention lift {100 * overall['lift_abs']:+.2f} points</b> "
-        f"(95% CI {100 * low:+.2f} to {100 * high:+.2f}, p = {overall['p_value']:.3g}, "
-        f"power {overall['achieved_power']:.2f}); spend ${overall['spend']:,.0f}, "
-        f"incremental saves {overall['incremental_saves']:,.1f}, ROI {roi}.</p>"
+        f"<h2>{html.escape(words['headline'])}</h2><p>{html.escape(words['detail'])}</p>"
+        f"<p><b>{money(spent['spend'])} spent{budget}</b> on {spent['decisions']:,} decisions. "
+        f"The comparison covers the {len(joined):,} decisions whose outcome is known so far; "
+        f"their treated customers cost {money(covered)}.</p>"
     )
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None or not np.isfinite(rate) else f"{100 * rate:.2f}%"
 
 
 def _guardrails(report: dict[str, Any]) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(r['outcome_type'])}</td><td>{html.escape(r['status'])}</td>"
-        f"<td>{r.get('treatment_rate', float('nan')):.4f}</td>"
-        f"<td>{r.get('holdout_rate', float('nan')):.4f}</td></tr>"
+        f"<tr><td>{html.escape(label(r['outcome_type']))}</td>"
+        f"<td>{html.escape(label(r['status']))}</td>"
+        f"<td>{_percent(r.get('treatment_rate'))}</td><td>{_percent(r.get('holdout_rate'))}</td></tr>"
         for r in report["guardrails"]
     )
     return (
-        "<h2>Guardrails</h2><table><tr><th>outcome</th><th>status</th>"
-        f"<th>treatment</th><th>holdout</th></tr>{rows}</table>"
+        "<h2>Guardrails</h2><table><tr><th>Outcome</th><th>Status</th>"
+        f"<th>Treated</th><th>Holdout</th></tr>{rows}</table>"
     )
 
 
 def render_decision_report(
     report: dict[str, Any],
     joined: pd.DataFrame,
-    title: str,
-    budget: float | None = None,
+    context: ReportContext,
     qini: QiniInput | None = None,
     drift: dict[str, float] | None = None,
+    numbers_file: str | None = None,
 ) -> str:
-    """``report`` from feedback.readout.experiment_report; ``joined`` its decisions."""
+    """``report`` from feedback.readout.experiment_report; ``joined`` its decisions with their
+    outcomes; ``numbers_file``: the JSON file beside the page with every number."""
     images = [("Lift by arm and by segment", _lift_figure(report))]
     if qini is not None and qini[0].size and len(np.unique(qini[2])) == 2:
-        images.append(("Qini curve of the served model (treatment vs holdout)", _qini_figure(qini)))
-    if not joined.empty:
-        images.append(("Spend against the budget", _spend_figure(joined, budget)))
-        images.append(("Decisions by segment and action", _segment_figure(joined)))
+        images.append(("Qini curve of the served model (treated vs holdout)", _qini_figure(qini)))
+    if not context.decisions.empty:
+        images.append(
+            ("Spend against the budget", _spend_figure(context.decisions, context.budget))
+        )
+        images.append(("Decisions by segment and action", _segment_figure(context.decisions)))
     if drift:
         images.append(("Feature drift", _drift_figure(drift)))
     sections = "\n".join(figure_html(caption, data) for caption, data in images)
-    details = html.escape(json.dumps(report, indent=2, default=str))
+    versions = ", ".join(sorted(context.decisions["model_version"].astype(str).unique()))
+    budget = money(context.budget) if context.budget is not None else "not set"
+    link = (
+        f'<p><a href="{html.escape(numbers_file)}" download>Every number (JSON)</a></p>'
+        if numbers_file
+        else ""
+    )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Decision report</title>
 <style>{STYLE} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px}}</style>
 </head><body>
-<h1>{html.escape(title)}</h1>
-{_headline(report)}
+<h1>Decision report</h1>
+<p>Budget period <b>{html.escape(context.period)}</b>, budget {budget}, model
+{html.escape(versions or "none")}; made {html.escape(context.generated_at)}.</p>
+{_headline(report, context, joined)}
 {sections}
 {_guardrails(report)}
-<h2>Every number</h2>
-<pre>{details}</pre>
+{link}
 </body></html>
 """
 

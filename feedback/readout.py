@@ -223,11 +223,13 @@ def experiment_report(
 
 @dataclass(frozen=True)
 class Feedback:
-    """The joined log, what the join left out, and messages that did not parse."""
+    """The joined log, what the join left out, messages that did not parse, and every
+    decision (one row per action_id, with or without an outcome)."""
 
     joined: pd.DataFrame
     quality: JoinQuality
     unreadable: dict[str, int] = field(default_factory=dict)
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def report(self, alpha: float = 0.05) -> dict[str, Any]:
         report = experiment_report(self.joined, self.quality, alpha)

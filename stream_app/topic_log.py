@@ -35,11 +35,11 @@ def actions_frame(actions: Iterable[bytes]) -> pd.DataFrame:
     return _frame(_parse(actions, NbaAction)[0], NbaAction.model_fields)
 
 
-def feedback_from_messages(actions: Iterable[bytes], outcomes: Iterable[bytes]) -> Feedback:
-    action_rows, bad_actions = _parse(actions, NbaAction)
+def feedback_from_messages(messages: Iterable[bytes], outcomes: Iterable[bytes]) -> Feedback:
+    """``messages`` of `nba-actions`, ``outcomes`` of `outcomes`, joined."""
+    action_rows, bad_actions = _parse(messages, NbaAction)
     outcome_rows, bad_outcomes = _parse(outcomes, Outcome)
-    joined, quality = join_feedback(
-        _frame(action_rows, NbaAction.model_fields),
-        _frame(outcome_rows, Outcome.model_fields),
-    )
-    return Feedback(joined, quality, {"nba-actions": bad_actions, "outcomes": bad_outcomes})
+    actions = _frame(action_rows, NbaAction.model_fields)
+    joined, quality = join_feedback(actions, _frame(outcome_rows, Outcome.model_fields))
+    unreadable = {"nba-actions": bad_actions, "outcomes": bad_outcomes}
+    return Feedback(joined, quality, unreadable, actions.drop_duplicates("action_id"))

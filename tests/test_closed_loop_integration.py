@@ -14,6 +14,7 @@ declared (model_export/README.md), and the promotion test would only ever say "n
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -338,6 +339,13 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
     estimates = nba("ope", "--data", str(tmp_path), "--candidate", "good")
     assert {"ips", "snips", "dr"} <= set(estimates.split())
     assert "after an action's capacity had run out" in estimates
-    nba("report", "--data", str(tmp_path), "--out", str(tmp_path / "report.html"))
-    page = (tmp_path / "report.html").read_text()
+    nba("report", "--data", str(tmp_path), "--out", str(tmp_path / "decisions.html"))
+    page = (tmp_path / "decisions.html").read_text()
     assert page.count("<img") == 5, "lift, Qini, spend, segments, drift"
+    # Words first, the period and its budget named, every number in the JSON beside the page.
+    assert re.search(
+        r"<h2>(No outcomes yet|Not enough data yet|The campaign works|No measur)", page
+    )
+    assert re.search(r"<b>\$[\d,]+ spent of the \$[\d,]+ budget</b> on [\d,]+ decisions", page)
+    assert "Budget period <b>" in page and "<pre>" not in page
+    assert json.loads((tmp_path / "decisions.json").read_text())["overall"]

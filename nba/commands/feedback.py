@@ -8,6 +8,7 @@ and as a feature export would), read at evaluation time.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 
 from feedback.champion_challenger import Promotion, off_policy_log, promote_if_better
-from feedback.decision_report import model_views, render_decision_report
+from feedback.decision_report import ReportContext, model_views, render_decision_report
 from feedback.experiments import stratified_assignment
 from feedback.ope import Estimate
 from feedback.readout import Feedback
@@ -162,9 +163,15 @@ def decision_report(
     if data_dir is not None and registry.champion() is not None:
         snapshot = read_snapshot(data_dir / "customers.parquet")
         qini, drift = model_views(feedback.joined, snapshot, registry)
-    page = render_decision_report(
-        report, feedback.joined, "NBA decision report", settings.budget, qini, drift
+    context = ReportContext(
+        settings.budget_period,
+        settings.budget,
+        feedback.decisions,
+        datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
+    numbers = out.with_suffix(".json")
+    page = render_decision_report(report, feedback.joined, context, qini, drift, numbers.name)
+    write_output(numbers, lambda path: path.write_text(json.dumps(report, indent=2, default=str)))
     return write_output(out, lambda path: path.write_text(page))
 
 
