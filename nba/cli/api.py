@@ -12,7 +12,7 @@ from stream_app.settings import load_settings
 __all__ = ["api_app"]
 
 api_app = typer.Typer(
-    help="The HTTP decision API for the CRM and the campaign page (/ui); its API keys.",
+    help="HTTP decision API and campaign page (/ui); API keys.",
     no_args_is_help=True,
 )
 key_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from policies.catalog import default_catalog
+from stream_app.messages import DECISION_REQUESTED
 from stream_app.settings import load_settings
 from stream_app.worker import policy_config, trigger_types
 
@@ -23,7 +24,7 @@ contact_rules: {cooldown_days: {email: 14}, max_contacts: 1, window_days: 30}
 def test_without_a_project_the_simulated_worlds_defaults_apply() -> None:
     settings = load_settings()
     assert policy_config(settings).catalog == default_catalog()
-    assert trigger_types(settings) == settings.trigger_event_types
+    assert trigger_types(settings) == settings.trigger_event_types | {DECISION_REQUESTED}
 
 
 def test_a_project_file_sets_catalog_segments_contact_rules_and_triggers(tmp_path: Path) -> None:
@@ -33,4 +34,4 @@ def test_a_project_file_sets_catalog_segments_contact_rules_and_triggers(tmp_pat
     assert policy.catalog.names == ("do_nothing", "voucher")
     assert policy.segments.high_risk == 0.5 and policy.segments.high_value == 300
     assert policy.contact.max_contacts == 1 and policy.contact.cooldown_days == {"email": 14}
-    assert trigger_types(settings) == frozenset({"complaint"})
+    assert trigger_types(settings) == frozenset({"complaint", DECISION_REQUESTED})
