@@ -166,23 +166,52 @@ class FeatureStoreAdapter:
         Redis pipeline for all views, without the SDK's response assembly: the engine's hot path,
         measured against `read` in benchmarks/feature_reads.py. Unknown customers get nulls and
         ``cold_start``; `tests/features` checks it returns exactly what `read` returns."""
-        names = [(view.name, f.name) for view in self._served_views for f in view.features]
-        fields = [_mmh3(f"{view}:{feature}") for view, feature in names]
+        keys, fields = self.online_keys(customer_ids)
         online = self.store._get_provider().online_store  # Feast's RedisOnlineStore and its client
         client = online._get_client(self.store.config.online_store)  # type: ignore[attr-defined]
         with client.pipeline(transaction=False) as pipe:
-            for customer in customer_ids:
-                key = EntityKeyProto(
-                    join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
-                )
-                pipe.hmget(_redis_key(self.project, key, 3), fields)
+            for key in keys:
+                pipe.hmget(key, fields)
             rows = pipe.execute()
-        columns: dict[str, list[Any]] = {"customer_id": list(customer_ids)}
-        for k, (_, feature) in enumerate(names):
-            columns[feature] = [_decode(row[k]) for row in rows]
-        frame = pd.DataFrame(columns)
+        frame = pd.DataFrame({"customer_id": list(customer_ids)} | self._columns(rows))
         frame["cold_start"] = frame[self._profile_marker].isna().to_numpy()
         return frame
+
+    def online_keys(self, customer_ids: list[str]) -> tuple[list[bytes], list[bytes]]:
+        """Each customer's Redis hash in the online store, and the hash fields of the served
+        features (in `feature_names` order): what `read_batch` asks HMGET for, so a reader
+        with a client of its own (the HTTP API's asyncio one) reads the same."""
+        fields = [_mmh3(f"{view}:{feature}") for view, feature in self._served_features]
+        keys = [
+            _redis_key(
+                self.project,
+                EntityKeyProto(
+                    join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
+                ),
+                3,
+            )
+            for customer in customer_ids
+        ]
+        return keys, fields
+
+    def decoded_row(self, values: Sequence[bytes | None]) -> dict[str, Any]:
+        """One customer's HMGET answer (`online_keys`' fields) as {feature: value} with
+        ``cold_start``: what `read_batch` gives for that customer, without a DataFrame."""
+        row = {
+            feature: _decode(raw)
+            for (_, feature), raw in zip(self._served_features, values, strict=True)
+        }
+        return row | {"cold_start": row[self._profile_marker] is None}
+
+    def _columns(self, rows: Sequence[Sequence[bytes | None]]) -> dict[str, list[Any]]:
+        return {
+            feature: [_decode(row[k]) for row in rows]
+            for k, (_, feature) in enumerate(self._served_features)
+        }
+
+    @property
+    def _served_features(self) -> list[tuple[str, str]]:
+        return [(view.name, f.name) for view in self._served_views for f in view.features]
 
     @property
     def _served_views(self) -> list[FeatureView]:

@@ -20,7 +20,14 @@ from policies.decide import Decisions
 from policies.errors import first_problem
 from policies.segments import SEGMENTS
 from simulator.events import EVENT_TYPES
-from stream_app.messages import DlqRecord, EngagementEvent, NbaAction, Trigger, action_id_for
+from stream_app.messages import (
+    DECISION_REQUESTED,
+    DlqRecord,
+    EngagementEvent,
+    NbaAction,
+    Trigger,
+    action_id_for,
+)
 
 __all__ = [
     "DLQ_ORIGINAL_MAX_BYTES",
@@ -31,6 +38,7 @@ __all__ = [
     "build_actions",
     "parse_events",
     "select_triggers",
+    "superseded_requests",
 ]
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({b"1"})
@@ -200,6 +208,30 @@ def select_triggers(
                 continue
         chosen[event.customer_id] = (raw, event)
     return list(chosen.values())
+
+
+def superseded_requests(
+    events: Sequence[tuple[RawMessage, EngagementEvent]],
+    chosen: Sequence[tuple[RawMessage, EngagementEvent]],
+    last_trigger: Mapping[str, tuple[float, str]],
+) -> dict[str, str]:
+    """HTTP decision requests (``decision_requested``) that `select_triggers` left out, by
+    action_id, each with the action_id of the decision that answers its customer instead: this
+    batch's trigger of the same customer, else the customer's last one (too recent for another).
+    The API answers such a request with that decision rather than wait for one never made."""
+    winners = {event.customer_id: action_id_for(raw.topic, event.event_id) for raw, event in chosen}
+    decided = {event.event_id for _, event in chosen}
+    superseded = {}
+    for raw, event in events:
+        if event.event_type != DECISION_REQUESTED or event.event_id in decided:
+            continue
+        winner = winners.get(event.customer_id)
+        last = last_trigger.get(event.customer_id)
+        if winner is None and last is not None:
+            winner = action_id_for(raw.topic, last[1])
+        if winner is not None:
+            superseded[action_id_for(raw.topic, event.event_id)] = winner
+    return superseded
 
 
 def build_actions(

@@ -9,14 +9,16 @@ headers only, and uvicorn's access log shows the method, path and status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from feedback.campaign_summary import talking_points
 from stream_app.api.campaign import CampaignView
@@ -49,29 +51,35 @@ class DecisionRequest(BaseModel):
     )
 
 
-class _BodyLimit(BaseHTTPMiddleware):
+class _BodyLimit:
     """A body over the limit is refused before it is read (413); a body without a length
-    (chunked) is refused too (411), as it could not be checked first."""
+    (chunked) is refused too (411), as it could not be checked first. Plain ASGI: Starlette's
+    BaseHTTPMiddleware costs every request a task and a stream (measured in
+    benchmarks/api_latency.py)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        super().__init__(app)
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
         self._limit = limit
 
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.method in ("POST", "PUT", "PATCH"):
-            length = request.headers.get("content-length")
-            if length is None:
-                body = error_body("length_required", "send the body with a Content-Length")
-                return JSONResponse(body, 411)
-            if not length.isdigit() or int(length) > self._limit:
-                message = f"the body is larger than {self._limit:,} bytes"
-                return JSONResponse(error_body("too_large", message), 413)
-        return await call_next(request)
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            refusal = self._refusal(dict(scope["headers"]).get(b"content-length"))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+    def _refusal(self, length: bytes | None) -> JSONResponse | None:
+        if length is None:
+            body = error_body("length_required", "send the body with a Content-Length")
+            return JSONResponse(body, 411)
+        if not length.isdigit() or int(length) > self._limit:
+            message = f"the body is larger than {self._limit:,} bytes"
+            return JSONResponse(error_body("too_large", message), 413)
+        return None
 
 
-def _key_header(
+async def _key_header(
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> str | None:
@@ -82,8 +90,8 @@ def _key_header(
     return None
 
 
-def _requires(keys: KeyStore, scope: Scope) -> Callable[..., ApiKey]:
-    def check(token: Annotated[str | None, Depends(_key_header)]) -> ApiKey:
+def _requires(keys: KeyStore, scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
+    async def check(token: Annotated[str | None, Depends(_key_header)]) -> ApiKey:
         key = keys.authenticate(token)
         if key is None:
             raise ApiError(
@@ -154,9 +162,14 @@ def create_app(
     gateway: DecisionGateway,
     campaign: CampaignView | None,
     max_body_bytes: int,
-    readiness: Callable[[], dict[str, bool]],
 ) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.stop_waiting()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="NBA engine decision API",
         version="1",
         description="Next-best-action decisions for a CRM, and the campaign page. Errors: "
@@ -169,12 +182,12 @@ def create_app(
     customer = Path(pattern=CUSTOMER_ID)
 
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    def readyz() -> JSONResponse:
-        checks = readiness()
+    async def readyz() -> JSONResponse:
+        checks = await gateway.answers()
         ready = bool(checks) and all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
@@ -197,26 +210,26 @@ def create_app(
         return _answer(found, request.customer_id)
 
     @app.get("/v1/decisions/{action_id}", tags=["decisions"])
-    def get_decision(
+    async def get_decision(
         action_id: Annotated[str, Path(max_length=64)], _: ApiKey = read
-    ) -> dict[str, Any]:
-        decision, delivered = gateway.decision(action_id)
+    ) -> JSONResponse:
+        decision, delivered = await gateway.decision(action_id)
         if decision is None:
             raise ApiError(404, "unknown_decision", f"no decision {action_id!r} (yet)")
-        return _decision_body(decision, delivered, "found")
+        return JSONResponse(_decision_body(decision, delivered, "found"))
 
     @app.get("/v1/customers/{customer_id}/decision", tags=["customers"])
-    def latest_decision(customer_id: str = customer, _: ApiKey = read) -> dict[str, Any]:
+    async def latest_decision(customer_id: str = customer, _: ApiKey = read) -> JSONResponse:
         """The customer's latest decision, with its reasons and talking points."""
-        decision, delivered = gateway.latest(customer_id)
+        decision, delivered = await gateway.latest(customer_id)
         if decision is None:
             raise ApiError(404, "no_decision", f"no decision for customer {customer_id!r} yet")
-        return _decision_body(decision, delivered, "found")
+        return JSONResponse(_decision_body(decision, delivered, "found"))
 
     @app.get("/v1/customers/{customer_id}/features", tags=["customers"])
-    def features(customer_id: str = customer, _: ApiKey = read) -> dict[str, Any]:
+    async def features(customer_id: str = customer, _: ApiKey = read) -> JSONResponse:
         """The features the engine reads for this customer (the Feast online store)."""
-        row = gateway.features(customer_id)
+        row = await gateway.features(customer_id)
         if row.get("cold_start"):
             raise ApiError(
                 404,
@@ -224,7 +237,7 @@ def create_app(
                 f"customer {customer_id!r} is not in the feature store",
                 details={"cold_start_offer": {"customer_id": customer_id, "cold_start": True}},
             )
-        return {"customer_id": customer_id, "features": row}
+        return JSONResponse({"customer_id": customer_id, "features": row})
 
     @app.get("/v1/campaign/summary", tags=["campaign"])
     def summary(_: ApiKey = read) -> dict[str, Any]:

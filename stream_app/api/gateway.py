@@ -8,11 +8,12 @@
 3. a customer decided less than the minimum interval ago is refused (409) with that decision:
    the worker would not decide again (the contact rule), so nothing would come;
 4. a ``decision_requested`` event goes to the events topic (acknowledged by the broker), and the
-   gateway waits until a worker has committed the decision (its delivered mark in Redis).
+   gateway waits until a worker has committed the decision (its delivered mark in Redis); when
+   the worker's batch held another trigger of the same customer (two requests at once), the
+   worker points this request at that decision, and it is the answer (409, as in 3).
 
-Waiting is one asyncio task for every request in flight: it asks Redis for the delivered marks
-of all of them in one MGET every ``POLL_S``, so 500 requests/s cost Redis no more than one
-poller does.
+Waiting costs no polling: the workers announce each committed batch's answered ids on a Redis
+pub/sub channel, and one listener task resolves the requests waiting for them.
 """
 
 from __future__ import annotations
@@ -21,30 +22,33 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-import pandas as pd
 import redis
 import redis.asyncio as aioredis
 from confluent_kafka import KafkaError, Message, Producer
 
-from stream_app.engine.state import DecisionState, decision_key, delivered_key
+from stream_app.engine.state import (
+    answered_channel,
+    decision_key,
+    delivered_key,
+    last_trigger_key,
+    latest_key,
+    superseded_key,
+)
 from stream_app.messages import DECISION_REQUESTED, EngagementEvent, action_id_for
 
-__all__ = ["Decided", "DecisionGateway", "FeatureRead", "request_event_id"]
+__all__ = ["Decided", "DecisionGateway", "OnlineFeatures", "request_event_id"]
 
-POLL_S = 0.002
+FALLBACK_POLL_S = 0.25
 SCHEMA_VERSION = b"1"  # of engagement-events (stream_app.pipeline.SUPPORTED_SCHEMA_VERSIONS)
-
-# Features of customers as the engine reads them (FeatureStoreAdapter.read_batch): one row per
-# customer, with ``cold_start`` true for a customer the online store does not know.
-FeatureRead = Callable[[list[str]], pd.DataFrame]
 
 
 def request_event_id(key_id: str, idempotency_key: str | None) -> str:
@@ -71,20 +75,33 @@ class Decided:
 
 
 class _DeliveryWaiter:
-    """Futures resolved when their action_id's delivered mark appears in Redis."""
+    """Futures resolved when their request is answered in Redis: its own decision delivered,
+    or (its batch decided for the customer on another trigger) the decision that superseded it.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    The workers announce the ids answered by each committed batch on `answered_channel`; one
+    listener looks up those that requests wait for. A look at every waiting id each
+    ``FALLBACK_POLL_S`` covers an announcement missed (pub/sub keeps nothing for a listener that
+    was reconnecting)."""
+
+    def __init__(self, client: aioredis.Redis, channel: str) -> None:
         self._redis = client
-        self._pending: dict[str, list[asyncio.Future[bytes]]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._channel = channel
+        self._pending: dict[str, list[asyncio.Future[tuple[bytes, bool]]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def wait(self, action_id: str, timeout_s: float) -> bytes | None:
-        """The stored decision once delivered, or None after ``timeout_s``."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    async def wait(self, action_id: str, timeout_s: float) -> tuple[bytes, bool] | None:
+        """(the answering decision, whether it is another request's), or None after
+        ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes, bool]] = loop.create_future()
         self._pending.setdefault(action_id, []).append(future)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._poll())
+        if not self._tasks or any(t.done() for t in self._tasks):
+            for task in self._tasks:
+                task.cancel()
+            self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._poll())]
         try:
+            with contextlib.suppress(redis.RedisError):  # answered before the wait began?
+                await self._settle([action_id])
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             return None
@@ -95,20 +112,64 @@ class _DeliveryWaiter:
             if not waiting:
                 self._pending.pop(action_id, None)
 
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _listen(self) -> None:
+        while True:
+            with contextlib.suppress(redis.RedisError):  # reconnect; the poll covers the gap
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    async for message in pubsub.listen():
+                        ids = [i for i in message["data"].decode().split() if i in self._pending]
+                        if ids:
+                            await self._settle(ids)
+            await asyncio.sleep(FALLBACK_POLL_S)
+
     async def _poll(self) -> None:
-        while self._pending:
-            ids = list(self._pending)
-            with contextlib.suppress(redis.RedisError):  # an outage: the requests time out
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.mget([delivered_key(i) for i in ids])
-                    pipe.mget([decision_key(i) for i in ids])
-                    delivered, payloads = await pipe.execute()
-                for action_id, mark, payload in zip(ids, delivered, payloads, strict=True):
-                    if mark is not None and payload is not None:
-                        for future in self._pending.pop(action_id, []):
-                            if not future.done():
-                                future.set_result(payload)
-            await asyncio.sleep(POLL_S)
+        while True:
+            await asyncio.sleep(FALLBACK_POLL_S)
+            if self._pending:
+                with contextlib.suppress(redis.RedisError):  # an outage: the requests time out
+                    await self._settle(list(self._pending))
+
+    async def _settle(self, ids: list[str]) -> None:
+        answers = await _delivered(self._redis, ids, superseded=True)
+        winners = {i: w.decode() for i, (_, _, w) in zip(ids, answers, strict=True) if w}
+        found = dict(
+            zip(winners, await _delivered(self._redis, list(winners.values())), strict=True)
+        )
+        for action_id, (payload, delivered, _) in zip(ids, answers, strict=True):
+            if delivered and payload is not None:
+                self._resolve(action_id, (payload, False))
+            elif action_id in winners:
+                other, other_delivered, _ = found[action_id]
+                if other_delivered and other is not None:
+                    self._resolve(action_id, (other, True))
+
+    def _resolve(self, action_id: str, answer: tuple[bytes, bool]) -> None:
+        for future in self._pending.pop(action_id, []):
+            if not future.done():
+                future.set_result(answer)
+
+
+async def _delivered(
+    client: aioredis.Redis, ids: list[str], superseded: bool = False
+) -> list[tuple[bytes | None, bool, bytes | None]]:
+    """(stored decision, delivered, superseded by) of each action_id, in one round trip."""
+    if not ids:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.mget([decision_key(i) for i in ids])
+        pipe.mget([delivered_key(i) for i in ids])
+        if superseded:
+            pipe.mget([superseded_key(i) for i in ids])
+        replies = await pipe.execute()
+    winners = replies[2] if superseded else [None] * len(ids)
+    return [(p, d is not None, w) for p, d, w in zip(replies[0], replies[1], winners, strict=True)]
 
 
 class _Sender:
@@ -159,9 +220,18 @@ def _decoded(payload: bytes | None) -> dict[str, Any] | None:
     return None if payload is None else dict(json.loads(payload))
 
 
+class OnlineFeatures(Protocol):
+    """The online store's layout (FeatureStoreAdapter): where a customer's features live in
+    Redis, and how a stored row reads."""
+
+    def online_keys(self, customer_ids: list[str]) -> tuple[list[bytes], list[bytes]]: ...
+
+    def decoded_row(self, values: Sequence[bytes | None]) -> dict[str, Any]: ...
+
+
 class DecisionGateway:
-    """``state``: the engine's shared decisions (sync Redis, called from FastAPI's threadpool);
-    ``aio``: an asyncio Redis client on the same server, for the waits."""
+    """Every read and wait goes through ``aio``, an asyncio Redis client on the engine's Redis
+    (which is also the online store's): no request holds a thread."""
 
     def __init__(
         self,
@@ -170,16 +240,14 @@ class DecisionGateway:
         min_interval_s: float,
         timeout_s: float,
         producer: Producer,
-        state: DecisionState,
         aio: aioredis.Redis,
-        features: FeatureRead,
+        features: OnlineFeatures,
     ) -> None:
         self.events_topic = events_topic
         self._min_interval_s = min_interval_s
         self._timeout_s = timeout_s
         self._sender = _Sender(producer)
-        self._state = state
-        self._waiter = _DeliveryWaiter(aio)
+        self._waiter = _DeliveryWaiter(aio, answered_channel(events_topic))
         self._aio = aio
         self._features = features
 
@@ -196,10 +264,10 @@ class DecisionGateway:
         earlier = await self._earlier(action_id, customer_id)
         if earlier is not None:
             return earlier
-        known = not bool((await asyncio.to_thread(self.features, customer_id))["cold_start"])
+        known = not (await self.features(customer_id))["cold_start"]
         if not known and not cold_start:
             return Decided("unknown_customer", action_id)
-        recent = await asyncio.to_thread(self._recent, customer_id, event_id)
+        recent = await self._recent(customer_id, event_id)
         if recent is not None:
             return recent
         event = EngagementEvent(
@@ -223,46 +291,62 @@ class DecisionGateway:
         return await self._outcome(action_id, "replayed")
 
     async def _outcome(self, action_id: str, status: str) -> Decided:
-        payload = await self._waiter.wait(action_id, self._timeout_s)
-        if payload is None:
+        answer = await self._waiter.wait(action_id, self._timeout_s)
+        if answer is None:
             return Decided("pending", action_id)
-        return Decided(status, action_id, _decoded(payload), delivered=True)
-
-    def _recent(self, customer_id: str, event_id: str) -> Decided | None:
-        last = self._state.last_triggers({customer_id}).get(customer_id)
-        if last is None or last[1] == event_id:
-            return None
-        age_s = time.time() - last[0]
-        if age_s >= self._min_interval_s:
-            return None
-        payload, delivered = self._state.latest(customer_id)
+        payload, superseded = answer
         decision = _decoded(payload)
+        if superseded and decision is not None:
+            # decided on another trigger in the same batch: as recent as decisions get
+            wait_s = max(self._min_interval_s, 1.0)
+            return Decided("too_soon", decision["action_id"], decision, True, wait_s)
+        return Decided(status, action_id, decision, delivered=True)
+
+    async def _recent(self, customer_id: str, event_id: str) -> Decided | None:
+        key = last_trigger_key(self.events_topic)
+        value: bytes | None = await self._aio.hget(key, customer_id)  # type: ignore[misc]  # redis-py types hash commands for both clients
+        if value is None:
+            return None
+        stamp, last_event_id = value.decode().split("|", 1)
+        age_s = time.time() - float(stamp)
+        if last_event_id == event_id or age_s >= self._min_interval_s:
+            return None
+        decision, delivered = await self.latest(customer_id)
         action_id = decision["action_id"] if decision else ""
         wait_s = self._min_interval_s - age_s
         return Decided("too_soon", action_id, decision, delivered, retry_after_s=wait_s)
 
-    def decision(self, action_id: str) -> tuple[dict[str, Any] | None, bool]:
-        payload, delivered = self._state.lookup([action_id])[0]
+    async def decision(self, action_id: str) -> tuple[dict[str, Any] | None, bool]:
+        payload, delivered, _ = (await _delivered(self._aio, [action_id]))[0]
         return _decoded(payload), delivered
 
-    def latest(self, customer_id: str) -> tuple[dict[str, Any] | None, bool]:
-        payload, delivered = self._state.latest(customer_id)
-        return _decoded(payload), delivered
+    async def latest(self, customer_id: str) -> tuple[dict[str, Any] | None, bool]:
+        action_id = await self._aio.get(latest_key(customer_id))
+        if action_id is None:
+            return None, False
+        return await self.decision(action_id.decode())
 
-    def features(self, customer_id: str) -> dict[str, Any]:
-        """The customer's feature row as the engine reads it (``cold_start`` when unknown)."""
-        row = self._features([customer_id]).iloc[0]
-        return {str(k): _plain(v) for k, v in row.items()}
+    async def features(self, customer_id: str) -> dict[str, Any]:
+        """The customer's features as the engine reads them (``cold_start`` when unknown)."""
+        keys, fields = self._features.online_keys([customer_id])
+        values = await self._aio.hmget(keys[0], fields)  # type: ignore[misc,arg-type]  # as above; Feast's keys are bytes
+        row = {"customer_id": customer_id} | self._features.decoded_row(values)
+        return {name: _plain(value) for name, value in row.items()}
 
-    def answers(self) -> dict[str, bool]:
-        return {"redis": self._state.answers()}
+    async def answers(self) -> dict[str, bool]:
+        try:
+            return {"redis": bool(await self._aio.ping())}  # type: ignore[misc]  # as above
+        except redis.RedisError:
+            return {"redis": False}
+
+    async def stop_waiting(self) -> None:
+        """End the waiter's listener (the app's shutdown, on its own event loop)."""
+        await self._waiter.stop()
 
     def close(self) -> None:
         self._sender.close()
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready scalar: numpy and pandas scalars unboxed, missing values as None."""
-    if value is None or (not isinstance(value, str | bytes) and pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
+    """JSON-ready: a float that is not a number (NaN, infinite) becomes None."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value

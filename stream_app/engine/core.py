@@ -38,7 +38,13 @@ from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
 from stream_app.messages import action_id_for
 from stream_app.metrics import EngineMetrics, counting_errors, timed
-from stream_app.pipeline import DEFAULT_MAX_FUTURE_S, RawMessage, build_actions, select_triggers
+from stream_app.pipeline import (
+    DEFAULT_MAX_FUTURE_S,
+    RawMessage,
+    build_actions,
+    select_triggers,
+    superseded_requests,
+)
 
 __all__ = ["BatchStats", "CommittedOffset", "DecisionEngine", "LoopSettings", "latency_percentiles"]
 
@@ -129,6 +135,9 @@ class DecisionEngine:
         triggers = select_triggers(
             valid, last, self.settings.trigger_types, self.settings.min_interval_s
         )
+        superseded = superseded_requests(valid, triggers, last)
+        self._state.mark_superseded(superseded)
+        self._publisher.superseded(list(superseded))
         if triggers:
             self._decide(triggers, stats, committed)
             self._state.remember_triggers([e for _, e in triggers])

@@ -45,6 +45,7 @@ class Publisher:
         self._metrics = metrics
         self._contacts_pending: list[tuple[str, str, float]] = []
         self._produced: list[str] = []  # action_ids of the batch's records
+        self._superseded: list[str] = []  # requests of the batch answered by another decision
         self._latencies_ms: list[float] = []
 
     def republish(
@@ -93,7 +94,7 @@ class Publisher:
         """The batch's transaction is committed: its decisions are on the topic for every
         read_committed reader (a re-sent trigger then publishes nothing), and its contacts
         happened. Both writes are idempotent: a retry after a Redis error repeats them."""
-        self._state.mark_delivered(self._produced)
+        self._state.mark_delivered(self._produced, self._superseded)
         if self._contact_log is not None:
             self._contact_log.record(self._contacts_pending)
         self.abandoned()
@@ -101,7 +102,12 @@ class Publisher:
     def abandoned(self) -> None:
         """The batch's transaction was aborted: nothing of it reached a reader."""
         self._produced = []
+        self._superseded = []
         self._contacts_pending = []
+
+    def superseded(self, action_ids: list[str]) -> None:
+        """HTTP requests of the batch that another decision answers (announced on commit)."""
+        self._superseded.extend(action_ids)
 
     def take_latencies(self) -> list[float]:
         """Event time to publish, in ms, of every record produced since the last call."""

@@ -6,15 +6,43 @@ has it)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 
 from stream_app.messages import EngagementEvent
 
-__all__ = ["DECISION_TTL_S", "DecisionState", "decision_key", "delivered_key", "latest_key"]
+__all__ = [
+    "DECISION_TTL_S",
+    "DecisionState",
+    "answered_channel",
+    "decision_key",
+    "delivered_key",
+    "last_trigger_key",
+    "latest_key",
+    "superseded_key",
+]
 
 DECISION_TTL_S = 14 * 86_400
 # Per events topic: engines (or tests) reading other topics never share trigger state.
 _LAST_TRIGGER_KEY = "nba:last-trigger:{topic}"
+
+
+def last_trigger_key(events_topic: str) -> str:
+    """The hash of each customer's last trigger, "event time|event_id" by customer_id."""
+    return _LAST_TRIGGER_KEY.format(topic=events_topic)
+
+
+def answered_channel(events_topic: str) -> str:
+    """Pub/sub channel: after each committed batch, the action_ids whose request now has an
+    answer (delivered, or superseded by a delivered decision), so that the HTTP API need not poll.
+    """
+    return f"nba:answered:{events_topic}"
+
+
+def superseded_key(action_id: str) -> str:
+    """The action_id whose decision answers an HTTP request its batch did not decide."""
+    return f"nba:superseded:{action_id}"
 
 
 def decision_key(action_id: str) -> str:
@@ -32,7 +60,8 @@ def latest_key(customer_id: str) -> str:
 class DecisionState:
     def __init__(self, client: redis.Redis, events_topic: str) -> None:
         self._redis = client
-        self._trigger_key = _LAST_TRIGGER_KEY.format(topic=events_topic)
+        self._trigger_key = last_trigger_key(events_topic)
+        self._answered = answered_channel(events_topic)
 
     def last_triggers(self, customers: set[str]) -> dict[str, tuple[float, str]]:
         """Each customer's last trigger (event time, event_id)."""
@@ -52,6 +81,15 @@ class DecisionState:
         if mapping:
             self._redis.hset(self._trigger_key, mapping=mapping)
 
+    def mark_superseded(self, winners: dict[str, str]) -> None:
+        """Requests left undecided (action_id) and the decision that answers each instead."""
+        if not winners:
+            return
+        with self._redis.pipeline(transaction=False) as pipe:
+            for action_id, winner in winners.items():
+                pipe.set(superseded_key(action_id), winner, ex=DECISION_TTL_S)
+            pipe.execute()
+
     def lookup(self, action_ids: list[str]) -> list[tuple[bytes | None, bool]]:
         """(stored payload or None, delivered) of each action_id, in one round trip."""
         if not action_ids:
@@ -62,13 +100,16 @@ class DecisionState:
             payloads, delivered = pipe.execute()
         return [(p, d is not None) for p, d in zip(payloads, delivered, strict=True)]
 
-    def mark_delivered(self, action_ids: list[str]) -> None:
-        """These decisions' transaction is committed: every read_committed reader has them."""
-        if not action_ids:
+    def mark_delivered(self, action_ids: list[str], superseded: Sequence[str] = ()) -> None:
+        """These decisions' transaction is committed: every read_committed reader has them.
+        Their ids and those of the ``superseded`` requests are announced on `answered_channel`
+        (fire and forget: a listener that misses it finds the marks on its next look)."""
+        if not action_ids and not superseded:
             return
         with self._redis.pipeline(transaction=False) as pipe:
             for action_id in action_ids:
                 pipe.set(delivered_key(action_id), b"1", ex=DECISION_TTL_S)
+            pipe.publish(self._answered, " ".join([*action_ids, *superseded]))
             pipe.execute()
 
     def store_decision(

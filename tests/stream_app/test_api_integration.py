@@ -2,7 +2,7 @@
 POST is decided by the worker's engine and published on `nba-actions` once, a retry with the
 same Idempotency-Key spends nothing more, lookups show what the engine holds, and every bad
 request gets one JSON error shape and spends nothing. The campaign page is driven in Debian's
-chromium (tests/stream_app/test_api_browser.py uses the same fixtures)."""
+chromium (the last test)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,6 +191,32 @@ def test_a_post_is_decided_by_the_worker_once_and_a_retry_returns_the_same_decis
     reused = stack.post({"customer_id": stack.customers[1]}, **{"Idempotency-Key": "call-17"})
     _error(reused, 409, "idempotency_key_reused")
     assert stack.decide_key not in caplog.text and stack.read_key not in caplog.text
+
+
+def test_two_requests_at_once_for_one_customer_get_one_decision_at_once(stack: Stack) -> None:
+    """Both pass the API's contact check before the worker has seen either; the worker decides
+    one and points the other at it, so neither waits out the timeout (a 202)."""
+    customer = stack.customers[-1]
+    stack.actions(0.5)
+    before = stack.spent()
+    start = threading.Barrier(2)
+
+    def ask(key: str) -> tuple[requests.Response, float]:
+        start.wait()
+        began = time.monotonic()
+        answer = stack.post({"customer_id": customer}, **{"Idempotency-Key": key})
+        return answer, time.monotonic() - began
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(ask, ["race-a", "race-b"]))
+    by_status = {a.status_code: a for a, _ in answers}
+    assert sorted(by_status) == [201, 409], [a.text for a, _ in answers]
+    decision = by_status[201].json()["decision"]
+    assert _error(by_status[409], 409, "decided_recently")["details"]["latest"] == decision
+    assert max(took for _, took in answers) < stack.settings.api_decision_timeout_s
+    on_topic = [a for a in stack.actions() if a["customer_id"] == customer]
+    assert [a["action_id"] for a in on_topic] == [decision["action_id"]]
+    assert stack.spent() == pytest.approx(before + decision["cost"])
 
 
 def test_an_unknown_customer_is_offered_a_cold_start_decision(stack: Stack) -> None:

@@ -13,8 +13,15 @@ import pytest
 from policies.arms import ArmConfig
 from policies.decide import PolicyConfig, Scores, decide_batch
 from policies.rules import ContactState
-from stream_app.messages import NbaAction, action_id_for
-from stream_app.pipeline import Limits, RawMessage, build_actions, parse_events, select_triggers
+from stream_app.messages import DECISION_REQUESTED, NbaAction, action_id_for
+from stream_app.pipeline import (
+    Limits,
+    RawMessage,
+    build_actions,
+    parse_events,
+    select_triggers,
+    superseded_requests,
+)
 
 V1 = {"schema-version": b"1"}
 LIMITS = Limits(64_000)
@@ -138,6 +145,28 @@ def test_one_trigger_per_customer_and_the_minimum_interval() -> None:
     assert [e.event_id for _, e in replayed] == ["b", "d", "e"], (
         "the recorded trigger itself passes"
     )
+
+
+def test_a_request_left_undecided_points_at_the_decision_that_answers_its_customer() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = [
+        raw(event("C1", DECISION_REQUESTED, "r1", t0)),
+        raw(event("C1", DECISION_REQUESTED, "r2", t0), offset=1),  # same batch, same customer
+        raw(event("C1", DECISION_REQUESTED, "r1", t0), offset=2),  # r1 re-sent
+        raw(event("C2", DECISION_REQUESTED, "r3", t0), key=b"C2", offset=3),  # decided lately
+        raw(event("C3", "login", "l1", t0), key=b"C3", offset=4),
+        raw(event("C3", "login", "l2", t0), key=b"C3", offset=5),  # not a request: no answer due
+    ]
+    limits = Limits(64_000, event_types=frozenset({DECISION_REQUESTED, "login"}))
+    valid, _ = parse_events(messages, limits, t0 + timedelta(days=1))
+    last = {"C2": (t0.timestamp() - 60, "earlier")}
+    triggers = frozenset({DECISION_REQUESTED, "login"})
+    chosen = select_triggers(valid, last, triggers, 86_400)
+    assert [e.event_id for _, e in chosen] == ["r1", "l1"]
+    assert superseded_requests(valid, chosen, last) == {
+        action_id_for("events", "r2"): action_id_for("events", "r1"),
+        action_id_for("events", "r3"): action_id_for("events", "earlier"),
+    }
 
 
 def test_action_ids_follow_the_event_identity_not_its_offset() -> None:
