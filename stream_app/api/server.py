@@ -50,7 +50,8 @@ def api_parts(settings: Settings, with_campaign: bool = True) -> ApiParts:
         events_topic=settings.topic_events,
         min_interval_s=settings.trigger_min_interval_s,
         timeout_s=settings.api_decision_timeout_s,
-        producer=kafka_clients.producer(settings),
+        # a request waits for its own event: lingering to batch it with others adds to each
+        producer=kafka_clients.producer(settings, **{"linger.ms": 0}),
         aio=aioredis.Redis.from_url(
             settings.effective_redis_url(), socket_timeout=settings.redis_timeout_s
         ),
