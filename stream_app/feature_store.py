@@ -179,8 +179,8 @@ class FeatureStoreAdapter:
 
     def online_keys(self, customer_ids: list[str]) -> tuple[list[bytes], list[bytes]]:
         """Each customer's Redis hash in the online store, and the hash fields of the served
-        features (in `feature_names` order): what `read_batch` asks HMGET for, so a reader
-        with a client of its own (the HTTP API's asyncio one) reads the same."""
+        features (the order `decoded_row` reads them in): what `read_batch` asks HMGET for, so
+        a reader with a client of its own (the HTTP API's asyncio one) reads the same."""
         fields = [_mmh3(f"{view}:{feature}") for view, feature in self._served_features]
         keys = [
             _redis_key(
