@@ -192,9 +192,10 @@ def rules_schema(
     return pa.DataFrameSchema(schema, name=table)
 
 
-def _arrow_parsed(values: pd.Series, kind: str, fmt: str | None) -> pd.Series | None:
-    """The column parsed by Arrow's vectorized casts, or None when any value does not parse
-    that way (then pandera's coercion parses it and reports each bad value)."""
+def _arrow_parsed(values: pd.Series, kind: str, fmt: str | None) -> pd.Series:
+    """The column parsed by Arrow's vectorized casts or, when any value does not parse that
+    way, as Python objects (pandera's coercion then parses it and reports each bad value; it
+    takes a missing value as None, not as pandas' NA)."""
     text = arrow.array(values, type=arrow.string(), from_pandas=True)
     try:
         if kind != "time":
@@ -205,7 +206,7 @@ def _arrow_parsed(values: pd.Series, kind: str, fmt: str | None) -> pd.Series | 
             naive = arrow_compute.strptime(text, format=fmt, unit="ns")
             parsed = arrow_compute.assume_timezone(naive, timezone="UTC")
     except (arrow.ArrowInvalid, arrow.ArrowNotImplementedError):
-        return None
+        return pd.Series(text.to_pylist(), index=values.index, dtype=object)
     series: pd.Series = parsed.to_pandas()
     series.index = values.index
     return series
@@ -219,9 +220,6 @@ def fast_typed(project: Project, table: TableName, frame: pd.DataFrame) -> pd.Da
     formats = project.sources[table].date_formats
     for name, spec in contract_columns(project, table).items():
         parsable = spec.kind in ("time", "number", "amount", "binary", "probability")
-        if not parsable or name not in out or out[name].dtype != object:
-            continue
-        parsed = _arrow_parsed(out[name], spec.kind, formats.get(name))
-        if parsed is not None:
-            out[name] = parsed
+        if parsable and name in out and pd.api.types.is_string_dtype(out[name].dtype):
+            out[name] = _arrow_parsed(out[name], spec.kind, formats.get(name))
     return out

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as arrow
+import pyarrow.parquet as parquet
 
 from ingest.contract import TIME_COLUMNS
 from ingest.project import Project
@@ -104,6 +106,19 @@ def _stage_key(project: Project, sources: dict[str, str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as parquet whose text columns read back as pandas' plain object strings, as
+    every reader of an import expects: validation holds them as Arrow-backed strings, and
+    pandas would otherwise restore that dtype from the file's metadata."""
+    table = arrow.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    described = json.loads(table.schema.metadata[b"pandas"])
+    for column in described["columns"]:
+        if column["numpy_type"] == "string":
+            column["numpy_type"] = "object"
+    metadata = {**table.schema.metadata, b"pandas": json.dumps(described).encode()}
+    parquet.write_table(table.replace_schema_metadata(metadata), path)
+
+
 def _write(folder: Path, tables: list[ValidatedTable], manifest: dict[str, Any]) -> Path:
     """``folder`` with every table and the manifest, or nothing (written beside, renamed)."""
     partial = folder.with_name(folder.name + ".partial")
@@ -111,7 +126,7 @@ def _write(folder: Path, tables: list[ValidatedTable], manifest: dict[str, Any])
     partial.mkdir(parents=True)
     try:
         for item in tables:
-            item.frame.reset_index(drop=True).to_parquet(partial / f"{item.table}.parquet")
+            _write_parquet(item.frame, partial / f"{item.table}.parquet")
         (partial / "import.json").write_text(json.dumps(manifest, indent=2))
         partial.rename(folder)
     except BaseException:

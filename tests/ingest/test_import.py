@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ingest import importer
 from ingest.importer import CURRENT, import_project, imported_manifest
 from ingest.project import load_project
 from policies.errors import SchemaError
@@ -66,6 +67,9 @@ def test_import_writes_every_table_and_switches_current(tmp_path: Path) -> None:
     ]
     customers = pd.read_parquet(out / CURRENT / "customers.parquet")
     assert customers["consent_email"].tolist() == [True, False, True]
+    # Validation holds text as Arrow-backed strings; an import reads back as plain objects.
+    assert customers["plan"].dtype == object
+    assert customers["plan"].tolist() == ["pro", "basic", "pro"]
 
 
 def test_a_rejected_import_leaves_the_previous_one_in_place(tmp_path: Path) -> None:
@@ -86,13 +90,13 @@ def test_an_import_that_fails_while_writing_publishes_nothing(
     _, first = import_project(load_project(_project(tmp_path)), out)
     written: list[str] = []
 
-    def fail_on_the_third_table(frame: pd.DataFrame, path: Path, *args: object) -> None:
+    def fail_on_the_third_table(frame: pd.DataFrame, path: Path) -> None:
         written.append(Path(path).name)
         if len(written) == 3:
             raise OSError(28, "No space left on device")
         Path(path).write_bytes(b"")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail_on_the_third_table)
+    monkeypatch.setattr(importer, "_write_parquet", fail_on_the_third_table)
     with pytest.raises(OSError, match="No space left"):
         import_project(load_project(_project(tmp_path)), out)
     assert (out / CURRENT).resolve() == first
