@@ -2,13 +2,18 @@
 ROI with bootstrap intervals, and a budget split, from touches and conversions.
 
 Input rules (counted in the output, never silent):
-- a touch of a channel outside ``channels`` (when given) is left out;
+- a channel none of whose touches cost anything (site visits, direct) is context, not a channel
+  to credit: the hazard model reads it, the path models leave it out;
+- a touch of a paid channel outside ``channels`` (when given) is left out;
 - a touch at or after its customer's first conversion is left out (it cannot have caused it);
 - repeated touches (same customer, time and channel) count once;
 - a conversion without any touch is organic: in the totals, nobody's credit.
 
-Credit comes from one model (``markov`` by default, or ``shapley``); the intervals are percentile
-bootstrap intervals over customers (``rounds`` resamples of the paths). A channel's value is its
+Credit comes from one model: ``hazard`` by default (attribution/hazard.py: incremental
+conversions, the only one of these that is not fooled by channels that follow intent, as long as
+the intent signal is logged), or ``markov``, ``shapley``, ``last_touch``, ``first_touch``
+(attribution/models.py). The intervals are percentile bootstrap intervals over customers
+(``rounds`` resamples of the touched customers). A channel's value is its
 credited conversions times the mean conversion value; its ROI is (value - spend) / spend. The
 budget split gives each channel with a positive ROI a share proportional to its value per dollar:
 a first-order rule from average returns, not an optimizer of marginal returns (which would need
@@ -23,14 +28,40 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attribution.models import journeys_from, markov, shapley, usable_touches
+from attribution.hazard import additive_hazard, unpaid_channels
+from attribution.models import (
+    first_touch,
+    journeys_from,
+    last_touch,
+    markov,
+    shapley,
+    usable_touches,
+)
 from policies.errors import SchemaError
 
 __all__ = ["MODELS", "attribute"]
 
-MODELS: dict[str, Callable[[pd.DataFrame], dict[str, float]]] = {
-    "markov": markov,
-    "shapley": shapley,
+Credit = Callable[[pd.DataFrame, pd.DataFrame, tuple[str, ...]], dict[str, float]]
+
+
+def _on_paths(model: Callable[[pd.DataFrame], dict[str, float]]) -> Credit:
+    """A model of paths, given the paid touches only (the context channels are not credited)."""
+
+    def credit(
+        usable: pd.DataFrame, conversions: pd.DataFrame, context: tuple[str, ...]
+    ) -> dict[str, float]:
+        paid = usable[~usable["channel"].isin(context)]
+        return model(journeys_from(paid, conversions))
+
+    return credit
+
+
+MODELS: dict[str, Credit] = {
+    "hazard": additive_hazard,
+    "markov": _on_paths(markov),
+    "shapley": _on_paths(shapley),
+    "last_touch": _on_paths(last_touch),
+    "first_touch": _on_paths(first_touch),
 }
 _TOUCH_COLUMNS = ("customer_id", "touched_at", "channel", "cost")
 _CONVERSION_COLUMNS = ("customer_id", "converted_at", "value")
@@ -44,10 +75,13 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], name: str) -> None:
 
 def _usable(
     touches: pd.DataFrame, conversions: pd.DataFrame, channels: tuple[str, ...] | None
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The touches of known channels that can have caused a conversion, and the counts of
-    what was left out."""
-    known = touches["channel"].isin(channels) if channels else pd.Series(True, touches.index)
+) -> tuple[pd.DataFrame, dict[str, int], tuple[str, ...]]:
+    """The touches of known channels that can have caused a conversion, the counts of what was
+    left out, and the context (unpaid) channels."""
+    context = unpaid_channels(touches)
+    known = (
+        touches["channel"].isin((*channels, *context)) if channels else touches["channel"].notna()
+    )
     usable, dropped = usable_touches(touches[known], conversions)
     counts = {
         "touches_read": len(touches),
@@ -56,7 +90,7 @@ def _usable(
         "conversions": len(conversions),
         "organic_conversions": int((~conversions["customer_id"].isin(usable["customer_id"])).sum()),
     }
-    return usable, counts
+    return usable, counts, context
 
 
 def _interval(samples: list[float]) -> list[float]:
@@ -64,10 +98,24 @@ def _interval(samples: list[float]) -> list[float]:
     return [round(float(low), 4), round(float(high), 4)]
 
 
+def _resampled(
+    usable: pd.DataFrame, conversions: pd.DataFrame, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The touched customers drawn with replacement, each draw a customer of its own."""
+    codes, ids = pd.factorize(usable["customer_id"])
+    drawn = pd.DataFrame({"code": rng.integers(0, len(ids), len(ids))})
+    drawn["customer_id"] = np.arange(len(drawn))
+    touches = usable.drop(columns="customer_id").assign(code=codes).merge(drawn, on="code")
+    first = conversions.groupby("customer_id")["converted_at"].min()
+    won = pd.DataFrame({"code": ids.get_indexer(first.index), "converted_at": first.to_numpy()})
+    won = won[won["code"] >= 0].merge(drawn, on="code")
+    return touches, won
+
+
 def attribute(
     touches: pd.DataFrame,
     conversions: pd.DataFrame,
-    model: str = "markov",
+    model: str = "hazard",
     channels: tuple[str, ...] | None = None,
     rounds: int = 50,
     seed: int = 0,
@@ -76,15 +124,13 @@ def attribute(
     _require(conversions, _CONVERSION_COLUMNS, "conversions")
     if model not in MODELS:
         raise SchemaError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    kept, counts = _usable(touches, conversions, channels)
-    journeys = journeys_from(kept, conversions)
-    names = channels or tuple(sorted(kept["channel"].unique()))
-    credit = MODELS[model](journeys)
+    kept, counts, context = _usable(touches, conversions, channels)
+    names = channels or tuple(sorted(set(kept["channel"]) - set(context)))
+    credit = MODELS[model](kept, conversions, context)
     rng = np.random.default_rng(seed)
     resampled: dict[str, list[float]] = {c: [] for c in names}
     for _ in range(rounds):
-        draw = journeys.iloc[rng.integers(0, len(journeys), len(journeys))]
-        again = MODELS[model](draw)
+        again = MODELS[model](*_resampled(kept, conversions, rng), context)
         for c in names:
             resampled[c].append(again.get(c, 0.0))
     spend = kept.groupby("channel")["cost"].sum()
@@ -106,6 +152,7 @@ def attribute(
         }
     return {
         "model": model,
+        "context_channels": list(context),
         "bootstrap_rounds": rounds,
         "mean_conversion_value": round(mean_value, 2),
         "input": counts,

@@ -1,5 +1,7 @@
 """Attribution at scale: 1,000,000 journeys (simulator/journeys.py) attributed by the Markov
 removal effect and by exact Shapley values. Target (issue 23): both under 60 s on this machine.
+The additive hazard model (attribution/hazard.py, which reads the site visits too) is timed
+beside them, and each method's share error against the simulator's truth is recorded.
 
 Baseline in the same run: last-touch attribution of the same paths (one pass, no model).
 
@@ -11,9 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from attribution.models import last_touch, markov, paths, shapley, share_error, shares
+from attribution.hazard import additive_hazard
+from attribution.models import (
+    journeys_from,
+    last_touch,
+    markov,
+    shapley,
+    share_error,
+    shares,
+    usable_touches,
+)
 from benchmarks._common import timed, write_result
-from simulator.journeys import CHANNELS, simulate_journeys
+from simulator.journeys import CHANNELS, VISIT, simulate_journeys
 
 
 def main() -> None:
@@ -22,7 +33,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     simulated, simulate_s = timed(lambda: simulate_journeys(args.journeys, args.seed))
-    journeys, paths_s = timed(lambda: paths(simulated.touches, simulated.conversions))
+    (usable, _), usable_s = timed(lambda: usable_touches(simulated.touches, simulated.conversions))
+    paid = usable[usable["channel"] != VISIT]
+    journeys, journeys_s = timed(lambda: journeys_from(paid, simulated.conversions))
+    paths_s = usable_s + journeys_s
     results: dict[str, object] = {
         "journeys": len(journeys),
         "touches": len(simulated.touches),
@@ -37,6 +51,12 @@ def main() -> None:
             "with_paths_s": round(seconds + paths_s, 2),
             "share_error": round(share_error(shares(credit, CHANNELS), simulated.truth), 4),
         }
+    credit, seconds = timed(lambda: additive_hazard(usable, simulated.conversions, (VISIT,)))
+    results["additive_hazard"] = {
+        "seconds": round(seconds, 2),
+        "with_usable_touches_s": round(seconds + usable_s, 2),
+        "share_error": round(share_error(shares(credit, CHANNELS), simulated.truth), 4),
+    }
     print(json.dumps(results, indent=2))
     print(f"wrote {write_result('attribution_speed', vars(args), results)}")
 

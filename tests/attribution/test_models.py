@@ -1,5 +1,6 @@
 """Attribution against the simulator's truth (simulator/journeys.py): where last-touch goes
-wrong, and what the removal effect and Shapley values recover (issue 23, first piece)."""
+wrong, what the removal effect and Shapley values recover, and the additive hazard model that
+tells retargeting (which follows site visits) from channels that cause conversions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from attribution.hazard import additive_hazard
 from attribution.models import (
     first_touch,
     last_touch,
@@ -16,14 +18,31 @@ from attribution.models import (
     shapley,
     share_error,
     shares,
+    usable_touches,
 )
-from simulator.journeys import CHANNELS, simulate_journeys
+from simulator.journeys import CHANNELS, VISIT, Journeys, simulate_journeys
+
+
+def _paid_paths(simulated: Journeys) -> pd.DataFrame:
+    """The paths of the paid touches (site visits are nobody's credit)."""
+    paid = simulated.touches[simulated.touches["channel"] != VISIT]
+    return paths(paid, simulated.conversions)
 
 
 @pytest.fixture(scope="module")
-def journeys() -> tuple[pd.DataFrame, dict[str, float]]:
-    simulated = simulate_journeys(30_000, seed=4)
-    return paths(simulated.touches, simulated.conversions), simulated.truth
+def simulated() -> Journeys:
+    return simulate_journeys(30_000, seed=4)
+
+
+@pytest.fixture(scope="module")
+def journeys(simulated: Journeys) -> tuple[pd.DataFrame, dict[str, float]]:
+    return _paid_paths(simulated), simulated.truth
+
+
+def _hazard_error(simulated: Journeys, context: tuple[str, ...]) -> float:
+    usable, _ = usable_touches(simulated.touches, simulated.conversions)
+    credit = additive_hazard(usable, simulated.conversions, context)
+    return share_error(shares(credit, CHANNELS), simulated.truth)
 
 
 def test_retargeting_lands_before_conversions_it_did_not_cause(
@@ -48,6 +67,22 @@ def test_markov_and_shapley_are_closer_to_the_truth_than_last_touch(
         }.items()
     }
     assert errors["markov"] < errors["last"] and errors["shapley"] < errors["last"], errors
+
+
+def test_the_hazard_model_errs_at_most_half_as_much_as_last_touch(
+    simulated: Journeys, journeys: tuple[pd.DataFrame, dict[str, float]]
+) -> None:
+    journey, truth = journeys
+    last = share_error(shares(last_touch(journey), CHANNELS), truth)
+    assert _hazard_error(simulated, (VISIT,)) <= last / 2
+
+
+def test_with_the_visits_not_logged_the_hazard_model_is_fooled_too() -> None:
+    """Retargeting follows a signal the log no longer holds: no method reading it can tell."""
+    hidden = simulate_journeys(30_000, seed=4, visits_logged=False)
+    assert VISIT not in set(hidden.touches["channel"])
+    last = share_error(shares(last_touch(_paid_paths(hidden)), CHANNELS), hidden.truth)
+    assert _hazard_error(hidden, ()) > last / 2
 
 
 def test_shapley_splits_a_shared_conversion_and_pays_a_lone_one_whole() -> None:

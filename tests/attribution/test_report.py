@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from attribution.report import attribute
 from nba.cli import app
 from policies.errors import SchemaError
-from simulator.journeys import CHANNELS, simulate_journeys
+from simulator.journeys import CHANNELS, VISIT, simulate_journeys
 
 
 def test_bad_touches_are_left_out_and_counted_and_the_numbers_hang_together() -> None:
@@ -34,6 +34,18 @@ def test_bad_touches_are_left_out_and_counted_and_the_numbers_hang_together() ->
             expected = row["spend"] / row["credited_conversions"]
             assert row["cost_per_conversion"] == pytest.approx(expected, abs=0.01)
     assert sum(report["budget_split"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_default_model_pays_retargeting_nothing_and_gives_it_no_budget() -> None:
+    journeys = simulate_journeys(20_000, seed=3)
+    report = attribute(journeys.touches, journeys.conversions, rounds=20)
+    assert report["model"] == "hazard" and report["context_channels"] == [VISIT]
+    assert set(report["channels"]) == set(CHANNELS)  # visits are context, not a channel
+    retargeting = report["channels"]["retargeting"]
+    assert retargeting["credited_conversions_ci"][0] <= journeys.caused["retargeting"]
+    assert retargeting["roi"] < 0 and "retargeting" not in report["budget_split"]
+    last = attribute(journeys.touches, journeys.conversions, "last_touch", rounds=2)
+    assert last["channels"]["retargeting"]["roi"] > 0  # what last touch would have said
 
 
 def test_a_missing_column_is_one_clear_error() -> None:
