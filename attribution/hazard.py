@@ -44,25 +44,42 @@ def _days(times: pd.Series, origin: pd.Timestamp) -> np.ndarray:
 
 
 def _keyed_rows(
-    usable: pd.DataFrame, conversions: pd.DataFrame, context: tuple[str, ...], origin: pd.Timestamp
+    usable: pd.DataFrame,
+    buyers: pd.DataFrame,
+    context: tuple[str, ...],
+    origin: pd.Timestamp,
+    window: pd.DataFrame,
 ) -> pd.DataFrame:
-    """One row per (customer, day) with a touch, a conversion or a visit the day before:
-    each channel's touches that day, context counts, and whether the customer converted."""
-    days = usable.assign(day=_days(usable["touched_at"], origin))
-    counts = days.pivot_table(
-        index=["customer_id", "day"], columns="channel", values="touched_at", aggfunc="size"
-    ).fillna(0.0)
+    """One row per (customer, day) at risk with a touch, a conversion or a visit the day
+    before: each channel's touches that day, context counts the day before, and whether the
+    customer converted. (customer, day) is one integer key: joins on strings are 20x slower.
+    ``window``: ``_risk_window``, whose index orders the customers."""
+    span = int(window["last"].max()) + 2  # room for the day after the last
+
+    def keyed(customers: pd.Series, times: pd.Series) -> np.ndarray:
+        code = window.index.get_indexer(pd.Index(customers)).astype(np.int64)
+        key: np.ndarray = code * span + _days(times, origin)
+        return key
+
+    key = keyed(usable["customer_id"], usable["touched_at"])
+    parts = [pd.DataFrame({"key": key, "column": usable["channel"].to_numpy()})]
     for channel in context:  # the day after a visit still carries it
-        if channel in counts:
-            lagged = counts[channel].rename(f"{channel}|yesterday").reset_index()
-            lagged["day"] += 1
-            counts = counts.join(lagged.set_index(["customer_id", "day"]), how="outer")
-    first = conversions.groupby("customer_id")["converted_at"].min()
-    won = pd.DataFrame(
-        {"customer_id": first.index, "day": _days(first.reset_index()["converted_at"], origin)}
-    ).set_index(["customer_id", "day"])
-    won["converted"] = 1.0
-    return counts.join(won, how="outer").fillna(0.0)
+        visited = (usable["channel"] == channel).to_numpy()
+        parts.append(pd.DataFrame({"key": key[visited] + 1, "column": f"{channel}|yesterday"}))
+    first = buyers.groupby("customer_id")["converted_at"].min()
+    won = keyed(pd.Series(first.index), pd.Series(first.to_numpy()))
+    parts.append(pd.DataFrame({"key": won, "column": "converted"}))
+    rows = (
+        pd.concat(parts, ignore_index=True)
+        .groupby(["key", "column"])
+        .size()
+        .unstack("column", fill_value=0)
+        .astype(float)
+    )
+    keys = rows.index.to_numpy()
+    at_risk = keys % span <= window["last"].to_numpy()[keys // span]
+    kept: pd.DataFrame = rows.loc[at_risk]
+    return kept
 
 
 def _risk_window(usable: pd.DataFrame, buyers: pd.DataFrame, origin: pd.Timestamp) -> pd.DataFrame:
@@ -97,16 +114,13 @@ def additive_hazard(
     origin = usable["touched_at"].min().floor("D")
     buyers = conversions[conversions["customer_id"].isin(usable["customer_id"].unique())]
     window = _risk_window(usable, buyers, origin)
-    rows = _keyed_rows(usable, buyers, context, origin)
-    # A visit's "yesterday" row past a customer's last day at risk is not at risk.
-    owner = rows.index.get_level_values("customer_id")
-    last_day = window["last"].reindex(owner).to_numpy()
-    rows = rows.loc[rows.index.get_level_values("day").to_numpy() <= last_day]
+    rows = _keyed_rows(usable, buyers, context, origin, window)
     paid = tuple(sorted(set(usable["channel"]) - set(context)))
     design = _design(rows, paid, context)
+    converted = rows["converted"] if "converted" in rows else pd.Series(0.0, index=rows.index)
     quiet = int((window["last"] - window["first"] + 1).sum()) - len(rows)  # days with nothing
     grouped = (
-        design.assign(converted=rows["converted"])
+        design.assign(converted=converted)
         .groupby(list(design.columns), as_index=False)["converted"]
         .agg(["sum", "size"])
     )

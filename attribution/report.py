@@ -35,8 +35,10 @@ from attribution.models import (
     last_touch,
     markov,
     shapley,
+    shares,
     usable_touches,
 )
+from attribution.sequence import sequence_attribution
 from policies.errors import SchemaError
 
 __all__ = ["MODELS", "attribute"]
@@ -119,6 +121,7 @@ def attribute(
     channels: tuple[str, ...] | None = None,
     rounds: int = 50,
     seed: int = 0,
+    sequence: bool = False,
 ) -> dict[str, Any]:
     _require(touches, _TOUCH_COLUMNS, "touches")
     _require(conversions, _CONVERSION_COLUMNS, "conversions")
@@ -126,7 +129,8 @@ def attribute(
         raise SchemaError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     kept, counts, context = _usable(touches, conversions, channels)
     names = channels or tuple(sorted(set(kept["channel"]) - set(context)))
-    credit = MODELS[model](kept, conversions, context)
+    credits = {name: fit(kept, conversions, context) for name, fit in MODELS.items()}
+    credit = credits[model]
     rng = np.random.default_rng(seed)
     resampled: dict[str, list[float]] = {c: [] for c in names}
     for _ in range(rounds):
@@ -158,7 +162,33 @@ def attribute(
         "input": counts,
         "channels": per_channel,
         "budget_split": _split(per_channel),
+        "comparison": _comparison(credits, names, kept, conversions, context, sequence),
     }
+
+
+def _comparison(
+    credits: dict[str, dict[str, float]],
+    names: tuple[str, ...],
+    kept: pd.DataFrame,
+    conversions: pd.DataFrame,
+    context: tuple[str, ...],
+    sequence: bool,
+) -> dict[str, Any]:
+    """Each model's credit shares on the same touches; with ``sequence``, the LSTM's too, with
+    its held-out AUCs."""
+    compared: dict[str, Any] = {
+        name: {"shares": {c: round(v, 4) for c, v in shares(credit, names).items()}}
+        for name, credit in credits.items()
+    }
+    if sequence:
+        fitted = sequence_attribution(kept, conversions, context)
+        compared["sequence"] = {
+            "shares": {c: round(v, 4) for c, v in shares(fitted.credit, names).items()},
+            "touch_auc": round(fitted.touch_auc, 4),
+            "journey_auc": round(fitted.journey_auc, 4),
+            "held_out_journeys": fitted.held_out,
+        }
+    return compared
 
 
 def _split(per_channel: dict[str, dict[str, Any]]) -> dict[str, float]:

@@ -19,15 +19,15 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from model_export.report import STYLE, figure_html, png  # noqa: E402
 
-__all__ = ["render_campaign_report"]
+__all__ = ["TABLE_STYLE", "label", "render_campaign_report"]
 
-_TABLE_STYLE = (
+TABLE_STYLE = (
     "table{border-collapse:collapse;margin:1em 0} td,th{padding:4px 10px;"
     "border-bottom:1px solid #ddd;text-align:right} td:first-child,th:first-child{text-align:left}"
 )
 
 
-def _label(name: str) -> str:
+def label(name: str) -> str:
     """``mens_email`` -> "Mens email": names as people write them."""
     text = name.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
@@ -53,7 +53,7 @@ def _headline(action: str, ate: dict[str, Any], outcome: str, binary: bool) -> s
             f"{_amount(ate['mean_control'], binary)} to {_amount(ate['mean_treated'], binary)}"
         )
     return (
-        f"<li><b>{html.escape(_label(action))}</b> {verdict}: "
+        f"<li><b>{html.escape(label(action))}</b> {verdict}: "
         f"{_amount(effect, binary, True)} (95% interval {_amount(low, binary, True)} to "
         f"{_amount(high, binary, True)}), on {sizes}.</li>"
     )
@@ -66,7 +66,7 @@ def _policy_figure(values: dict[str, Any], outcome: str, binary: bool) -> str:
     centers = [d["value"] for d in dr]
     errors = [[d["value"] - d["ci_low"] for d in dr], [d["ci_high"] - d["value"] for d in dr]]
     axis.barh(range(len(names)), centers, xerr=errors, color="#4c72b0", capsize=3)
-    axis.set_yticks(range(len(names)), [_label(n) for n in names])
+    axis.set_yticks(range(len(names)), [label(n) for n in names])
     axis.invert_yaxis()
     scale = 100.0 if binary else 1.0
     unit = "%" if binary else ""
@@ -88,7 +88,7 @@ def _quality_rows(held_out: dict[str, Any], binary: bool) -> str:
         verdict = "better than chance" if low > 0 else "not distinguishable from chance"
         lift_low, lift_high = m["uplift_at_30_ci"]
         rows.append(
-            f"<tr><td>{html.escape(_label(action))}</td><td>{m['qini']:.3f} "
+            f"<tr><td>{html.escape(label(action))}</td><td>{m['qini']:.3f} "
             f"[{low:.3f}, {high:.3f}]</td><td>{verdict}</td><td>"
             f"{_amount(m['uplift_at_30'], binary, True)} [{_amount(lift_low, binary, True)}, "
             f"{_amount(lift_high, binary, True)}]</td></tr>"
@@ -99,8 +99,8 @@ def _quality_rows(held_out: dict[str, Any], binary: bool) -> str:
 def _cate_rows(cate: list[dict[str, Any]], binary: bool, top: int = 15) -> str:
     ranked = sorted(cate, key=lambda r: -abs(r["effect"]))[:top]
     return "".join(
-        f"<tr><td>{html.escape(_label(r['feature']))} = {html.escape(str(r['level']))}</td>"
-        f"<td>{html.escape(_label(r['action']))}</td>"
+        f"<tr><td>{html.escape(label(r['feature']))} = {html.escape(str(r['level']))}</td>"
+        f"<td>{html.escape(label(r['action']))}</td>"
         f"<td>{_amount(r['effect'], binary, True)} [{_amount(r['ci_low'], binary, True)}, "
         f"{_amount(r['ci_high'], binary, True)}]</td>"
         f"<td>{_amount(r['predicted_uplift'], binary, True)}</td>"
@@ -112,8 +112,8 @@ def _cate_rows(cate: list[dict[str, Any]], binary: bool, top: int = 15) -> str:
 def render_campaign_report(report: dict[str, Any], json_name: str) -> str:
     """The page; ``json_name``: the file beside it that holds every number."""
     binary = "response_types" in report
-    outcome = _label(report["outcome"]).lower()
-    title = f"What the {_label(report['project'])} campaign did"
+    outcome = label(report["outcome"]).lower()
+    title = f"What the {label(report['project'])} campaign did"
     headlines = "".join(
         _headline(action, ate, outcome, binary) for action, ate in report["ate"].items()
     )
@@ -123,7 +123,7 @@ def render_campaign_report(report: dict[str, Any], json_name: str) -> str:
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{STYLE} {_TABLE_STYLE}</style>
+<style>{STYLE} {TABLE_STYLE}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
 <p>{report["rows"]:,} customers; outcome: {html.escape(outcome)}; propensities:

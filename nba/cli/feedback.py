@@ -264,27 +264,49 @@ def attribution(
     data: Annotated[
         Path, typer.Option(help="Folder with touches and conversions (.csv or .parquet).")
     ] = Path("data/journeys"),
-    model: Annotated[str, typer.Option(help="Credit model: markov or shapley.")] = "markov",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Credit model: hazard (incremental conversions; reads unpaid touches such as "
+            "site visits as context), markov, shapley, last_touch or first_touch."
+        ),
+    ] = "hazard",
     channels: Annotated[
         str | None,
-        typer.Option(help="Comma-separated known channels; touches of others are left out."),
+        typer.Option(
+            help="Comma-separated known paid channels; touches of others are left out "
+            "(unpaid channels are always kept as context)."
+        ),
     ] = None,
     rounds: Annotated[int, typer.Option(help="Bootstrap resamples of the intervals.")] = 50,
     out: Annotated[Path, typer.Option(help="Where to write the report (JSON).")] = Path(
         "attribution.json"
     ),
+    page: Annotated[
+        Path | None, typer.Option(help="Also write the report as a web page (HTML) here.")
+    ] = None,
+    sequence: Annotated[
+        bool,
+        typer.Option(
+            help="Also train the sequence model (an LSTM; about 40 s per 100,000 journeys) "
+            "and compare its credit and AUC."
+        ),
+    ] = False,
 ) -> None:
     """Which channels earned the conversions.
 
     Credited conversions, cost per conversion and ROI per channel with bootstrap intervals,
     and a budget split. Touches of unknown channels, after the conversion, or repeated are
-    left out and counted.
+    left out and counted. A channel whose touches all cost 0 (site visits) is context, not
+    credited. The default model pays a channel only for the conversions it adds (see
+    attribution/README.md for which model to trust when).
     """
-    from nba.commands.attribution import attribute_folder
+    from nba.commands.attribution import AttributionRequest, attribute_folder
 
     check_positive(rounds=rounds)
     known = tuple(c.strip() for c in channels.split(",") if c.strip()) if channels else None
-    report = attribute_folder(data, model, known, rounds, out)
+    request = AttributionRequest(data, model, known, rounds, out, page, sequence)
+    report = attribute_folder(request)
     dropped = report["input"]
     typer.echo(
         f"{dropped['touches_read']:,} touches: {dropped['unknown_channel']:,} of unknown "
@@ -297,7 +319,8 @@ def attribution(
             f"{channel}: {row['credited_conversions']:,.0f} conversions credited, spend "
             f"${row['spend']:,.2f}, ROI {roi}"
         )
-    typer.echo(f"wrote {out}")
+
+    typer.echo(f"wrote {out}" + (f" and {page}; open it in a browser" if page else ""))
 
 
 def campaign(

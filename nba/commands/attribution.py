@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from attribution.models import share_error
 from attribution.report import attribute
 from nba.commands.files import write_output
 from policies.errors import ConfigError
 from simulator.journeys import simulate_journeys
 
-__all__ = ["attribute_folder", "write_journeys"]
+__all__ = ["AttributionRequest", "attribute_folder", "write_journeys"]
 
 
 def write_journeys(out: Path, customers: int, seed: int) -> dict[str, int]:
@@ -43,11 +45,46 @@ def _table(data: Path, name: str, times: str) -> pd.DataFrame:
     return frame
 
 
-def attribute_folder(
-    data: Path, model: str, channels: tuple[str, ...] | None, rounds: int, out: Path
-) -> dict[str, Any]:
-    touches = _table(data, "touches", "touched_at")
-    conversions = _table(data, "conversions", "converted_at")
-    report = attribute(touches, conversions, model, channels, rounds)
-    write_output(out, lambda path: path.write_text(json.dumps(report, indent=2)))
+@dataclass(frozen=True)
+class AttributionRequest:
+    """What `nba attribution` was asked for."""
+
+    data: Path
+    model: str
+    channels: tuple[str, ...] | None
+    rounds: int
+    out: Path
+    page: Path | None = None
+    sequence: bool = False
+
+
+def _with_truth(report: dict[str, Any], data: Path) -> dict[str, Any]:
+    """Simulated journeys come with truth.json: each model's share error against it."""
+    path = data / "truth.json"
+    if not path.is_file():
+        return report
+    truth = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    for entry in report["comparison"].values():
+        entry["share_error"] = round(share_error(entry["shares"], truth), 4)
+    return {**report, "truth": truth}
+
+
+def attribute_folder(request: AttributionRequest) -> dict[str, Any]:
+    touches = _table(request.data, "touches", "touched_at")
+    conversions = _table(request.data, "conversions", "converted_at")
+    report = attribute(
+        touches,
+        conversions,
+        request.model,
+        request.channels,
+        request.rounds,
+        sequence=request.sequence,
+    )
+    report = _with_truth(report, request.data)
+    write_output(request.out, lambda path: path.write_text(json.dumps(report, indent=2)))
+    if request.page is not None:
+        from feedback.attribution_report import render_attribution_page
+
+        page = render_attribution_page(report, request.out.name)
+        write_output(request.page, lambda path: path.write_text(page))
     return report
