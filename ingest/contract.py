@@ -8,7 +8,10 @@ Four tables, each keyed by ``customer_id`` (a string):
 - events: event_id, customer_id, event_type, occurred_at, declared properties; event_id unique,
   type declared;
 - experiments: customer_id, action, assigned_at, propensity, the outcome columns; one row per
-  customer, action in the catalog, propensity in (0, 1], binary outcomes 0/1.
+  customer, action in the catalog, propensity in (0, 1], binary outcomes 0/1;
+- touches (journeys, for attribution): customer_id, touched_at, channel, campaign, cost;
+  cost >= 0 (0 for unpaid touches such as site visits), time not in the future;
+- conversions: customer_id, converted_at, value; value >= 0, time not in the future.
 
 Each table is checked in two passes, both by pandera: ``typing_schema`` parses every column into
 its type (a value that does not parse is reported as such, with the file's own text), then
@@ -56,6 +59,8 @@ TIME_COLUMNS = {
     "transactions": "occurred_at",
     "events": "occurred_at",
     "experiments": "assigned_at",
+    "touches": "touched_at",
+    "conversions": "converted_at",
 }
 _KEYS = {"customers": ("customer_id",), "events": ("event_id",), "experiments": ("customer_id",)}
 
@@ -100,6 +105,20 @@ def contract_columns(project: Project, table: TableName) -> dict[str, ColumnSpec
             "customer_id": ColumnSpec("id"),
             "occurred_at": ColumnSpec("time"),
             "amount": ColumnSpec("amount"),
+        }
+    if table == "touches":
+        return {
+            "customer_id": ColumnSpec("id"),
+            "touched_at": ColumnSpec("time"),
+            "channel": ColumnSpec("text"),
+            "campaign": ColumnSpec("text", nullable=True, required=False),
+            "cost": ColumnSpec("amount"),
+        }
+    if table == "conversions":
+        return {
+            "customer_id": ColumnSpec("id"),
+            "converted_at": ColumnSpec("time"),
+            "value": ColumnSpec("amount"),
         }
     if table == "events":
         columns = {

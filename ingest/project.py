@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 CONTROL = "do_nothing"  # the catalog's implied action 0: a past campaign's control arm
-TableName = Literal["customers", "transactions", "events", "experiments"]
+TableName = Literal["customers", "transactions", "events", "experiments", "touches", "conversions"]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 _WINDOW = re.compile(r"^(\d+)([hd])$")
 

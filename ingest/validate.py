@@ -26,7 +26,14 @@ from ingest.read import SourceFrame, UnreadableSource, read_source
 
 __all__ = ["TABLE_ORDER", "TableReport", "ValidatedTable", "validate_project"]
 
-TABLE_ORDER: tuple[TableName, ...] = ("customers", "transactions", "events", "experiments")
+TABLE_ORDER: tuple[TableName, ...] = (
+    "customers",
+    "transactions",
+    "events",
+    "experiments",
+    "touches",
+    "conversions",
+)
 SHOWN_PROBLEMS = 10  # per file: the first problems in full, the rest counted
 
 

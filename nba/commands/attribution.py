@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from attribution.models import share_error
 from attribution.report import attribute
+from ingest.importer import CURRENT
 from nba.commands.files import write_output
 from policies.errors import ConfigError
 from simulator.journeys import simulate_journeys
@@ -18,17 +20,28 @@ from simulator.journeys import simulate_journeys
 __all__ = ["AttributionRequest", "attribute_folder", "write_journeys"]
 
 
+JOURNEYS_PROJECT = {
+    "name": "simulated_journeys",
+    "sources": {"touches": {"path": "touches.csv"}, "conversions": {"path": "conversions.csv"}},
+}
+
+
 def write_journeys(out: Path, customers: int, seed: int) -> dict[str, int]:
-    """touches.csv, conversions.csv and truth.json (each channel's share of caused conversions)."""
+    """touches.csv, conversions.csv, truth.json (each channel's share of caused conversions)
+    and nba.yaml, the project file `nba data validate | import` read them with."""
     journeys = simulate_journeys(customers, seed)
     out.mkdir(parents=True, exist_ok=True)
     journeys.touches.to_csv(out / "touches.csv", index=False)
     journeys.conversions.to_csv(out / "conversions.csv", index=False)
     (out / "truth.json").write_text(json.dumps(journeys.truth, indent=2))
+    (out / "nba.yaml").write_text(yaml.safe_dump(JOURNEYS_PROJECT, sort_keys=False))
     return {"touches.csv": len(journeys.touches), "conversions.csv": len(journeys.conversions)}
 
 
 def _table(data: Path, name: str, times: str) -> pd.DataFrame:
+    """A journey table from a folder of files, or from an import (its ``current``)."""
+    if (data / CURRENT).is_dir():
+        data = data / CURRENT
     for suffix in (".parquet", ".csv"):
         path = data / f"{name}{suffix}"
         if path.is_file():

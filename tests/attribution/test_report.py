@@ -72,3 +72,40 @@ def test_the_command_reads_a_folder_and_writes_the_report(tmp_path: Path) -> Non
     assert truth["retargeting"] < 0.05
     conversions = pd.read_csv(tmp_path / "conversions.csv")
     assert report["input"]["conversions"] == len(conversions)
+
+
+def test_journeys_go_through_the_data_contract_and_attribution_reads_the_import(
+    tmp_path: Path,
+) -> None:
+    runner = CliRunner()
+    data = tmp_path / "journeys"
+    made = runner.invoke(app, ["simulate", "journeys", "--out", str(data), "--customers", "2000"])
+    assert made.exit_code == 0, made.output
+    project, imported = str(data / "nba.yaml"), tmp_path / "imported"
+    done = runner.invoke(app, ["data", "import", "--project", project, "--out", str(imported)])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "attribution.json"
+    argv = ["attribution", "--data", str(imported), "--rounds", "3", "--out", str(out)]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    from_import = json.loads(out.read_text())
+    direct = attribute(
+        pd.read_csv(data / "touches.csv", parse_dates=["touched_at"]),
+        pd.read_csv(data / "conversions.csv", parse_dates=["converted_at"]),
+        rounds=3,
+    )
+    assert from_import["channels"] == direct["channels"]
+
+
+def test_a_journey_file_that_breaks_the_contract_is_named_by_line_and_column(
+    tmp_path: Path,
+) -> None:
+    runner = CliRunner()
+    made = runner.invoke(app, ["simulate", "journeys", "--out", str(tmp_path), "--customers", "50"])
+    assert made.exit_code == 0, made.output
+    touches = pd.read_csv(tmp_path / "touches.csv")
+    touches.loc[1, "cost"] = -0.3
+    touches.to_csv(tmp_path / "touches.csv", index=False)
+    result = runner.invoke(app, ["data", "validate", "--project", str(tmp_path / "nba.yaml")])
+    assert result.exit_code == 2
+    assert "touches.csv:3:cost: must be >= 0" in result.output
