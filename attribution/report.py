@@ -138,6 +138,7 @@ def attribute(
         for c in names:
             resampled[c].append(again.get(c, 0.0))
     spend = kept.groupby("channel")["cost"].sum()
+    touched = kept.groupby("channel").size()
     mean_value = float(conversions["value"].mean()) if len(conversions) else 0.0
     per_channel = {}
     for c in names:
@@ -145,7 +146,13 @@ def attribute(
         conv = max(credit.get(c, 0.0), 0.0)
         value_samples = [max(x, 0.0) * mean_value for x in resampled[c]]
         roi_samples = [(v - cost) / cost for v in value_samples] if cost > 0 else []
+        touches_c = int(touched.get(c, 0))
         per_channel[c] = {
+            "touches": touches_c,
+            "cost_per_touch": round(cost / touches_c, 4) if touches_c else None,
+            "credited_value_per_touch": (
+                round(conv * mean_value / touches_c, 4) if touches_c else None
+            ),
             "credited_conversions": round(conv, 2),
             "credited_conversions_ci": _interval(resampled[c]),
             "spend": round(cost, 2),

@@ -116,7 +116,7 @@ def _sequence_note(report: dict[str, Any]) -> str:
         f"{sequence['touch_auc']:.2f} (0.50 is chance). Its credit, taken from what it predicts "
         "with each channel's touches removed, needs many journeys: on 100,000 simulated ones "
         "it came as close to the truth as the incremental model, on a few thousand it does "
-        "not (benchmarks/attribution_speed.py).</p>"
+        "not (measured in the project's attribution benchmark).</p>"
     )
 
 

@@ -6,8 +6,9 @@ simulator). ``do_nothing`` is implied: it is always action 0, free and always el
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -51,6 +52,9 @@ class ActionSpec(BaseModel):
     capacity_per_period: Annotated[int, Field(ge=0)] | None = None
     moves: Literal["retention", "expansion"] = "retention"
     eligibility: Eligibility = Eligibility()
+    # The channel of an attribution report (`nba attribution`) whose cost per touch this
+    # action's cost_fixed is taken from (`Catalog.priced`), e.g. "email" or "search".
+    attribution_channel: str | None = None
 
     @model_validator(mode="after")
     def _not_reserved(self) -> ActionSpec:
@@ -90,6 +94,26 @@ class Catalog(BaseModel):
         fixed = np.array([0.0, *(a.cost_fixed for a in self.actions)])
         pct = np.array([0.0, *(a.cost_pct_of_value for a in self.actions)])
         return fixed[None, :] + pct[None, :] * customer_value[:, None]
+
+    def priced(self, channels: Mapping[str, Mapping[str, Any]]) -> Catalog:
+        """This catalog with each action that names an ``attribution_channel`` costed at that
+        channel's cost per touch in an attribution report's ``channels``. Only the cost is
+        taken: the policy values an action by its uplift models per customer, which a
+        channel's average incremental value would blur and count twice."""
+        actions = []
+        for action in self.actions:
+            channel = action.attribution_channel
+            if channel is None:
+                actions.append(action)
+                continue
+            if channel not in channels or channels[channel].get("cost_per_touch") is None:
+                raise ConfigError(
+                    f"action {action.name}: attribution channel {channel!r} has no cost per "
+                    f"touch in the report (it has {', '.join(sorted(channels))})"
+                )
+            cost = float(channels[channel]["cost_per_touch"])
+            actions.append(action.model_copy(update={"cost_fixed": cost}))
+        return self.model_copy(update={"actions": tuple(actions)})
 
     def capacities(self) -> NDArray[np.float64]:
         """Per-action capacity per period (inf where unlimited); do_nothing unlimited."""

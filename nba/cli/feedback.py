@@ -16,6 +16,7 @@ from nba.cli.common import (
     read_values,
     write_json,
 )
+from policies.errors import ConfigError
 from stream_app.settings import load_settings
 
 __all__ = ["campaign", "experiment_app", "ope", "report", "retrain"]
@@ -292,6 +293,16 @@ def attribution(
             "and compare its credit and AUC."
         ),
     ] = False,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            help="An action catalog (YAML) whose actions with an attribution_channel take "
+            "that channel's cost per touch; needs --catalog-out."
+        ),
+    ] = None,
+    catalog_out: Annotated[
+        Path | None, typer.Option(help="Where to write the priced catalog (YAML).")
+    ] = None,
 ) -> None:
     """Which channels earned the conversions.
 
@@ -304,8 +315,12 @@ def attribution(
     from nba.commands.attribution import AttributionRequest, attribute_folder
 
     check_positive(rounds=rounds)
+    if (catalog is None) != (catalog_out is None):
+        raise ConfigError("--catalog and --catalog-out go together")
     known = tuple(c.strip() for c in channels.split(",") if c.strip()) if channels else None
-    request = AttributionRequest(data, model, known, rounds, out, page, sequence)
+    request = AttributionRequest(
+        data, model, known, rounds, out, page, sequence, catalog, catalog_out
+    )
     report = attribute_folder(request)
     dropped = report["input"]
     typer.echo(

@@ -14,6 +14,7 @@ from attribution.models import share_error
 from attribution.report import attribute
 from ingest.importer import CURRENT
 from nba.commands.files import write_output
+from policies.catalog import load_catalog
 from policies.errors import ConfigError
 from simulator.journeys import simulate_journeys
 
@@ -69,6 +70,8 @@ class AttributionRequest:
     out: Path
     page: Path | None = None
     sequence: bool = False
+    catalog: Path | None = None  # a catalog to price from the report ...
+    catalog_out: Path | None = None  # ... written here
 
 
 def _with_truth(report: dict[str, Any], data: Path) -> dict[str, Any]:
@@ -100,4 +103,8 @@ def attribute_folder(request: AttributionRequest) -> dict[str, Any]:
 
         page = render_attribution_page(report, request.out.name)
         write_output(request.page, lambda path: path.write_text(page))
+    if request.catalog is not None and request.catalog_out is not None:
+        priced = load_catalog(request.catalog).priced(report["channels"])
+        text = yaml.safe_dump(priced.model_dump(mode="json"), sort_keys=False)
+        write_output(request.catalog_out, lambda path: path.write_text(text))
     return report

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from attribution.report import attribute
 from nba.cli import app
-from policies.errors import SchemaError
+from policies.catalog import load_catalog
+from policies.errors import ConfigError, SchemaError
 from simulator.journeys import CHANNELS, VISIT, simulate_journeys
 
 
@@ -109,3 +110,28 @@ def test_a_journey_file_that_breaks_the_contract_is_named_by_line_and_column(
     result = runner.invoke(app, ["data", "validate", "--project", str(tmp_path / "nba.yaml")])
     assert result.exit_code == 2
     assert "touches.csv:3:cost: must be >= 0" in result.output
+
+
+def test_the_command_prices_a_catalog_from_the_report(tmp_path: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["simulate", "journeys", "--out", str(tmp_path), "--customers", "500"]
+    )
+    assert made.exit_code == 0, made.output
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "actions:\n  - {name: welcome_email, channel: email, cost_fixed: 5, "
+        "attribution_channel: email}\n  - {name: call, channel: phone, cost_fixed: 200}\n"
+    )
+    out, priced = tmp_path / "attribution.json", tmp_path / "priced.yaml"
+    argv = ["attribution", "--data", str(tmp_path), "--rounds", "2", "--out", str(out)]
+    result = runner.invoke(app, [*argv, "--catalog", str(catalog), "--catalog-out", str(priced)])
+    assert result.exit_code == 0, result.output
+    email = json.loads(out.read_text())["channels"]["email"]
+    assert email["cost_per_touch"] == pytest.approx(email["spend"] / email["touches"], abs=1e-4)
+    actions = {a.name: a.cost_fixed for a in load_catalog(priced).actions}
+    assert actions == {"welcome_email": email["cost_per_touch"], "call": 200}
+    alone = runner.invoke(app, [*argv, "--catalog", str(catalog)])
+    # nba's entry point turns a ConfigError into one line and exit code 2.
+    assert isinstance(alone.exception, ConfigError)
+    assert str(alone.exception) == "--catalog and --catalog-out go together"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from policies.arms import ArmConfig
-from policies.catalog import default_catalog, load_catalog
+from policies.catalog import Catalog, default_catalog, load_catalog
 from policies.errors import ConfigError
 from simulator.config import WorldConfig
 
@@ -56,3 +56,23 @@ def test_unknown_action_is_named() -> None:
 def test_arm_shares_must_leave_room_for_treatment() -> None:
     with pytest.raises(ValueError, match="below 1"):
         ArmConfig(holdout_share=0.6, explore_share=0.5)
+
+
+def test_an_action_takes_its_cost_per_touch_from_an_attribution_report() -> None:
+    catalog = Catalog.model_validate(
+        {
+            "actions": [
+                {
+                    "name": "nudge",
+                    "channel": "email",
+                    "cost_fixed": 5,
+                    "attribution_channel": "email",
+                },
+                {"name": "call", "channel": "phone", "cost_fixed": 200},
+            ]
+        }
+    )
+    priced = catalog.priced({"email": {"cost_per_touch": 0.05}, "search": {"cost_per_touch": 1.5}})
+    assert [a.cost_fixed for a in priced.actions] == [0.05, 200]
+    with pytest.raises(ConfigError, match="action nudge: attribution channel 'email' has no cost"):
+        catalog.priced({"search": {"cost_per_touch": 1.5}})
