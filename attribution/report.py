@@ -128,6 +128,8 @@ def attribute(
     if model not in MODELS:
         raise SchemaError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     kept, counts, context = _usable(touches, conversions, channels)
+    if kept.empty or set(kept["channel"]) <= set(context):
+        raise SchemaError(f"no paid touch before a conversion or the log's end: {counts}")
     names = channels or tuple(sorted(set(kept["channel"]) - set(context)))
     credits = {name: fit(kept, conversions, context) for name, fit in MODELS.items()}
     credit = credits[model]

@@ -49,6 +49,13 @@ def test_the_default_model_pays_retargeting_nothing_and_gives_it_no_budget() -> 
     assert last["channels"]["retargeting"]["roi"] > 0  # what last touch would have said
 
 
+def test_journeys_without_a_paid_touch_are_one_clear_error() -> None:
+    journeys = simulate_journeys(300, seed=1)
+    visits = journeys.touches[journeys.touches["channel"] == VISIT]
+    with pytest.raises(SchemaError, match="no paid touch before a conversion"):
+        attribute(visits, journeys.conversions)
+
+
 def test_a_missing_column_is_one_clear_error() -> None:
     journeys = simulate_journeys(200, seed=1)
     with pytest.raises(SchemaError, match=r"touches lacks column\(s\) \['cost'\]"):
