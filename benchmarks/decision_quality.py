@@ -1,0 +1,153 @@
+"""Decision quality (issue 20): what the served policy truly earns on customers its models never
+saw, as three ratios at budgets that can call 1%, 5% and 20% of the base.
+
+The served policy: a bundle trained on one simulated world's randomized experiment, exported
+and scored through ONNX (model_export.serving), deciding with policies.decide_batch on a second
+world (another seed: customers the models were not trained on). Against it, under the same
+rules (consent, the catalog's capacity, the same eligibility, the same budget; no holdout and no
+exploration on either side):
+
+- the **true-effect oracle**: the same allocator fed every customer's true expected net gain
+  (simulator.world.World.true_uplift minus the cost): the headline ratio;
+- the **realized-outcome oracle**: the same allocator fed each customer's realized outcomes
+  (simulator.truth.oracle_policy): the ceiling no policy can reach;
+- **risk-sorted** (V1): call the riskiest, e-mail when calls run out (benchmarks.policy_value).
+
+Each policy is valued by its true expected net gain (the sum over its choices of the true
+expected effect times value, minus cost); the realized-outcome ratio uses realized values on
+both sides. Harm: the share of treated customers whose action's true expected effect (before
+cost) is negative.
+
+Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners s,t]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks._common import write_result
+from benchmarks.policy_value import CALL_PRICE, risk_sorted
+from model_export.features import feature_matrix
+from model_export.manifest import Registry
+from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer, score_all
+from model_export.training import train_models
+from policies.allocation import allocate_dual
+from policies.arms import ArmConfig
+from policies.catalog import default_catalog
+from policies.decide import PolicyConfig, opportunities
+from simulator.config import WorldConfig
+from simulator.datasets import randomized_experiment
+from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
+from simulator.world import World, build_world
+
+BUDGET_SHARES = (0.01, 0.05, 0.20)
+
+
+def _served_scorer(learner: str, train_customers: int, root: Path) -> BundleScorer:
+    """A bundle trained on its own world's experiment, exported and promoted."""
+    catalog = default_catalog()
+    world = build_world(WorldConfig(n_customers=train_customers, seed=1))
+    trained = train_models(randomized_experiment(world), catalog.names, learner, seed=1)
+    run = save_run(trained, root / f"run-{learner}", "")
+    registry = Registry(root / f"registry-{learner}")
+    export_run(run, registry, learner)
+    registry.promote(learner)
+    return BundleScorer(registry, catalog, threads=0)
+
+
+def _true_value(net: NDArray[np.float64], choice: NDArray[np.int64]) -> float:
+    return float(net[np.arange(len(choice)), choice].sum())
+
+
+def _harm(gain: NDArray[np.float64], choice: NDArray[np.int64]) -> float:
+    treated = choice != 0
+    harmful = gain[np.arange(len(choice)), choice] < 0
+    return float((treated & harmful).sum() / max(int(treated.sum()), 1))
+
+
+def _at_budget(
+    world: World, served: NDArray[np.int64], p_churn: NDArray[np.float64], budget: float
+) -> dict[str, Any]:
+    config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
+    catalog = config.catalog
+    state = contact_state(world)
+    _, cost, eligible = opportunities(noisy_scores(world, noise=0.0), state, config)
+    caps = catalog.capacities()
+    gain = world.true_uplift()
+    net = gain - cost
+    true_oracle = allocate_dual(net, cost, eligible, budget, caps)
+    realized_oracle = oracle_policy(world, budget, caps, eligible)
+    risk = risk_sorted(world, p_churn, eligible, cost, budget, caps, catalog)
+    values = {
+        name: _true_value(net, choice)
+        for name, choice in {
+            "served": served,
+            "true_effect_oracle": true_oracle,
+            "risk": risk,
+        }.items()
+    }
+    realized = {
+        name: score_policy(world, choice).net_value
+        for name, choice in {"served": served, "realized_oracle": realized_oracle}.items()
+    }
+    return {
+        "budget": round(budget),
+        "served_true_value": round(values["served"]),
+        "true_effect_oracle_value": round(values["true_effect_oracle"]),
+        "vs_true_effect_oracle": round(values["served"] / values["true_effect_oracle"], 3),
+        "vs_realized_outcome_oracle": round(realized["served"] / realized["realized_oracle"], 3),
+        "vs_risk_sorted": round(values["served"] / values["risk"], 3),
+        "served_spend": round(float(cost[np.arange(world.n), served].sum())),
+        "true_effect_oracle_spend": round(float(cost[np.arange(world.n), true_oracle].sum())),
+        "served_treated": int((served != 0).sum()),
+        "harmful_share_of_treated": round(_harm(gain, served), 3),
+        "true_effect_oracle_harmful_share": round(_harm(gain, true_oracle), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000, help="held-out world")
+    parser.add_argument("--train-customers", type=int, default=40_000)
+    parser.add_argument("--learners", default="s", help="comma-separated: s, t, x, dr, ct")
+    parser.add_argument("--seed", type=int, default=2, help="the held-out world's seed")
+    args = parser.parse_args()
+    world = build_world(WorldConfig(n_customers=args.customers, seed=args.seed))
+    config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nba-quality-") as tmp:
+        for learner in args.learners.split(","):
+            scorer = _served_scorer(learner, args.train_customers, Path(tmp))
+            p_churn = scorer.predict(feature_matrix(world.customers))[0]
+            results[learner] = {}
+            for share in BUDGET_SHARES:
+                budget = share * world.n * CALL_PRICE
+                served = score_all(world.customers, scorer, config, budget).action
+                results[learner][f"{int(share * 100)}pct"] = _at_budget(
+                    world, served, p_churn, budget
+                )
+            print(learner, json.dumps(results[learner], indent=2), flush=True)
+    path = write_result(
+        "decision_quality",
+        {
+            "customers": args.customers,
+            "train_customers": args.train_customers,
+            "seed": args.seed,
+            "budget_shares": BUDGET_SHARES,
+            "call_price": CALL_PRICE,
+        },
+        results,
+    )
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
