@@ -18,7 +18,8 @@ expected effect times value, minus cost); the realized-outcome ratio uses realiz
 both sides. Harm: the share of treated customers whose action's true expected effect (before
 cost) is negative.
 
-Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners s,t]`
+Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners s,t]
+[--train-customers N] [--equal-shares]` (the JSON keeps the last run's parameters).
 """
 
 from __future__ import annotations
@@ -51,11 +52,16 @@ from simulator.world import World, build_world
 BUDGET_SHARES = (0.01, 0.05, 0.20)
 
 
-def _served_scorer(learner: str, train_customers: int, root: Path) -> BundleScorer:
-    """A bundle trained on its own world's experiment, exported and promoted."""
+def _served_scorer(
+    learner: str, train_customers: int, root: Path, equal_shares: bool = False
+) -> BundleScorer:
+    """A bundle trained on its own world's experiment (half in control, or with
+    ``equal_shares`` every action and control alike), exported and promoted."""
     catalog = default_catalog()
     world = build_world(WorldConfig(n_customers=train_customers, seed=1))
-    trained = train_models(randomized_experiment(world), catalog.names, learner, seed=1)
+    shares = {a: 1 / len(world.actions) for a in world.actions} if equal_shares else None
+    experiment = randomized_experiment(world, shares)
+    trained = train_models(experiment, catalog.names, learner, seed=1)
     run = save_run(trained, root / f"run-{learner}", "")
     registry = Registry(root / f"registry-{learner}")
     export_run(run, registry, learner)
@@ -119,13 +125,18 @@ def main() -> None:
     parser.add_argument("--train-customers", type=int, default=40_000)
     parser.add_argument("--learners", default="s", help="comma-separated: s, t, x, dr, ct")
     parser.add_argument("--seed", type=int, default=2, help="the held-out world's seed")
+    parser.add_argument(
+        "--equal-shares",
+        action="store_true",
+        help="train on an experiment with equal shares per action and control",
+    )
     args = parser.parse_args()
     world = build_world(WorldConfig(n_customers=args.customers, seed=args.seed))
     config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="nba-quality-") as tmp:
         for learner in args.learners.split(","):
-            scorer = _served_scorer(learner, args.train_customers, Path(tmp))
+            scorer = _served_scorer(learner, args.train_customers, Path(tmp), args.equal_shares)
             p_churn = scorer.predict(feature_matrix(world.customers))[0]
             results[learner] = {}
             for share in BUDGET_SHARES:
@@ -141,6 +152,7 @@ def main() -> None:
             "customers": args.customers,
             "train_customers": args.train_customers,
             "seed": args.seed,
+            "equal_shares": args.equal_shares,
             "budget_shares": BUDGET_SHARES,
             "call_price": CALL_PRICE,
         },
