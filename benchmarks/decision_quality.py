@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks._common import write_result
-from benchmarks.policy_value import CALL_PRICE, risk_sorted
+from benchmarks.policy_value import CALL_PRICE
 from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
@@ -42,6 +42,7 @@ from model_export.serving import BundleScorer, score_all
 from model_export.training import train_models
 from policies.allocation import allocate_dual
 from policies.arms import ArmConfig
+from policies.baselines import risk_sorted
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig, opportunities
 from simulator.config import WorldConfig
@@ -91,7 +92,7 @@ def _at_budget(
     net = gain - cost
     true_oracle = allocate_dual(net, cost, eligible, budget, caps)
     realized_oracle = oracle_policy(world, budget, caps, eligible)
-    risk = risk_sorted(world, p_churn, eligible, cost, budget, caps, catalog)
+    risk = risk_sorted(p_churn, eligible, cost, budget, caps, catalog)
     values = {
         name: _true_value(net, choice)
         for name, choice in {

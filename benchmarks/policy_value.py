@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from benchmarks._common import timed, write_result
 from policies.allocation import allocate_dual, allocate_greedy, allocate_optimal, enforce_limits
 from policies.arms import ArmConfig
+from policies.baselines import risk_sorted
 from policies.catalog import Catalog
 from policies.decide import PolicyConfig, decide_batch, opportunities
 from simulator.config import WorldConfig
@@ -37,24 +38,6 @@ def _calls_capacity(catalog: Catalog, n: int) -> NDArray[np.float64]:
     caps = catalog.capacities().copy()
     caps[catalog.index("account_manager_call")] = round(0.02 * n)  # 2% of the base per period
     return caps
-
-
-def risk_sorted(
-    world: World,
-    p_churn: NDArray[np.float64],
-    eligible: NDArray[np.bool_],
-    cost: NDArray[np.float64],
-    budget: float,
-    caps: NDArray[np.float64],
-    catalog: Catalog,
-) -> Choice:
-    call, email = catalog.index("account_manager_call"), catalog.index("retention_email")
-    wanted = np.where(eligible[:, call], call, np.where(eligible[:, email], email, 0))
-    first = enforce_limits(wanted, p_churn, cost, budget, caps)
-    bumped = (wanted == call) & (first == 0) & eligible[:, email]  # calls ran out: email instead
-    second = np.where(bumped, email, 0)
-    left = budget - cost[np.arange(world.n), first].sum()
-    return np.where(first != 0, first, enforce_limits(second, p_churn, cost, left, caps))
 
 
 def treat_all(
@@ -163,9 +146,7 @@ def main() -> None:
                 noisy, state, config, budget, caps
             ).action,
             "uplift-EV (no noise)": decide_batch(perfect, state, config, budget, caps).action,
-            "risk-sorted (V1)": risk_sorted(
-                world, noisy.p_churn, eligible, cost, budget, caps, catalog
-            ),
+            "risk-sorted (V1)": risk_sorted(noisy.p_churn, eligible, cost, budget, caps, catalog),
             "treat-all (email)": treat_all(world, eligible, cost, budget, catalog, rng),
             "random": random_policy(world, eligible, cost, budget, caps, rng),
         }

@@ -24,6 +24,7 @@ from simulator.world import World
 __all__ = [
     "PolicyScore",
     "contact_state",
+    "expected_gain_from_frame",
     "noisy_scores",
     "oracle_policy",
     "realized_gain",
@@ -151,6 +152,17 @@ def contact_state(world: World) -> ContactState:
         [world.customers[f"consent_{channel}"].to_numpy(bool) for channel in CHANNELS]
     )
     return ContactState.fresh(world.n, consent)
+
+
+def expected_gain_from_frame(
+    truth: pd.DataFrame, customer_ids: pd.Series, actions: tuple[str, ...]
+) -> NDArray[np.float64]:
+    """True expected gain before cost per [customer, action] from a written truth frame: the
+    expected retention and expansion under each action against do_nothing."""
+    rows = truth.set_index("customer_id").loc[customer_ids.to_numpy()]
+    p_retain = rows[[f"p_retain__{a}" for a in actions]].to_numpy(np.float64)
+    expansion = rows[[f"expected_expansion__{a}" for a in actions]].to_numpy(np.float64)
+    return _gain(p_retain, expansion, rows["contract_value"].to_numpy(np.float64))
 
 
 def realized_gain_from_frame(

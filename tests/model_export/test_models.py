@@ -155,3 +155,14 @@ def test_parity_check_catches_a_perturbed_model(
 def test_bad_training_data_is_named(experiment: pd.DataFrame, change, needle: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SchemaError, match=needle):
         train_models(change(experiment.head(3_000)), ACTIONS, "t", n_estimators=5)
+
+
+def test_the_training_report_gives_three_ratios_on_held_out_customers(trained: Trained) -> None:
+    """Against the true-effect oracle under the same rules (the headline), the realized-outcome
+    oracle (the ceiling) and risk-sorted (V1); with the share of treated customers harmed."""
+    for budget, value in trained.metrics["policy_value_on_held_out"].items():
+        headline, ceiling = value["vs_true_effect_oracle"], value["vs_realized_outcome_oracle"]
+        assert headline is not None and ceiling is not None, budget
+        assert 0 < ceiling < headline <= 1.0, (budget, value)  # the oracle knows more
+        assert value["vs_risk_sorted"] is not None and value["vs_risk_sorted"] > 1, value
+        assert 0 <= value["harmful_share_of_treated"] < 0.5, value
