@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from feedback.readout import Feedback
+from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.report import render_report
 from model_export.runs import export_run, save_run
@@ -116,7 +117,8 @@ def _initial_pacer(
 
 
 def _train_and_serve(settings: Settings, world: World, run: str, seed: int) -> BundleScorer:
-    """Train on a randomized experiment of this world, export and promote the bundle."""
+    """Train on a randomized experiment of ``world`` (another world than the stream's, so the
+    stream's customers are ones the models never saw), export and promote the bundle."""
     actions = default_catalog().names
     truth = truth_frame(world)
     trained = train_models(randomized_experiment(world), actions, "s", seed, truth=truth)
@@ -204,9 +206,11 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
     world = build_world(validated(n_customers=options.customers, seed=options.seed))
     engine = _demo_settings(settings, options, run, topics)
     console.print(
-        "[bold]3/7[/] training the models on a randomized experiment, exporting the ONNX bundle ..."
+        "[bold]3/7[/] training the models on another world's randomized experiment, exporting "
+        "the ONNX bundle ..."
     )
-    scorer = _train_and_serve(engine, world, run, options.seed)
+    elsewhere = build_world(validated(n_customers=options.customers, seed=options.seed + 1))
+    scorer = _train_and_serve(engine, elsewhere, run, options.seed)
     console.print(
         "[bold]4/7[/] feature jobs (CLV, RFM, personas), feast apply, materialize to Redis ..."
     )
@@ -286,6 +290,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
             feedback=feedback,
             report_path=report_path,
             registry=engine.model_registry,
+            p_churn=scorer.predict(feature_matrix(world.customers))[0],
         ),
     )
 
