@@ -1,6 +1,6 @@
 """The data contract as pandera schemas, built from a project file.
 
-Four tables, each keyed by ``customer_id`` (a string):
+Six tables, each keyed by ``customer_id`` (a string):
 
 - customers: customer_id, the declared features, consent columns, the value column; one row
   per customer;
