@@ -263,7 +263,10 @@ def _campaign_page(project: Path, data: Path | None, seed: int, out: Path) -> No
 
 def attribution(
     data: Annotated[
-        Path, typer.Option(help="Folder with touches and conversions (.csv or .parquet).")
+        Path,
+        typer.Option(
+            help="Folder with touches and conversions (.csv or .parquet), or an import of them."
+        ),
     ] = Path("data/journeys"),
     model: Annotated[
         str,
@@ -289,7 +292,7 @@ def attribution(
     sequence: Annotated[
         bool,
         typer.Option(
-            help="Also train the sequence model (an LSTM; about 40 s per 100,000 journeys) "
+            help="Also train the sequence model (an LSTM; about 35 s per 100,000 journeys) "
             "and compare its credit and AUC."
         ),
     ] = False,
