@@ -178,12 +178,7 @@ class DecisionLoop:
             self._must_renew = False
         if self._pending is not None:
             return self._settle(self._pending)
-        settings = self.engine.settings
-        messages = [
-            m
-            for m in self._consumer.consume(settings.batch_size, settings.batch_wait_s)
-            if m.error() is None
-        ]
+        messages = self._next_batch()
         if not messages:
             self.engine.after_batch(self.lag())
             return BatchStats()
@@ -198,6 +193,22 @@ class DecisionLoop:
             raise
         batch.phase = _Phase.COMMITTING
         return self._settle(batch)
+
+    def _next_batch(self) -> list[Message]:
+        """What has arrived, up to the batch size, at once; when nothing has, the first record
+        to arrive within the batch wait and whatever came with it.
+
+        librdkafka's ``consume(n, timeout)`` returns only when it has ``n`` records or the
+        timeout passed, so asking for a full batch with a wait would hold every record of a
+        quiet stream for the whole wait. Under load, batches still grow by themselves: what
+        arrives while a batch is decided and committed is the next batch."""
+        settings = self.engine.settings
+        messages = self._consumer.consume(settings.batch_size, 0)
+        if not messages:
+            messages = self._consumer.consume(1, settings.batch_wait_s)
+            if messages and settings.batch_size > 1:
+                messages += self._consumer.consume(settings.batch_size - 1, 0)
+        return [m for m in messages if m.error() is None]
 
     def run_until(self, stop: threading.Event, waiter: OutageWaiter) -> None:
         """Batches until ``stop`` is set, outages waited out (``waiter`` with the same

@@ -86,7 +86,9 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="how far ahead of the engine's clock an event may be"
     )
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    batch_wait_s: float = Field(default=0.05, gt=0, le=5)
+    batch_wait_s: float = Field(
+        default=0.05, gt=0, le=5, description="how long an idle worker waits for an event"
+    )
     budget: float = Field(
         default=100_000.0, ge=0, description="spend allowed per budget period ($)"
     )
