@@ -59,7 +59,14 @@ from stream_app.ledger import LedgerLost
 from stream_app.outage import OutageWaiter
 from stream_app.pipeline import RawMessage
 
-__all__ = ["BatchStats", "DecisionLoop", "LoopSettings", "RenewableProducer", "raw_message"]
+__all__ = [
+    "BatchStats",
+    "DecisionLoop",
+    "LoopSettings",
+    "RenewableProducer",
+    "next_batch",
+    "raw_message",
+]
 
 _LOG = logging.getLogger("nba.worker")
 _TRANSACTION_CALL_S = 10.0  # one transactional call's wait; a timeout is retried as an outage
@@ -79,6 +86,22 @@ def raw_message(msg: Message) -> RawMessage:
         headers=headers,
         timestamp_ms=msg.timestamp()[1],
     )
+
+
+def next_batch(consumer: Consumer, size: int, wait_s: float) -> list[Message]:
+    """What has arrived, up to ``size`` records, at once; when nothing has, the first record to
+    arrive within ``wait_s`` and whatever came with it. Records carrying an error are left out.
+
+    librdkafka's ``consume(n, timeout)`` returns only when it has ``n`` records or the timeout
+    passed, so asking for a full batch with a wait would hold every record of a quiet stream
+    for the whole wait. Under load, batches still grow by themselves: what arrives while a
+    batch is decided and committed is the next batch."""
+    messages = consumer.consume(size, 0)
+    if not messages:
+        messages = consumer.consume(1, wait_s)
+        if messages and size > 1:
+            messages += consumer.consume(size - 1, 0)
+    return [m for m in messages if m.error() is None]
 
 
 class _Phase(enum.Enum):
@@ -178,7 +201,8 @@ class DecisionLoop:
             self._must_renew = False
         if self._pending is not None:
             return self._settle(self._pending)
-        messages = self._next_batch()
+        settings = self.engine.settings
+        messages = next_batch(self._consumer, settings.batch_size, settings.batch_wait_s)
         if not messages:
             self.engine.after_batch(self.lag())
             return BatchStats()
@@ -193,22 +217,6 @@ class DecisionLoop:
             raise
         batch.phase = _Phase.COMMITTING
         return self._settle(batch)
-
-    def _next_batch(self) -> list[Message]:
-        """What has arrived, up to the batch size, at once; when nothing has, the first record
-        to arrive within the batch wait and whatever came with it.
-
-        librdkafka's ``consume(n, timeout)`` returns only when it has ``n`` records or the
-        timeout passed, so asking for a full batch with a wait would hold every record of a
-        quiet stream for the whole wait. Under load, batches still grow by themselves: what
-        arrives while a batch is decided and committed is the next batch."""
-        settings = self.engine.settings
-        messages = self._consumer.consume(settings.batch_size, 0)
-        if not messages:
-            messages = self._consumer.consume(1, settings.batch_wait_s)
-            if messages and settings.batch_size > 1:
-                messages += self._consumer.consume(settings.batch_size - 1, 0)
-        return [m for m in messages if m.error() is None]
 
     def run_until(self, stop: threading.Event, waiter: OutageWaiter) -> None:
         """Batches until ``stop`` is set, outages waited out (``waiter`` with the same

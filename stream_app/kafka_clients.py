@@ -20,6 +20,7 @@ from stream_app.settings import Settings
 
 __all__ = [
     "LIBRDKAFKA_LOGGER",
+    "TRANSACTION_RETRY_BACKOFF_MS",
     "admin",
     "client_config",
     "consumer",
@@ -30,6 +31,7 @@ __all__ = [
 
 
 ConfigValue = str | int | float | bool | logging.Logger
+TRANSACTION_RETRY_BACKOFF_MS = 5  # see transactional_producer
 LIBRDKAFKA_LOGGER = logging.getLogger("nba.librdkafka")
 
 
@@ -71,12 +73,22 @@ def transactional_producer(
     settings: Settings, transactional_id: str, **overrides: ConfigValue
 ) -> Producer:
     """A producer for consume-transform-produce: ``init_transactions`` is the caller's (it
-    waits for the broker). librdkafka caps a record's delivery time at the transaction's."""
+    waits for the broker). librdkafka caps a record's delivery time at the transaction's.
+
+    A transaction begun right after the previous commit often finds the coordinator still
+    writing that commit's markers: the broker answers CONCURRENT_TRANSACTIONS and the client
+    retries after ``retry.backoff.ms``, librdkafka's 100 ms by default, so one batch in a few
+    took 100 ms more in ``send_offsets_to_transaction`` (measured with benchmarks/api_latency.py
+    and a timed decide loop). Kafka's Java client retries this case after 20 ms (KAFKA-5477);
+    here the first retry comes after ``TRANSACTION_RETRY_BACKOFF_MS``, and later ones back off
+    exponentially up to librdkafka's ``retry.backoff.max.ms`` (1 s), so an outage is not
+    hammered (confluent-kafka-python#967 reports the same cure)."""
     return producer(
         settings,
         **{
             "transactional.id": transactional_id,
             "transaction.timeout.ms": settings.kafka_transaction_timeout_ms,
+            "retry.backoff.ms": TRANSACTION_RETRY_BACKOFF_MS,
             **overrides,
         },
     )

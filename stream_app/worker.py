@@ -10,6 +10,7 @@ nothing. Any number of workers share the consumer group, the ledger and the trig
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -310,6 +311,10 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] | None = None) -
         holder["engine"] = app.decide.engine
         if on_ready is not None:
             on_ready()
+        # As in the API (stream_app.api.server): what start-up loaded (Feast, pandas, the
+        # models) lives as long as the process; frozen, a full collection no longer walks it in
+        # the middle of a batch.
+        gc.freeze()
         app.run()
         return app.consumed
     finally:
