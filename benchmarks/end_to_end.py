@@ -1,10 +1,12 @@
 """End to end on the real broker and Redis: one `nba worker` (the Faust app) as a process.
 
 Phases, one run: a 5 s warm-up at 1,000/s (the worker's cold start, reported apart), then
-events replayed at 1,000/s and at 5,000/s (event-to-action latency of every
-decision: the action's Kafka timestamp minus its trigger event's), then a backlog of events
-already waiting, drained as fast as the worker can (sustained events/s per worker, from its own
-`nba_events_total` on /metrics). Baseline in the same run: the naive per-event path, in
+events replayed at 1,000/s and at 5,000/s (event-to-action latency of every decision: the
+action's Kafka timestamp minus its trigger event's), then a backlog of events already waiting,
+drained as fast as the worker can (sustained events/s per worker, from its own
+`nba_events_total` on /metrics). During the first ``--profile-seconds`` at 5,000/s, py-spy
+samples the worker's decide thread: where a batch's wall time goes, by engine step
+(benchmarks/profile_summary.py). Baseline in the same run: the naive per-event path, in
 process, without Kafka: one Feast SDK read, one ONNX call and one policy call per event.
 
 Run: `.venv/bin/python -m benchmarks.end_to_end [--customers N] [--seconds S] [--backlog N]`
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import write_result
+from benchmarks.profile_summary import record, summarize
 from model_export.serving import BundleScorer
 from nba.demo import _create_topics, _serve_features, _train_and_serve
 from nba.local_servers import stack
@@ -199,6 +202,12 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--backlog", type=int, default=60_000)
     parser.add_argument("--baseline-events", type=int, default=1_000)
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=10.0,
+        help="py-spy the worker for the first seconds at 5,000/s (0: no profile; needs .[bench])",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nba-e2e-bench-"))
     run = uuid.uuid4().hex[:6]
@@ -231,9 +240,14 @@ def main() -> None:
         results: dict[str, Any] = {
             "cold_start_at_1000_per_s": _phase(settings, world, 3, 1_000.0, args.warmup_seconds),
             "at_1000_per_s": _phase(settings, world, 1, 1_000.0, args.seconds),
-            "at_5000_per_s": _phase(settings, world, 2, 5_000.0, args.seconds),
-            "sustained": _sustained(settings, world, worker, args.backlog),
         }
+        recording = root / "worker-at-5000.pyspy"
+        spy = record(worker.pid, args.profile_seconds, recording) if args.profile_seconds else None
+        results["at_5000_per_s"] = _phase(settings, world, 2, 5_000.0, args.seconds)
+        if spy is not None:
+            spy.wait(timeout=args.profile_seconds + 60)
+            results["profile_at_5000_per_s"] = summarize(recording)
+        results["sustained"] = _sustained(settings, world, worker, args.backlog)
         results["worker_steps"] = _steps(settings)
         results["baseline_per_event"] = _baseline(settings, world, args.baseline_events)
         results["sustained_over_baseline"] = (
