@@ -15,14 +15,14 @@ ledger is rebuilt from `nba-actions`, the durable record (``stream_app.ledger_re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
 
 from policies.errors import BudgetError, InfraError
 
-__all__ = ["BudgetLedger", "LedgerLost", "Reservation"]
+__all__ = ["BudgetLedger", "LedgerLost", "Reservation", "ReservationRequest"]
 
 
 class LedgerLost(InfraError):
@@ -61,6 +61,10 @@ redis.call('HINCRBY', KEYS[3], action, -1)
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
+
+
+# (action_id, action, cost, capacity of the action this period: None or inf for no limit)
+ReservationRequest = tuple[str, str, float, float | None]
 
 
 @dataclass(frozen=True)
@@ -154,23 +158,39 @@ class BudgetLedger:
     def reserve(
         self, action_id: str, action: str, cost: float, capacity: float | None = None
     ) -> Reservation:
-        if cost < 0:
-            raise BudgetError(f"cost must be >= 0, got {cost}")
-        cap = -1 if capacity is None or capacity == float("inf") else int(capacity)
+        return self.reserve_many([(action_id, action, cost, capacity)])[0]
+
+    def reserve_many(self, requests: Sequence[ReservationRequest]) -> list[Reservation]:
+        """Each (action_id, action, cost, capacity) reserved in order, in one round trip: the
+        script runs once per request, atomically, in a pipeline, so each sees the spend of those
+        before it exactly as separate calls would (and any other worker's in between)."""
+        for _, _, cost, _ in requests:
+            if cost < 0:
+                raise BudgetError(f"cost must be >= 0, got {cost}")
+        if not requests:
+            return []
         epoch = self.epoch if self.epoch is not None else self.open(create=True)
-        status, detail = self._reserve(
-            keys=self._keys,
-            args=[action_id, action, repr(float(cost)), repr(self.budget), cap, epoch],
-        )
-        if int(status) == 3:
+        with self._client.pipeline(transaction=False) as pipe:
+            for action_id, action, cost, capacity in requests:
+                cap = -1 if capacity is None or capacity == float("inf") else int(capacity)
+                self._reserve(
+                    keys=self._keys,
+                    args=[action_id, action, repr(float(cost)), repr(self.budget), cap, epoch],
+                    client=pipe,
+                )
+            replies: list[tuple[int, bytes]] = pipe.execute()
+        return [self._reservation(int(status), detail) for status, detail in replies]
+
+    def _reservation(self, status: int, detail: bytes | str) -> Reservation:
+        if status == 3:
             raise LedgerLost(
                 f"the ledger of period {self.period!r} was lost or replaced (its epoch changed): "
                 "nothing is spent until it is rebuilt from the published actions"
             )
-        if int(status) == 2:
+        if status == 2:
             return Reservation(granted=True, replayed=True, reason="replay")
         reason = detail.decode() if isinstance(detail, bytes) else str(detail)
-        return Reservation(granted=int(status) == 1, replayed=False, reason=reason)
+        return Reservation(granted=status == 1, replayed=False, reason=reason)
 
     def release(self, action_id: str) -> bool:
         """Undo a reservation (its publish failed); False when there was none."""

@@ -16,7 +16,7 @@ from policies.decide import Decisions
 from stream_app.contacts import ContactLog
 from stream_app.engine.intake import ValidEvents
 from stream_app.engine.state import DecisionState
-from stream_app.ledger import BudgetLedger
+from stream_app.ledger import BudgetLedger, Reservation
 from stream_app.messages import ACTIONS_SCHEMA_VERSION, EngagementEvent, NbaAction
 from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import RawMessage
@@ -74,21 +74,35 @@ class Publisher:
         decisions: Decisions,
         capacity: list[float],
     ) -> list[NbaAction]:
-        """Each new decision reserved, stored and produced; returns what was published."""
-        published = []
-        for index, ((raw, event), action) in enumerate(zip(fresh, actions, strict=True)):
-            chosen = int(decisions.action[index])
-            final = self._reserve(action, chosen, float(decisions.cost[index]), capacity[chosen])
-            payload = final.model_dump_json().encode()
-            self._state.store_decision(final.action_id, payload, final.customer_id)
+        """Each new decision reserved, stored and produced; returns what was published.
+        The batch's reservations take one Redis round trip and its stores another (a retry
+        after a failure in between finds its reservations, and its stores are first-write-wins).
+        """
+        chosen = [int(a) for a in decisions.action[: len(actions)]]
+        paid = [
+            (action, float(decisions.cost[i]), capacity[chosen[i]])
+            for i, action in enumerate(actions)
+            if chosen[i] != DO_NOTHING
+        ]
+        answers = iter(
+            self._ledger.reserve_many([(a.action_id, a.action, c, cap) for a, c, cap in paid])
+        )
+        finals = [
+            action if chosen[i] == DO_NOTHING else _refused_if(action, next(answers))
+            for i, action in enumerate(actions)
+        ]
+        payloads = [final.model_dump_json().encode() for final in finals]
+        self._state.store_decisions(
+            [(f.action_id, p, f.customer_id) for f, p in zip(finals, payloads, strict=True)]
+        )
+        for (raw, event), final, payload in zip(fresh, finals, payloads, strict=True):
             self._publish(raw, payload)
             self._contacted(event, final.channel)
-            published.append(final)
             if self._metrics is not None:
                 self._metrics.decisions.labels(
                     action=final.action, arm=final.arm, segment=final.segment
                 ).inc()
-        return published
+        return finals
 
     def committed(self) -> None:
         """The batch's transaction is committed: its decisions are on the topic for every
@@ -129,22 +143,7 @@ class Publisher:
         if index == DO_NOTHING:
             return action
         reservation = self._ledger.reserve(action.action_id, action.action, cost, capacity)
-        if reservation.granted:
-            return action
-        return action.model_copy(
-            update={
-                "action": "do_nothing",
-                "channel": "none",
-                "cost": 0.0,
-                "expected_value": 0.0,
-                "uplift": 0.0,
-                "reasons": [*action.reasons, f"ledger:{reservation.reason}"],
-                "explanation": (
-                    f"{action.explanation.split(',')[0]}, "
-                    f"no action: the ledger refused ({reservation.reason})"
-                ),
-            }
-        )
+        return _refused_if(action, reservation)
 
     def _contacted(self, trigger: EngagementEvent, channel: str) -> None:
         """A contact to record once the batch is committed (an aborted one never happened)."""
@@ -167,3 +166,23 @@ class Publisher:
             self._latencies_ms.append(latency_ms)
             if self._metrics is not None:
                 self._metrics.decision_latency.observe(latency_ms / 1000.0)
+
+
+def _refused_if(action: NbaAction, reservation: Reservation) -> NbaAction:
+    """The action as decided when the ledger granted it, else do_nothing with the reason."""
+    if reservation.granted:
+        return action
+    return action.model_copy(
+        update={
+            "action": "do_nothing",
+            "channel": "none",
+            "cost": 0.0,
+            "expected_value": 0.0,
+            "uplift": 0.0,
+            "reasons": [*action.reasons, f"ledger:{reservation.reason}"],
+            "explanation": (
+                f"{action.explanation.split(',')[0]}, "
+                f"no action: the ledger refused ({reservation.reason})"
+            ),
+        }
+    )

@@ -117,10 +117,17 @@ class DecisionState:
     ) -> None:
         """First write wins: a decision, once stored, is what every replay republishes. With
         ``customer_id``, it also becomes that customer's latest decision (``latest``)."""
+        self.store_decisions([(action_id, payload, customer_id)])
+
+    def store_decisions(self, decisions: Sequence[tuple[str, bytes, str | None]]) -> None:
+        """``store_decision`` for each (action_id, payload, customer_id), in one round trip."""
+        if not decisions:
+            return
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(decision_key(action_id), payload, ex=DECISION_TTL_S, nx=True)
-            if customer_id is not None:
-                pipe.set(latest_key(customer_id), action_id, ex=DECISION_TTL_S)
+            for action_id, payload, customer_id in decisions:
+                pipe.set(decision_key(action_id), payload, ex=DECISION_TTL_S, nx=True)
+                if customer_id is not None:
+                    pipe.set(latest_key(customer_id), action_id, ex=DECISION_TTL_S)
             pipe.execute()
 
     def latest(self, customer_id: str) -> tuple[bytes | None, bool]:

@@ -117,3 +117,46 @@ def test_an_operator_rebuild_makes_every_worker_rebuild(client: redis.Redis) -> 
         worker.reserve("a-2", "email", 5.0)
     worker.open()
     assert worker.reserve("a-2", "email", 5.0).granted and worker.spent() == 65.0
+
+
+def test_a_batch_of_reservations_decides_as_the_same_calls_one_by_one(
+    client: redis.Redis,
+) -> None:
+    requests = [
+        ("a-1", "call", 40.0, 2),
+        ("a-2", "email", 7.0, None),
+        ("a-1", "call", 40.0, 2),  # the same action_id again: a replay, nothing more spent
+        ("a-3", "call", 40.0, 2),
+        ("a-4", "call", 40.0, 2),  # over the capacity of 2 calls
+        ("a-5", "email", 7.0, float("inf")),
+        ("a-6", "email", 60.0, None),  # over the budget (94 spent of 150)
+        ("a-7", "email", 56.0, None),  # fills the budget exactly
+    ]
+    batched = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=150.0)
+    single = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=150.0)
+    together = batched.reserve_many(requests)
+    one_by_one = [single.reserve(*request) for request in requests]
+    assert together == one_by_one
+    assert [r.reason for r in together] == [
+        "reserved",
+        "reserved",
+        "replay",
+        "reserved",
+        "capacity",
+        "reserved",
+        "budget",
+        "reserved",
+    ]
+    assert batched.spent() == single.spent() == pytest.approx(150.0)
+    assert batched.counts() == single.counts() == {"call": 2, "email": 3}
+
+
+def test_a_batch_on_a_lost_ledger_spends_nothing(client: redis.Redis) -> None:
+    ledger = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=100.0)
+    ledger.open(create=True)
+    ledger.forget_epoch()
+    with pytest.raises(LedgerLost):
+        ledger.reserve_many([("a-1", "call", 10.0, None), ("a-2", "call", 10.0, None)])
+    assert ledger.spent() == 0.0
+    with pytest.raises(BudgetError):
+        ledger.reserve_many([("a-3", "call", -1.0, None)])
