@@ -18,6 +18,10 @@ timed in this process.
 
 Targets: p99 <= 10 ms for the GETs and <= 25 ms for the POST at 500 requests/s.
 
+During the first ``--profile-seconds`` of each POST rate, py-spy samples the worker's decide
+thread (``worker_profile``: the shares of its wall time by engine step and the functions most
+often on top, benchmarks/profile_summary.py; py-spy from ``pip install -e '.[bench]'``).
+
     go install github.com/tsenart/vegeta/v12@v12.13.0   # once: the load generator (~30 s)
     .venv/bin/python -m benchmarks.api_latency [--rate 500] [--seconds 30] [--batch-wait 0.005]
 """
@@ -44,6 +48,7 @@ import psutil
 
 from benchmarks._common import write_result
 from benchmarks.end_to_end import _free_port, _settings
+from benchmarks.profile_summary import record, summarize
 from features.project_repo import build_project_sources, materialize_window
 from ingest.importer import import_project, imported_table
 from ingest.project import load_project
@@ -308,8 +313,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             targets = _targets(scenario, base, key, customers, everyone, count)
             before, started = _cpu_seconds(), time.monotonic()
             name = scenario if scenario != "post_decision" else f"post_decision@{rate:g}"
+            recording = root / f"worker-{name}.pyspy"
+            profiled = scenario == "post_decision" and args.profile_seconds > 0
+            spy = record(processes[0].pid, args.profile_seconds, recording) if profiled else None
             results[name] = _attack(root, targets, scenario, rate, args.seconds)
             results[name]["cores_used"] = _cpu_share(before, time.monotonic() - started)
+            if spy is not None:
+                spy.wait(timeout=args.profile_seconds + 60)
+                results[name]["worker_profile"] = summarize(recording)
             print(name, json.dumps(results[name]))
         metrics_url = f"http://127.0.0.1:{served.metrics_port}/metrics"
         results["worker_means_over_all_posts"] = _worker_steps(metrics_url)
@@ -344,6 +355,12 @@ def main() -> None:
     parser.add_argument("--baseline-calls", type=int, default=2_000)
     parser.add_argument(
         "--batch-wait", type=float, default=0.005, help="the worker's NBA_BATCH_WAIT_S"
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=10.0,
+        help="py-spy the worker for the first seconds of each POST rate (0: no profile)",
     )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nba-api-latency-"))

@@ -6,8 +6,9 @@ action's Kafka timestamp minus its trigger event's), then a backlog of events al
 drained as fast as the worker can (sustained events/s per worker, from its own
 `nba_events_total` on /metrics). During the first ``--profile-seconds`` at 5,000/s, py-spy
 samples the worker's decide thread: where a batch's wall time goes, by engine step
-(benchmarks/profile_summary.py). Baseline in the same run: the naive per-event path, in
-process, without Kafka: one Feast SDK read, one ONNX call and one policy call per event.
+(benchmarks/profile_summary.py). The worker's peak resident memory is read at the end.
+Baseline in the same run: the naive per-event path, in process, without Kafka: one Feast SDK
+read, one ONNX call and one policy call per event.
 
 Run: `.venv/bin/python -m benchmarks.end_to_end [--customers N] [--seconds S] [--backlog N]`
 (starts its own Kafka broker and Redis on free ports, trains a small model, ~4 minutes).
@@ -145,6 +146,14 @@ def _sustained(
     return {"backlog": sent.sent, "seconds": elapsed, "events_per_s": sent.sent / elapsed}
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (Linux's VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
 def _steps(settings: Settings) -> dict[str, Any]:
     """Mean seconds per micro-batch of each engine step, and the mean batch size."""
     found = scrape(
@@ -248,6 +257,7 @@ def main() -> None:
             spy.wait(timeout=args.profile_seconds + 60)
             results["profile_at_5000_per_s"] = summarize(recording)
         results["sustained"] = _sustained(settings, world, worker, args.backlog)
+        results["worker_peak_rss_mb"] = _peak_rss_mb(worker.pid)
         results["worker_steps"] = _steps(settings)
         results["baseline_per_event"] = _baseline(settings, world, args.baseline_events)
         results["sustained_over_baseline"] = (
