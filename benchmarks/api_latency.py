@@ -18,9 +18,10 @@ timed in this process.
 
 Targets: p99 <= 10 ms for the GETs and <= 25 ms for the POST at 500 requests/s.
 
-During the first ``--profile-seconds`` of each POST rate, py-spy samples the worker's decide
-thread (``worker_profile``: the shares of its wall time by engine step and the functions most
-often on top, benchmarks/profile_summary.py; py-spy from ``pip install -e '.[bench]'``).
+After each POST rate, the same load runs ``--profile-seconds`` more while py-spy samples the
+worker's decide thread (``worker_profile``: the shares of its wall time by engine step and the
+functions most often on top, benchmarks/profile_summary.py; py-spy from
+``pip install -e '.[bench]'``).
 
     go install github.com/tsenart/vegeta/v12@v12.13.0   # once: the load generator (~30 s)
     .venv/bin/python -m benchmarks.api_latency [--rate 500] [--seconds 30] [--batch-wait 0.005]
@@ -235,6 +236,17 @@ def _attack(root: Path, targets: str, scenario: str, rate: float, seconds: int) 
     }
 
 
+def _profiled(root: Path, pid: int, targets: str, rate: float, seconds: int) -> dict[str, Any]:
+    """The worker under the same load once more (new requests: ``targets`` of their own),
+    sampled by py-spy: apart from the measured attack, so that the sampling (about 0.04 of a
+    core) is not in its latencies."""
+    recording = root / f"worker-post-{rate:g}.pyspy"
+    spy = record(pid, seconds, recording)
+    _attack(root, targets, "post_decision", rate, seconds)
+    spy.wait(timeout=seconds + 60)
+    return summarize(recording)
+
+
 def _cpu_seconds() -> dict[int, tuple[str, float]]:
     """Every process's CPU time so far."""
 
@@ -313,14 +325,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             targets = _targets(scenario, base, key, customers, everyone, count)
             before, started = _cpu_seconds(), time.monotonic()
             name = scenario if scenario != "post_decision" else f"post_decision@{rate:g}"
-            recording = root / f"worker-{name}.pyspy"
-            profiled = scenario == "post_decision" and args.profile_seconds > 0
-            spy = record(processes[0].pid, args.profile_seconds, recording) if profiled else None
             results[name] = _attack(root, targets, scenario, rate, args.seconds)
             results[name]["cores_used"] = _cpu_share(before, time.monotonic() - started)
-            if spy is not None:
-                spy.wait(timeout=args.profile_seconds + 60)
-                results[name]["worker_profile"] = summarize(recording)
+            if scenario == "post_decision" and args.profile_seconds > 0:
+                seconds = int(args.profile_seconds)
+                fresh = _targets(scenario, base, key, customers, everyone, int(rate * seconds) + 10)
+                results[name]["worker_profile"] = _profiled(
+                    root, processes[0].pid, fresh, rate, seconds
+                )
             print(name, json.dumps(results[name]))
         metrics_url = f"http://127.0.0.1:{served.metrics_port}/metrics"
         results["worker_means_over_all_posts"] = _worker_steps(metrics_url)
@@ -360,7 +372,7 @@ def main() -> None:
         "--profile-seconds",
         type=float,
         default=10.0,
-        help="py-spy the worker for the first seconds of each POST rate (0: no profile)",
+        help="after each POST rate, py-spy the worker under the same load this long (0: never)",
     )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nba-api-latency-"))
