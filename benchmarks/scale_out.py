@@ -20,18 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import write_result
-from benchmarks.api_latency import _cpu_seconds, _cpu_share
-from benchmarks.end_to_end import _free_port, _peak_rss_mb, _settings, _worker_env
+from benchmarks.api_latency import _cpu_seconds, _cpu_share, _start
+from benchmarks.end_to_end import _free_port, _peak_rss_mb, _settings
 from nba.demo import _create_topics, _serve_features, _train_and_serve
 from nba.local_servers import stack
 from nba.observe import events_processed_or_none, scrape
@@ -51,7 +50,9 @@ def _consumed(each: list[Settings]) -> list[float]:
     return [events_processed_or_none(s) or 0.0 for s in each]
 
 
-def _wait(each: list[Settings], done: Any, timeout_s: float, what: str) -> None:
+def _wait(
+    each: list[Settings], done: Callable[[list[float]], bool], timeout_s: float, what: str
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if done(_consumed(each)):
@@ -87,18 +88,10 @@ def _drain(
     )
     _create_topics(shared, [shared.topic_events])
     each = [shared.model_copy(update={"metrics_port": _free_port()}) for _ in range(workers)]
-    logs = [settings.state_dir / f"worker-{tag}-{k}.log" for k in range(workers)]
-    processes = []
-    for worker_settings, log in zip(each, logs, strict=True):
-        with log.open("wb") as out:
-            processes.append(
-                subprocess.Popen(  # noqa: S603  # the real CLI, as an operator runs it
-                    [sys.executable, "-m", "nba", "worker"],
-                    env=_worker_env(worker_settings),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+    processes = [
+        _start(worker, ["worker"], settings.state_dir / f"worker-{tag}-{k}.log")
+        for k, worker in enumerate(each)
+    ]
     try:
         deadline, warmed = time.monotonic() + 180, 0
         while not all(n > 0 for n in _consumed(each)):  # each worker holds partitions
@@ -122,7 +115,8 @@ def _drain(
         rejected = sum(sum(scrape(w, "nba_events_invalid_total{").values()) for w in each)
         if rejected > 0.01 * queued:  # then it timed the DLQ, not decisions
             raise RuntimeError(f"{rejected:,.0f} of {queued:,} events were rejected: see the DLQ")
-        shares = [round(n / max(sum(_consumed(each)), 1.0), 3) for n in _consumed(each)]
+        consumed = _consumed(each)
+        shares = [round(n / max(sum(consumed), 1.0), 3) for n in consumed]
         return {
             "workers": workers,
             "partitions": args.partitions,
