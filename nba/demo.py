@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import redis
 from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
 from rich.progress import Progress
@@ -60,6 +59,7 @@ from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.ledger import BudgetLedger
+from stream_app.redis_clients import redis_client
 from stream_app.scorer import FeatureScoreSource
 from stream_app.settings import Settings
 from stream_app.worker import policy_config
@@ -176,7 +176,7 @@ def _create_topics(settings: Settings, names: list[str]) -> None:
 
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console) -> dict[str, object]:
-    already = {s.name for s in stack.status(settings, ["kafka", "redis"]) if s.running}
+    already = {n for n in ("kafka", "redis") if all(s.running for s in stack.status(settings, [n]))}
     console.print("[bold]1/7[/] starting the local Kafka broker and Redis ...")
     stack.up(settings, ["kafka", "redis"])
     try:
@@ -254,9 +254,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> dict[str
         consumed = int(events_processed_or_none(engine) or 0)
     totals = Counter(consumed=consumed, invalid=len(read_topic(engine, engine.topic_dlq)))
     latencies = action_latencies(engine, since_ms)
-    ledger = BudgetLedger(
-        redis.Redis.from_url(engine.effective_redis_url()), engine.budget_period, engine.budget
-    )
+    ledger = BudgetLedger(redis_client(engine), engine.budget_period, engine.budget)
 
     console.print("[bold]6/7[/] reading nba-actions as the CRM would, and emitting outcomes ...")
     actions = [json.loads(v) for v in read_topic(engine, topics["actions"])]

@@ -29,10 +29,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from stream_app.messages import DECISION_REQUESTED, EngagementEvent
 from stream_app.pipeline import RawMessage
+from stream_app.redis_clients import RedisClient, read_many
 
 __all__ = ["MAX_EVENTS", "WINDOW_FIELDS", "ActivityStore", "WindowRow", "updated", "windows"]
 
@@ -84,7 +83,7 @@ class ActivityStore:
 
     _TTL_S = int(_WEEK_S) + 86_400
 
-    def __init__(self, client: redis.Redis, consumer_group: str) -> None:
+    def __init__(self, client: RedisClient, consumer_group: str) -> None:
         self._redis = client
         self._prefix = f"nba:activity:{consumer_group}:"
 
@@ -97,7 +96,7 @@ class ActivityStore:
         customers = sorted(by_customer)
         if not customers:
             return []
-        stored: list[bytes | None] = self._redis.mget([self._prefix + c for c in customers])  # type: ignore[assignment]  # sync client
+        (stored,) = read_many(self._redis, [[self._prefix + c for c in customers]])
         rows: list[WindowRow] = []
         with self._redis.pipeline(transaction=False) as pipe:
             for customer, before in zip(customers, stored, strict=True):

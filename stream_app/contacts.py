@@ -18,10 +18,10 @@ import json
 from collections.abc import Sequence
 
 import numpy as np
-import redis
 
 from policies.catalog import CHANNELS
 from policies.rules import ContactRules, ContactState
+from stream_app.redis_clients import RedisClient
 
 __all__ = ["ContactLog"]
 
@@ -30,11 +30,11 @@ _DAY_S = 86_400.0
 
 class ContactLog:
     @classmethod
-    def for_topic(cls, client: redis.Redis, rules: ContactRules, events_topic: str) -> ContactLog:
+    def for_topic(cls, client: RedisClient, rules: ContactRules, events_topic: str) -> ContactLog:
         """The contact history of the engines reading ``events_topic``."""
         return cls(client, rules, key=f"nba:contacts:{events_topic}")
 
-    def __init__(self, client: redis.Redis, rules: ContactRules, key: str) -> None:
+    def __init__(self, client: RedisClient, rules: ContactRules, key: str) -> None:
         self._client = client
         self._rules = rules
         self._key = key

@@ -23,11 +23,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-import redis
 
 from features.event_features import event_features
 from ingest.project import EventFeature
 from stream_app.messages import EngagementEvent
+from stream_app.redis_clients import RedisClient
 
 __all__ = ["EventWindowStore"]
 
@@ -39,7 +39,7 @@ _MICROSECOND = timedelta(microseconds=1)
 class EventWindowStore:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         group: str,
         declared: tuple[EventFeature, ...],
         properties: Sequence[str] = (),

@@ -38,21 +38,20 @@ def _value(dtype: Any, value: float) -> ValueProto:
     return ValueProto(double_val=float(value))
 
 
-def redis_connection_string(url: str, timeout_s: float = 2.0) -> str:
+def redis_connection_string(url: str, timeout_s: float = 2.0, cluster: bool = False) -> str:
     """Feast's ``host:port,db=N[,password=...,ssl=true]`` from a ``redis://`` URL, with socket
     timeouts (Feast hands its parameters to redis-py): a hung Redis fails a read in
-    ``timeout_s`` instead of stalling the worker."""
+    ``timeout_s`` instead of stalling the worker. A cluster has no database number: the node's
+    address is the seed the cluster client discovers the others from."""
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
         raise ConfigError(
             f"NBA_REDIS_URL must look like redis://host:port/db, got scheme {parsed.scheme!r}"
         )
-    parts = [
-        f"{parsed.hostname}:{parsed.port or 6379}",
-        f"db={(parsed.path or '/0').lstrip('/') or '0'}",
-        f"socket_timeout={timeout_s:g}",
-        f"socket_connect_timeout={timeout_s:g}",
-    ]
+    parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
+    if not cluster:
+        parts.append(f"db={(parsed.path or '/0').lstrip('/') or '0'}")
+    parts += [f"socket_timeout={timeout_s:g}", f"socket_connect_timeout={timeout_s:g}"]
     if parsed.password:
         parts.append(f"password={parsed.password}")
     if parsed.scheme == "rediss":
@@ -81,8 +80,9 @@ class FeatureStoreAdapter:
             registry=str(repo_dir / "registry.db"),
             online_store={
                 "type": "redis",
+                "redis_type": "redis_cluster" if settings.redis_cluster else "redis",
                 "connection_string": redis_connection_string(
-                    settings.effective_redis_url(), settings.redis_timeout_s
+                    settings.effective_redis_url(), settings.redis_timeout_s, settings.redis_cluster
                 ),
             },
             entity_key_serialization_version=3,

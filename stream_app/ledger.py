@@ -17,10 +17,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from policies.errors import BudgetError, InfraError
+from stream_app.redis_clients import RedisClient, hash_tag, lua_script
 
 __all__ = ["BudgetLedger", "LedgerLost", "Reservation", "ReservationRequest"]
 
@@ -32,23 +34,37 @@ class LedgerLost(InfraError):
 
 # KEYS: 1 spent (float), 2 reservations (hash action_id -> "action|cost"), 3 counts per action,
 #       4 epoch
-# ARGV: 1 action_id, 2 action, 3 cost, 4 budget, 5 capacity (-1: unlimited), 6 epoch held
+# ARGV: 1 epoch held, 2 budget, then 4 per request: action_id, action, cost, capacity (-1:
+#       unlimited). Returns status and detail of each request in turn, or {3, 'lost'}.
+# One script call for a whole batch: a Redis Cluster runs no script in a pipeline, and one call
+# is one round trip on a single server too.
 _RESERVE = """
-if redis.call('GET', KEYS[4]) ~= ARGV[6] then return {3, 'lost'} end
-local existing = redis.call('HGET', KEYS[2], ARGV[1])
-if existing then return {2, existing} end
-local cost = tonumber(ARGV[3])
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {3, 'lost'} end
+local budget = tonumber(ARGV[2])
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-if spent + cost > tonumber(ARGV[4]) + 1e-9 then return {0, 'budget'} end
-local capacity = tonumber(ARGV[5])
-if capacity >= 0 then
-  local used = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
-  if used + 1 > capacity then return {0, 'capacity'} end
+local replies = {}
+local function answer(status, detail)
+  replies[#replies + 1] = status
+  replies[#replies + 1] = detail
 end
-redis.call('INCRBYFLOAT', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. ARGV[3])
-return {1, 'reserved'}
+for i = 3, #ARGV, 4 do
+  local action_id, action, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local capacity = tonumber(ARGV[i + 3])
+  local existing = redis.call('HGET', KEYS[2], action_id)
+  if existing then
+    answer(2, existing)
+  elseif spent + tonumber(cost) > budget + 1e-9 then
+    answer(0, 'budget')
+  elseif capacity >= 0 and tonumber(redis.call('HGET', KEYS[3], action) or '0') + 1 > capacity then
+    answer(0, 'capacity')
+  else
+    spent = tonumber(redis.call('INCRBYFLOAT', KEYS[1], cost))
+    redis.call('HINCRBY', KEYS[3], action, 1)
+    redis.call('HSET', KEYS[2], action_id, action .. '|' .. cost)
+    answer(1, 'reserved')
+  end
+end
+return replies
 """
 _RELEASE = """
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
@@ -78,21 +94,22 @@ class BudgetLedger:
     """Spend and per-action counts of one budget period, shared by every worker."""
 
     def __init__(
-        self, client: redis.Redis, period: str, budget: float, prefix: str = "nba:ledger"
+        self, client: RedisClient, period: str, budget: float, prefix: str = "nba:ledger"
     ) -> None:
         if budget < 0:
             raise BudgetError(f"budget must be >= 0, got {budget}")
         self._client = client
         self.period = period
         self.budget = budget
-        base = f"{prefix}:{period}"
-        self._keys = [f"{base}:spent", f"{base}:reservations", f"{base}:counts", f"{base}:epoch"]
-        self._reserve = client.register_script(_RESERVE)
-        self._release = client.register_script(_RELEASE)
+        # One hash tag per period: its script touches all four keys (Redis Cluster: one slot).
+        base = f"{prefix}:{hash_tag(period)}"
+        self.keys = (f"{base}:spent", f"{base}:reservations", f"{base}:counts", f"{base}:epoch")
+        self._reserve = lua_script(client, _RESERVE)
+        self._release = lua_script(client, _RELEASE)
         self.epoch: str | None = None
 
     def stored_epoch(self) -> str | None:
-        value: bytes | None = self._client.get(self._keys[3])  # type: ignore[assignment]  # sync client
+        value: bytes | None = self._client.get(self.keys[3])  # type: ignore[assignment]  # sync client
         return value.decode() if value is not None else None
 
     def check_epoch(self) -> None:
@@ -107,14 +124,14 @@ class BudgetLedger:
     def forget_epoch(self) -> None:
         """Drop the epoch: every worker holding it stops spending and rebuilds (`nba ledger
         rebuild --force`)."""
-        self._client.delete(self._keys[3])
+        self._client.delete(self.keys[3])
 
     def open(self, create: bool = False) -> str:
         """Hold the period's epoch. A missing one is created only with ``create`` (a ledger
         known to be new: tests, in-process loops); a worker rebuilds it instead (``rebuild``),
         since a missing epoch may mean a lost ledger."""
         if create:
-            self._client.set(self._keys[3], uuid.uuid4().hex, nx=True)
+            self._client.set(self.keys[3], uuid.uuid4().hex, nx=True)
         epoch = self.stored_epoch()
         if epoch is None:
             raise LedgerLost(f"the ledger of period {self.period!r} has no epoch: rebuild it")
@@ -137,15 +154,15 @@ class BudgetLedger:
             counts[action] = counts.get(action, 0) + 1
         with self._client.pipeline() as pipe:
             try:
-                pipe.watch(self._keys[3])  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                if pipe.get(self._keys[3]) is None:
+                pipe.watch(self.keys[3])
+                if pipe.get(self.keys[3]) is None:
                     pipe.multi()
-                    pipe.delete(*self._keys[:3])
-                    pipe.set(self._keys[0], repr(spent))
+                    pipe.delete(*self.keys[:3])
+                    pipe.set(self.keys[0], repr(spent))
                     if held:
-                        pipe.hset(self._keys[1], mapping=held)
-                        pipe.hset(self._keys[2], mapping=counts)
-                    pipe.set(self._keys[3], uuid.uuid4().hex)
+                        pipe.hset(self.keys[1], mapping=held)
+                        pipe.hset(self.keys[2], mapping=counts)
+                    pipe.set(self.keys[3], uuid.uuid4().hex)
                     pipe.execute()
                     rebuilt = True
                 else:
@@ -161,25 +178,22 @@ class BudgetLedger:
         return self.reserve_many([(action_id, action, cost, capacity)])[0]
 
     def reserve_many(self, requests: Sequence[ReservationRequest]) -> list[Reservation]:
-        """Each (action_id, action, cost, capacity) reserved in order, in one round trip: the
-        script runs once per request, atomically, in a pipeline, so each sees the spend of those
-        before it exactly as separate calls would (and any other worker's in between)."""
+        """Each (action_id, action, cost, capacity) reserved in order, in one round trip: one
+        atomic script takes them in turn, so each sees the spend of those before it exactly as
+        separate calls would."""
         for _, _, cost, _ in requests:
             if cost < 0:
                 raise BudgetError(f"cost must be >= 0, got {cost}")
         if not requests:
             return []
         epoch = self.epoch if self.epoch is not None else self.open(create=True)
-        with self._client.pipeline(transaction=False) as pipe:
-            for action_id, action, cost, capacity in requests:
-                cap = -1 if capacity is None or capacity == float("inf") else int(capacity)
-                self._reserve(
-                    keys=self._keys,
-                    args=[action_id, action, repr(float(cost)), repr(self.budget), cap, epoch],
-                    client=pipe,
-                )
-            replies: list[tuple[int, bytes]] = pipe.execute()
-        return [self._reservation(int(status), detail) for status, detail in replies]
+        args: list[str | int] = [epoch, repr(self.budget)]
+        for action_id, action, cost, capacity in requests:
+            cap = -1 if capacity is None or capacity == float("inf") else int(capacity)
+            args += [action_id, action, repr(float(cost)), cap]
+        replies: list[Any] = self._reserve(keys=self.keys, args=args)
+        pairs = zip(replies[::2], replies[1::2], strict=True)
+        return [self._reservation(int(status), detail) for status, detail in pairs]
 
     def _reservation(self, status: int, detail: bytes | str) -> Reservation:
         if status == 3:
@@ -194,12 +208,12 @@ class BudgetLedger:
 
     def release(self, action_id: str) -> bool:
         """Undo a reservation (its publish failed); False when there was none."""
-        return bool(self._release(keys=self._keys[:3], args=[action_id]))
+        return bool(self._release(keys=self.keys[:3], args=[action_id]))
 
     def spent(self) -> float:
-        value: bytes | None = self._client.get(self._keys[0])  # type: ignore[assignment]  # sync client
+        value: bytes | None = self._client.get(self.keys[0])  # type: ignore[assignment]  # sync client
         return float(value or 0.0)
 
     def counts(self) -> dict[str, int]:
-        raw: dict[bytes, bytes] = self._client.hgetall(self._keys[2])  # type: ignore[assignment]  # sync client
+        raw: dict[bytes, bytes] = self._client.hgetall(self.keys[2])  # type: ignore[assignment]  # sync client
         return {k.decode(): int(v) for k, v in raw.items()}

@@ -14,18 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import redis
 from numpy.typing import NDArray
 
 from policies.catalog import CHANNELS
 from stream_app.messages import EngagementEvent
+from stream_app.redis_clients import RedisClient
 
 __all__ = ["OptOutStore"]
 
 
 class OptOutStore:
     def __init__(
-        self, client: redis.Redis, project: str, opt_outs: dict[str, tuple[str, ...]]
+        self, client: RedisClient, project: str, opt_outs: dict[str, tuple[str, ...]]
     ) -> None:
         self._client = client
         self._prefix = f"nba:optout:{project}:"

@@ -2,7 +2,7 @@
 
 Each outcome message is parsed (unreadable ones are counted, not fatal), joined to the stored
 decision (`nba:decision:{action_id}`, written by the engine before it publishes) and counted
-once in the Redis hash ``nba:outcome-counts:{outcomes topic}`` under ``arm|action|outcome_type``;
+once in the Redis hash ``nba:outcome-counts:{<outcomes topic>}`` under ``arm|action|outcome_type``;
 outcomes of unknown actions count as ``unmatched|-|outcome_type``. A redelivered message (at
 least once) is recognised by its (action_id, outcome_type, occurred_at), remembered for 30 days,
 and not counted again. The same
@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import redis
 from pydantic import ValidationError
 
 from stream_app.messages import Outcome
 from stream_app.metrics import EngineMetrics
+from stream_app.redis_clients import RedisClient, hash_tag, lua_script, read_many
 
 __all__ = ["OutcomeFeed"]
 
@@ -35,13 +35,14 @@ return 0
 
 class OutcomeFeed:
     def __init__(
-        self, client: redis.Redis, topic: str, metrics: EngineMetrics | None = None
+        self, client: RedisClient, topic: str, metrics: EngineMetrics | None = None
     ) -> None:
         self._client = client
-        self.counts_key = f"nba:outcome-counts:{topic}"
-        self._seen = f"nba:outcome-seen:{topic}:"
+        # One script touches both: one hash tag per topic (Redis Cluster: one slot).
+        self.counts_key = f"nba:outcome-counts:{hash_tag(topic)}"
+        self._seen = f"nba:outcome-seen:{hash_tag(topic)}:"
         self._metrics = metrics
-        self._count_once = client.register_script(_COUNT_ONCE)
+        self._count_once = lua_script(client, _COUNT_ONCE)
         self.unreadable = 0
 
     def count(self, values: Sequence[bytes | None]) -> int:
@@ -54,7 +55,7 @@ class OutcomeFeed:
                 self.unreadable += 1
         ids = [o.action_id for o in outcomes]
         keys = [f"nba:decision:{i}" for i in ids if i]
-        stored = iter(self._client.mget(keys) if keys else [])  # type: ignore[arg-type]  # sync client
+        stored = iter(read_many(self._client, [keys])[0])
         new = 0
         for outcome in outcomes:
             decision = next(stored) if outcome.action_id else None

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
 
     # Models: the registry of ONNX bundles and their manifests (`nba models ...`).
     model_registry: Path = Field(default=Path("models/registry"), description="registered bundles")
+    redis_cluster: bool = Field(
+        default=False,
+        description="NBA_REDIS_URL names one node of a Redis Cluster (the local one: "
+        "`nba infra up --redis-cluster`)",
+    )
     redis_timeout_s: float = Field(
         default=2.0, gt=0, le=60, description="longest wait for Redis to connect or answer"
     )
@@ -141,6 +146,9 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(default=39093, ge=1024, le=65535)
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
     redis_port: int = Field(default=36379, ge=1024, le=65535)
+    redis_cluster_port: int = Field(
+        default=37001, ge=1024, le=65532, description="the local cluster's first of 3 ports"
+    )
     prometheus_port: int = Field(default=39090, ge=1024, le=65535)
     metrics_port: int = Field(default=39100, ge=1024, le=65535)
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 in a container")
@@ -184,7 +192,8 @@ class Settings(BaseSettings):
 
     @property
     def local_redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        port = self.redis_cluster_port if self.redis_cluster else self.redis_port
+        return f"redis://127.0.0.1:{port}/0"
 
     def transactional_id(self) -> str:
         """The worker's Kafka transactional.id: the same across its restarts, so that a

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
-import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
@@ -47,7 +46,7 @@ from stream_app.metrics import EngineMetrics
 from stream_app.opt_outs import OptOutStore
 from stream_app.outage import wait_out_at_start
 from stream_app.project_source import ProjectScoreSource, WindowSink
-from stream_app.redis_clients import redis_client
+from stream_app.redis_clients import RedisClient, redis_client
 from stream_app.scorer import FeatureScoreSource, ServedModel
 from stream_app.settings import Settings
 
@@ -265,7 +264,7 @@ def project_feature_store(
     )
 
 
-def opened_ledger(settings: Settings, client: redis.Redis) -> BudgetLedger:
+def opened_ledger(settings: Settings, client: RedisClient) -> BudgetLedger:
     """The period's ledger with its epoch held; one without an epoch (a new period, or a lost
     ledger: only the published actions can tell) is rebuilt from NBA_TOPIC_ACTIONS first."""
     ledger = BudgetLedger(client, settings.budget_period, settings.budget)

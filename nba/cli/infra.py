@@ -1,6 +1,9 @@
-"""`nba infra ...`: the local Kafka broker, Redis and Prometheus (no Docker needed)."""
+"""`nba infra ...`: the local Kafka broker, Redis (or a Redis Cluster) and Prometheus (no Docker
+needed)."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -11,41 +14,57 @@ from stream_app.settings import Settings, load_settings
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The local Kafka, Redis and Prometheus (no Docker needed).",
+    help="The local Kafka, Redis (or a Redis Cluster) and Prometheus (no Docker needed).",
     no_args_is_help=True,
 )
 _ALL = ",".join(stack.ALL_SERVICES)
+
+
+RedisCluster = Annotated[
+    bool,
+    typer.Option(
+        "--redis-cluster",
+        help="Redis as a local 3-master Redis Cluster (what NBA_REDIS_CLUSTER=true does; "
+        "set it for the workers too).",
+    ),
+]
+
+
+def _settings(redis_cluster: bool) -> Settings:
+    return load_settings(redis_cluster=True) if redis_cluster else load_settings()
 
 
 def _print_states(settings: Settings, only: str) -> None:
     for state in stack.status(settings, services(only)):
         ports = ",".join(str(p) for p in state.ports) or "-"
         pid = state.pid if state.pid is not None else "-"
-        typer.echo(f"{state.name:<11} pid={pid!s:<8} ports={ports:<12} {state.detail}")
+        typer.echo(f"{state.name:<15} pid={pid!s:<8} ports={ports:<12} {state.detail}")
 
 
 @app.command("up")
-def up(only: Only = _ALL) -> None:
+def up(only: Only = _ALL, redis_cluster: RedisCluster = False) -> None:
     """Start the services that are not running and wait for each.
 
     Safe to run twice: a service already running is left as it is.
     """
-    settings = load_settings()
+    settings = _settings(redis_cluster)
     stack.up(settings, services(only))
     _print_states(settings, only)
+    if redis_cluster and not load_settings().redis_cluster:
+        typer.echo("workers and the API use it with NBA_REDIS_CLUSTER=true")
 
 
 @app.command("down")
-def down(only: Only = _ALL) -> None:
+def down(only: Only = _ALL, redis_cluster: RedisCluster = False) -> None:
     """Stop the services this project started (never others)."""
-    stopped = stack.down(load_settings(), services(only))
+    stopped = stack.down(_settings(redis_cluster), services(only))
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
 @app.command("status")
-def status(only: Only = _ALL) -> None:
+def status(only: Only = _ALL, redis_cluster: RedisCluster = False) -> None:
     """PID, ports and health of each local service."""
-    _print_states(load_settings(), only)
+    _print_states(_settings(redis_cluster), only)
 
 
 @app.command("fetch")

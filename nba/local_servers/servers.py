@@ -39,11 +39,31 @@ def _ensure_dir(path: Path, what: str) -> None:
         ) from None
 
 
-def redis_process(*, data_dir: Path, run_dir: Path, port: int) -> ManagedProcess:
+def redis_process(
+    *,
+    data_dir: Path,
+    run_dir: Path,
+    port: int,
+    name: str = "redis",
+    cluster_bus_port: int | None = None,
+) -> ManagedProcess:
+    """A single Redis, or with ``cluster_bus_port`` a node of a Redis Cluster."""
     binary = _require_binary("redis-server", "redis-server")
-    _ensure_dir(data_dir, "redis")
+    _ensure_dir(data_dir, name)
+    cluster = (
+        ()
+        if cluster_bus_port is None
+        else (
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",  # in --dir: the node's identity and slot map, kept across restarts
+            "--cluster-port",
+            str(cluster_bus_port),
+        )
+    )
     return ManagedProcess(
-        name="redis",
+        name=name,
         argv=(
             binary,
             "--port",
@@ -61,8 +81,9 @@ def redis_process(*, data_dir: Path, run_dir: Path, port: int) -> ManagedProcess
             "no",
             "--protected-mode",
             "yes",
+            *cluster,
         ),
-        ports=(port,),
+        ports=(port,) if cluster_bus_port is None else (port, cluster_bus_port),
         run_dir=run_dir,
     )
 

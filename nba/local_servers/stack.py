@@ -3,6 +3,9 @@
 Safe to run twice: a service whose PID file names a live process of ours is left as it is.
 `up` is all or nothing: when one service cannot start, the ones this call started are stopped
 again and an InfraError says what is wrong and how to fix it.
+
+With ``NBA_REDIS_CLUSTER=true`` the service "redis" is the local Redis Cluster: its three nodes
+(`redis-cluster-0..2`, each a process with a PID file of its own), formed into one cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nba.local_servers import redis_cluster
 from nba.local_servers.kafka import KafkaBroker, broker_answers, fetch_jars
 from nba.local_servers.process import (
     ManagedProcess,
@@ -42,6 +46,9 @@ _PORT_ENV = {
     "redis": ("NBA_REDIS_PORT",),
     "prometheus": ("NBA_PROMETHEUS_PORT",),
 }
+for _node in redis_cluster.node_names():
+    _HEALTH[_node] = _HEALTH["redis"]
+    _PORT_ENV[_node] = ("NBA_REDIS_CLUSTER_PORT", "NBA_REDIS_CLUSTER_PORT")
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,11 @@ def _startable(name: str, settings: Settings) -> _Startable:
         return _Startable(
             redis_process(data_dir=data, run_dir=run_dir, port=settings.redis_port), _noop
         )
+    if name in redis_cluster.node_names():
+        node = redis_cluster.node_process(
+            name, data_dir=data, run_dir=run_dir, first_port=settings.redis_cluster_port
+        )
+        return _Startable(node, _noop)
     return _Startable(
         prometheus_process(
             data_dir=data,
@@ -92,22 +104,31 @@ def _noop() -> None:
     return None
 
 
-def _check_names(names: Iterable[str]) -> tuple[str, ...]:
+def _check_names(names: Iterable[str], settings: Settings) -> tuple[str, ...]:
+    """The processes behind the named services: "redis" is the cluster's nodes on a cluster."""
     chosen = tuple(names)
     unknown = sorted(set(chosen) - set(ALL_SERVICES))
     if unknown:
         raise InfraError(f"unknown service {unknown[0]!r}; choose from {', '.join(ALL_SERVICES)}")
-    return chosen
+    if not settings.redis_cluster:
+        return chosen
+    expanded: list[str] = []
+    for name in chosen:
+        expanded += redis_cluster.node_names() if name == "redis" else (name,)
+    return tuple(expanded)
 
 
 def up(settings: Settings, names: Iterable[str] = ALL_SERVICES) -> list[ProcessState]:
     """Start every named service that is not running yet and wait until each is healthy."""
     started: list[PidFile] = []
+    processes = _check_names(names, settings)
     try:
-        for name in _check_names(names):
+        for name in processes:
             if PidFile(name, _run_dir(settings)).live_pid() is not None:
                 continue
             started.append(_start_one(name, settings))
+        if set(redis_cluster.node_names()) & set(processes):
+            redis_cluster.form_cluster(settings.redis_cluster_port, settings.start_timeout_s)
     except BaseException:
         for pid_file in reversed(started):
             pid_file.stop()
@@ -148,7 +169,7 @@ def _wait_healthy(name: str, process: ManagedProcess, timeout_s: float) -> None:
 def down(settings: Settings, names: Iterable[str] = ALL_SERVICES) -> list[str]:
     """Stop the named services that we started; returns the names that were stopped."""
     stopped = []
-    for name in reversed(_check_names(names)):
+    for name in reversed(_check_names(names, settings)):
         if PidFile(name, _run_dir(settings)).stop():
             stopped.append(name)
     return stopped
@@ -156,11 +177,14 @@ def down(settings: Settings, names: Iterable[str] = ALL_SERVICES) -> list[str]:
 
 def status(settings: Settings, names: Iterable[str] = ALL_SERVICES) -> list[ProcessState]:
     states = []
-    for name in _check_names(names):
+    for name in _check_names(names, settings):
         pid_file = PidFile(name, _run_dir(settings))
         pid = pid_file.live_pid()
         ports = pid_file.ports() if pid is not None else ()
         healthy = pid is not None and _HEALTH[name](ports[0])
         detail = "healthy" if healthy else ("running, not answering" if pid else "stopped")
+        if healthy and name in redis_cluster.node_names():
+            healthy = redis_cluster.cluster_ok(settings.redis_cluster_port)
+            detail = "healthy, cluster ok" if healthy else "answering, cluster not ok"
         states.append(ProcessState(name, pid is not None, pid, ports, healthy, detail))
     return states

@@ -44,6 +44,7 @@ from stream_app.engine.state import (
     superseded_key,
 )
 from stream_app.messages import DECISION_REQUESTED, EngagementEvent, action_id_for
+from stream_app.redis_clients import AsyncRedisClient, aio_read_many
 
 __all__ = ["Decided", "DecisionGateway", "OnlineFeatures", "request_event_id"]
 
@@ -83,8 +84,9 @@ class _DeliveryWaiter:
     ``FALLBACK_POLL_S`` covers an announcement missed (pub/sub keeps nothing for a listener that
     was reconnecting)."""
 
-    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+    def __init__(self, client: AsyncRedisClient, pubsub: aioredis.Redis, channel: str) -> None:
         self._redis = client
+        self._pubsub = pubsub
         self._channel = channel
         self._pending: dict[str, list[asyncio.Future[tuple[bytes, bool]]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,7 +123,7 @@ class _DeliveryWaiter:
     async def _listen(self) -> None:
         while True:
             with contextlib.suppress(redis.RedisError):  # reconnect; the poll covers the gap
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self._pubsub.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
                     async for message in pubsub.listen():
                         ids = [i for i in message["data"].decode().split() if i in self._pending]
@@ -157,17 +159,15 @@ class _DeliveryWaiter:
 
 
 async def _delivered(
-    client: aioredis.Redis, ids: list[str], superseded: bool = False
+    client: AsyncRedisClient, ids: list[str], superseded: bool = False
 ) -> list[tuple[bytes | None, bool, bytes | None]]:
     """(stored decision, delivered, superseded by) of each action_id, in one round trip."""
     if not ids:
         return []
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.mget([decision_key(i) for i in ids])
-        pipe.mget([delivered_key(i) for i in ids])
-        if superseded:
-            pipe.mget([superseded_key(i) for i in ids])
-        replies = await pipe.execute()
+    keys = [[decision_key(i) for i in ids], [delivered_key(i) for i in ids]]
+    if superseded:
+        keys.append([superseded_key(i) for i in ids])
+    replies = await aio_read_many(client, keys)
     winners = replies[2] if superseded else [None] * len(ids)
     return [(p, d is not None, w) for p, d, w in zip(replies[0], replies[1], winners, strict=True)]
 
@@ -231,7 +231,8 @@ class OnlineFeatures(Protocol):
 
 class DecisionGateway:
     """Every read and wait goes through ``aio``, an asyncio Redis client on the engine's Redis
-    (which is also the online store's): no request holds a thread."""
+    (which is also the online store's), and ``pubsub`` hears the workers' announcements: no
+    request holds a thread."""
 
     def __init__(
         self,
@@ -240,14 +241,15 @@ class DecisionGateway:
         min_interval_s: float,
         timeout_s: float,
         producer: Producer,
-        aio: aioredis.Redis,
+        aio: AsyncRedisClient,
+        pubsub: aioredis.Redis,
         features: OnlineFeatures,
     ) -> None:
         self.events_topic = events_topic
         self._min_interval_s = min_interval_s
         self._timeout_s = timeout_s
         self._sender = _Sender(producer)
-        self._waiter = _DeliveryWaiter(aio, answered_channel(events_topic))
+        self._waiter = _DeliveryWaiter(aio, pubsub, answered_channel(events_topic))
         self._aio = aio
         self._features = features
 

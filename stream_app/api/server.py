@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
 
@@ -21,6 +20,7 @@ from stream_app.api.campaign import CampaignView, base_decisions
 from stream_app.api.gateway import DecisionGateway
 from stream_app.api.keys import KeyStore
 from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.redis_clients import aio_pubsub_client, aio_redis_client
 from stream_app.settings import Settings
 from stream_app.worker import feature_store, project_feature_store, project_of
 
@@ -52,9 +52,8 @@ def api_parts(settings: Settings, with_campaign: bool = True) -> ApiParts:
         timeout_s=settings.api_decision_timeout_s,
         # a request waits for its own event: lingering to batch it with others adds to each
         producer=kafka_clients.producer(settings, **{"linger.ms": 0}),
-        aio=aioredis.Redis.from_url(
-            settings.effective_redis_url(), socket_timeout=settings.redis_timeout_s
-        ),
+        aio=aio_redis_client(settings),
+        pubsub=aio_pubsub_client(settings),
         features=_features(settings),
     )
     registry = Registry(settings.model_registry)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import redis
 from confluent_kafka import Producer
 
 from policies.decide import PolicyConfig
@@ -36,6 +35,7 @@ from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
 from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import Limits
+from stream_app.redis_clients import RedisClient
 
 __all__ = [
     "BatchStats",
@@ -55,7 +55,7 @@ def assemble(
     scores: ScoreSource,
     contacts: ContactSource,
     producer: Producer,
-    redis_client: redis.Redis,
+    redis_client: RedisClient,
     ledger: BudgetLedger,
     pacing: PacingConfig,
     pacer: Pacer,

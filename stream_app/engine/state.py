@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import redis
 
 from stream_app.messages import EngagementEvent
+from stream_app.redis_clients import RedisClient, read_many
 
 __all__ = [
     "DECISION_TTL_S",
@@ -58,7 +59,7 @@ def latest_key(customer_id: str) -> str:
 
 
 class DecisionState:
-    def __init__(self, client: redis.Redis, events_topic: str) -> None:
+    def __init__(self, client: RedisClient, events_topic: str) -> None:
         self._redis = client
         self._trigger_key = last_trigger_key(events_topic)
         self._answered = answered_channel(events_topic)
@@ -94,10 +95,10 @@ class DecisionState:
         """(stored payload or None, delivered) of each action_id, in one round trip."""
         if not action_ids:
             return []
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.mget([decision_key(i) for i in action_ids])
-            pipe.mget([delivered_key(i) for i in action_ids])
-            payloads, delivered = pipe.execute()
+        payloads, delivered = read_many(
+            self._redis,
+            [[decision_key(i) for i in action_ids], [delivered_key(i) for i in action_ids]],
+        )
         return [(p, d is not None) for p, d in zip(payloads, delivered, strict=True)]
 
     def mark_delivered(self, action_ids: list[str], superseded: Sequence[str] = ()) -> None:
