@@ -152,7 +152,7 @@ class BudgetLedger:
             held[action_id] = f"{action}|{float(cost)!r}"
             spent += float(cost)
             counts[action] = counts.get(action, 0) + 1
-        with self._client.pipeline() as pipe:
+        with self._client.pipeline(transaction=True) as pipe:  # WATCH: a cluster needs it said
             try:
                 pipe.watch(self.keys[3])
                 if pipe.get(self.keys[3]) is None:

@@ -3,6 +3,8 @@
 `NBA_KAFKA_BOOTSTRAP` / `NBA_REDIS_URL` point the tests at running servers; when unset, the
 project's own Kafka broker and Redis are started once per session on free ports, in a temporary
 state dir, and stopped at the end. Every test gets topics of its own, named uniquely per run.
+Tests of the engine's Redis state run on a single Redis and on a Redis Cluster
+(``redis_settings``): the project's local 3-master cluster, started on first use.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ingest.importer import import_project
 from ingest.project import Project, load_project
 from nba.local_servers import stack
+from nba.local_servers.process import port_is_free
 from stream_app.decision_loop import RenewableProducer
 from stream_app.kafka_clients import LIBRDKAFKA_LOGGER, transactional_producer
+from stream_app.redis_clients import RedisClient, redis_client
 from stream_app.settings import Settings, load_settings
 
 
@@ -30,6 +34,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive free ports (a local Redis Cluster takes six)."""
+    while True:
+        first = free_port()
+        if first + size <= 65_535 and all(port_is_free(first + i) for i in range(size)):
+            return first
 
 
 def own_infra_settings(state_dir: Path) -> Settings:
@@ -72,6 +84,48 @@ def redis_url(env_settings: Settings, session_infra: Settings) -> Iterator[str]:
     stack.up(session_infra, ["redis"])
     yield session_infra.local_redis_url
     stack.down(session_infra, ["redis"])
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_settings(
+    env_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """Settings on a Redis Cluster: NBA_REDIS_URL's when NBA_REDIS_CLUSTER is set, else the
+    project's own local cluster (`nba infra up --redis-cluster`) on free ports."""
+    if env_settings.redis_cluster and env_settings.redis_url:
+        yield env_settings
+        return
+    settings = load_settings(
+        state_dir=tmp_path_factory.mktemp("nba-cluster"),
+        redis_cluster=True,
+        redis_cluster_port=free_port_block(6),
+    )
+    stack.up(settings, ["redis"])
+    yield settings
+    stack.down(settings, ["redis"])
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_settings(request: pytest.FixtureRequest) -> Settings:
+    """The engine's Redis settings, once on a single Redis and once on a Redis Cluster."""
+    if request.param == "redis":
+        return load_settings(redis_url=request.getfixturevalue("redis_url"), redis_cluster=False)
+    cluster: Settings = request.getfixturevalue("redis_cluster_settings")
+    return cluster
+
+
+@pytest.fixture
+def connect_redis(redis_settings: Settings) -> Iterator[Callable[[], RedisClient]]:
+    """A new client of ``redis_settings``' Redis per call (a worker's own), closed afterwards."""
+    opened: list[RedisClient] = []
+
+    def connect() -> RedisClient:
+        opened.append(redis_client(redis_settings))
+        return opened[-1]
+
+    yield connect
+    for client in opened:
+        client.close()
 
 
 TopicFactory = Callable[..., str]

@@ -110,8 +110,9 @@ class DecisionState:
         with self._redis.pipeline(transaction=False) as pipe:
             for action_id in action_ids:
                 pipe.set(delivered_key(action_id), b"1", ex=DECISION_TTL_S)
-            pipe.publish(self._answered, " ".join([*action_ids, *superseded]))
             pipe.execute()
+        # After the marks, outside the pipeline: a cluster's pipeline carries no PUBLISH.
+        self._redis.publish(self._answered, " ".join([*action_ids, *superseded]))
 
     def store_decision(
         self, action_id: str, payload: bytes, customer_id: str | None = None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-import redis
 
 from nba.replay import EVENT_SCHEMA_VERSION
 from policies.decide import PolicyConfig
@@ -24,15 +24,18 @@ from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
 from stream_app.decision_loop import DecisionLoop, LoopSettings
 from stream_app.ledger import BudgetLedger
-from stream_app.settings import Settings, load_settings
+from stream_app.redis_clients import RedisClient, redis_client
+from stream_app.settings import Settings
 from tests.conftest import TopicFactory, drain, renewable_producer
 
 pytestmark = pytest.mark.integration
 DAY = 86_400.0
 
 
-def test_history_gives_days_since_contact_and_contacts_in_the_window(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+def test_history_gives_days_since_contact_and_contacts_in_the_window(
+    connect_redis: Callable[[], RedisClient],
+) -> None:
+    client = connect_redis()
     log = ContactLog(client, ContactRules(), key=f"contacts-{uuid.uuid4().hex}")
     now = 100 * DAY
     log.record(
@@ -51,7 +54,6 @@ def test_history_gives_days_since_contact_and_contacts_in_the_window(redis_url: 
     log.record([("a", "in_app", now + 60 * DAY)])
     later = log.apply(ContactState.fresh(1), ["a"], [now + 60 * DAY])
     assert later.days_since_contact[0].tolist() == [np.inf, np.inf, 0.0]
-    client.close()
 
 
 def _five_triggers_each(settings: Settings, topic: str, customers: list[str]) -> None:
@@ -78,7 +80,7 @@ def _decide_and_read(
     settings: Settings, topics: dict[str, str], world: World, rules: ContactRules
 ) -> list[dict[str, Any]]:
     """Every trigger of the events topic decided by an engine with the worker's contact log."""
-    client = redis.Redis.from_url(settings.effective_redis_url())
+    client = redis_client(settings)
     run = uuid.uuid4().hex
     source = WorldScoreSource(world, noisy_scores(world, 0.2, 3), ContactState.fresh(world.n))
     consumer = kafka_clients.consumer(settings, f"g-{run}")
@@ -117,9 +119,11 @@ def _decide_and_read(
 
 
 def test_a_customer_is_never_contacted_twice_on_a_channel_within_its_cooldown(
-    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+    kafka_bootstrap: str, redis_settings: Settings, make_topic: TopicFactory
 ) -> None:
-    settings = load_settings(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url)
+    """The whole decide loop (decision state, ledger, contact log), on a single Redis and on a
+    Redis Cluster."""
+    settings = redis_settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
     world = build_world(WorldConfig(n_customers=600, seed=5))
     customers = world.customers["customer_id"].astype(str).tolist()
     rules = ContactRules()

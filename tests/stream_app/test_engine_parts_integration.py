@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -23,6 +24,7 @@ from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger
 from stream_app.messages import EngagementEvent, NbaAction
 from stream_app.pipeline import RawMessage, build_actions
+from stream_app.redis_clients import RedisClient
 from stream_app.settings import load_settings
 from tests.conftest import TopicFactory, drain
 
@@ -38,8 +40,10 @@ def _event(customer: str, event_id: str, hour: int = 10) -> EngagementEvent:
     )
 
 
-def test_decision_state_is_shared_and_first_write_wins(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+def test_decision_state_is_shared_and_first_write_wins(
+    connect_redis: Callable[[], RedisClient],
+) -> None:
+    client = connect_redis()
     topic = f"events-{uuid.uuid4().hex}"
     state, other_worker = DecisionState(client, topic), DecisionState(client, topic)
 

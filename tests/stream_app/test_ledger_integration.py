@@ -1,32 +1,31 @@
-"""The budget ledger against the real Redis: atomic under concurrency, idempotent on replay."""
+"""The budget ledger against the real Redis, single and clustered: atomic under concurrency,
+idempotent on replay."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
 from policies.errors import BudgetError
 from stream_app.ledger import BudgetLedger, LedgerLost
+from stream_app.redis_clients import RedisClient
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
+def client(connect_redis: Callable[[], RedisClient]) -> RedisClient:
+    return connect_redis()
 
 
-def test_concurrent_workers_never_overspend_nor_exceed_capacity(client: redis.Redis) -> None:
+def test_concurrent_workers_never_overspend_nor_exceed_capacity(
+    connect_redis: Callable[[], RedisClient],
+) -> None:
     period = f"p-{uuid.uuid4().hex}"
-    ledgers = [
-        BudgetLedger(redis.Redis(connection_pool=client.connection_pool), period, budget=1_000.0)
-        for _ in range(8)
-    ]
+    ledgers = [BudgetLedger(connect_redis(), period, budget=1_000.0) for _ in range(8)]
 
     def worker(k: int) -> int:
         granted = 0
@@ -51,7 +50,7 @@ def test_concurrent_workers_never_overspend_nor_exceed_capacity(client: redis.Re
     assert ledger.spent() > 950.0, "the budget was used, not refused wholesale"
 
 
-def test_a_replayed_action_id_spends_nothing_more(client: redis.Redis) -> None:
+def test_a_replayed_action_id_spends_nothing_more(client: RedisClient) -> None:
     ledger = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=100.0)
     first = ledger.reserve("a-1", "call", 60.0)
     again = ledger.reserve("a-1", "call", 60.0)
@@ -61,7 +60,7 @@ def test_a_replayed_action_id_spends_nothing_more(client: redis.Redis) -> None:
     assert not ledger.reserve("a-2", "call", 60.0).granted, "would overspend"
 
 
-def test_release_gives_budget_and_capacity_back(client: redis.Redis) -> None:
+def test_release_gives_budget_and_capacity_back(client: RedisClient) -> None:
     ledger = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=100.0)
     assert ledger.reserve("a-1", "call", 80.0, capacity=1).granted
     assert ledger.reserve("a-2", "call", 10.0, capacity=1).reason == "capacity"
@@ -70,20 +69,20 @@ def test_release_gives_budget_and_capacity_back(client: redis.Redis) -> None:
     assert ledger.reserve("a-2", "call", 10.0, capacity=1).granted
 
 
-def test_negative_amounts_are_refused(client: redis.Redis) -> None:
+def test_negative_amounts_are_refused(client: RedisClient) -> None:
     with pytest.raises(BudgetError):
         BudgetLedger(client, "p", budget=-1.0)
     with pytest.raises(BudgetError):
         BudgetLedger(client, "p", budget=1.0).reserve("a", "call", -5.0)
 
 
-def _lose(client: redis.Redis, period: str) -> None:
+def _lose(client: RedisClient, period: str) -> None:
     """What FLUSHALL does to one period's ledger (the session's Redis is shared by tests)."""
-    client.delete(*client.keys(f"nba:ledger:{period}:*"))
+    client.delete(*BudgetLedger(client, period, 0.0).keys)
 
 
 def test_a_lost_ledger_spends_nothing_until_rebuilt_and_then_holds_its_old_spend(
-    client: redis.Redis,
+    client: RedisClient,
 ) -> None:
     period = f"p-{uuid.uuid4().hex}"
     worker, other = BudgetLedger(client, period, 100.0), BudgetLedger(client, period, 100.0)
@@ -106,7 +105,7 @@ def test_a_lost_ledger_spends_nothing_until_rebuilt_and_then_holds_its_old_spend
     assert worker.epoch == other.epoch
 
 
-def test_an_operator_rebuild_makes_every_worker_rebuild(client: redis.Redis) -> None:
+def test_an_operator_rebuild_makes_every_worker_rebuild(client: RedisClient) -> None:
     period = f"p-{uuid.uuid4().hex}"
     worker = BudgetLedger(client, period, 100.0)
     assert worker.reserve("a-1", "call", 60.0).granted
@@ -120,7 +119,7 @@ def test_an_operator_rebuild_makes_every_worker_rebuild(client: redis.Redis) -> 
 
 
 def test_a_batch_of_reservations_decides_as_the_same_calls_one_by_one(
-    client: redis.Redis,
+    client: RedisClient,
 ) -> None:
     requests = [
         ("a-1", "call", 40.0, 2),
@@ -151,7 +150,7 @@ def test_a_batch_of_reservations_decides_as_the_same_calls_one_by_one(
     assert batched.counts() == single.counts() == {"call": 2, "email": 3}
 
 
-def test_a_batch_on_a_lost_ledger_spends_nothing(client: redis.Redis) -> None:
+def test_a_batch_on_a_lost_ledger_spends_nothing(client: RedisClient) -> None:
     ledger = BudgetLedger(client, f"p-{uuid.uuid4().hex}", budget=100.0)
     ledger.open(create=True)
     ledger.forget_epoch()
