@@ -1,4 +1,5 @@
-"""The Feast repository against the real Redis: apply, materialize, push, read, point in time."""
+"""The Feast repository against the real Redis, single and clustered: apply, materialize, push,
+read, point in time."""
 
 from __future__ import annotations
 
@@ -27,14 +28,19 @@ def world() -> World:
     return build_world(WorldConfig(n_customers=1_500, seed=5))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
 def store(
-    world: World, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    world: World, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> FeatureStoreAdapter:
+    """The online store on a single Redis, and on a Redis Cluster (Feast's ``redis_cluster``)."""
+    if request.param == "redis":
+        settings = load_settings(redis_url=request.getfixturevalue("redis_url"))
+    else:
+        settings = request.getfixturevalue("redis_cluster_settings")
     root = tmp_path_factory.mktemp("feast")
     build_sources(world, root / "data")
     adapter = FeatureStoreAdapter(
-        load_settings(redis_url=redis_url),
+        settings,
         root / "repo",
         root / "data",
         project=f"t{uuid.uuid4().hex[:8]}",

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 from confluent_kafka import Consumer
+from pydantic import SecretStr
 
 from feedback.campaign_summary import label, money
 from ingest.importer import imported_table
@@ -35,7 +36,10 @@ from stream_app.redis_clients import redis_client
 from stream_app.settings import Settings
 from stream_app.worker import build_engine
 from tests.conftest import TopicFactory, drain, free_port, renewable_producer, topic_factory
-from tests.stream_app.test_project_worker_integration import served  # noqa: F401  # fixture
+from tests.stream_app.test_project_worker_integration import (  # noqa: F401  # served: a fixture
+    _materialize,
+    served,
+)
 
 pytestmark = pytest.mark.integration
 # The browser test's screenshot, kept for a person to look at (git ignores the folder).
@@ -147,6 +151,30 @@ def _stack(
         reader.close()
 
 
+@pytest.fixture(scope="module")
+def cluster_stack(
+    served: Settings,  # noqa: F811  # the fixture imported above
+    redis_cluster_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+) -> Iterator[Stack]:
+    """The same stack with every Redis client on a Redis Cluster (features loaded into it)."""
+    on_cluster = served.model_copy(
+        update={
+            "redis_url": redis_cluster_settings.redis_url
+            or SecretStr(redis_cluster_settings.effective_redis_url()),
+            "redis_cluster": True,
+            "feature_project": f"c{uuid.uuid4().hex[:8]}",
+        }
+    )
+    _materialize(on_cluster)
+    with topic_factory(kafka_bootstrap) as make_topic:
+        yield from _stack(on_cluster, tmp_path_factory, make_topic)
+
+
+ON_BOTH = pytest.mark.parametrize("stack_on", ["stack", "cluster_stack"])
+
+
 def _error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
@@ -155,9 +183,11 @@ def _error(response: requests.Response, status: int, code: str) -> dict[str, Any
     return dict(body["error"])
 
 
+@ON_BOTH
 def test_a_post_is_decided_by_the_worker_once_and_a_retry_returns_the_same_decision(
-    stack: Stack, caplog: pytest.LogCaptureFixture
+    stack_on: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
+    stack: Stack = request.getfixturevalue(stack_on)
     caplog.set_level(logging.DEBUG)
     customer = stack.customers[0]
     stack.actions(0.5)  # what earlier tests left on the topic
@@ -193,9 +223,13 @@ def test_a_post_is_decided_by_the_worker_once_and_a_retry_returns_the_same_decis
     assert stack.decide_key not in caplog.text and stack.read_key not in caplog.text
 
 
-def test_two_requests_at_once_for_one_customer_get_one_decision_at_once(stack: Stack) -> None:
+@ON_BOTH
+def test_two_requests_at_once_for_one_customer_get_one_decision_at_once(
+    stack_on: str, request: pytest.FixtureRequest
+) -> None:
     """Both pass the API's contact check before the worker has seen either; the worker decides
     one and points the other at it, so neither waits out the timeout (a 202)."""
+    stack: Stack = request.getfixturevalue(stack_on)
     customer = stack.customers[-1]
     stack.actions(0.5)
     before = stack.spent()

@@ -13,6 +13,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from simulator.world import AS_OF, World, build_world
 from stream_app import kafka_clients
 from stream_app.feature_store import FeatureStoreAdapter
 from stream_app.ledger import BudgetLedger
+from stream_app.redis_clients import redis_client
 from stream_app.settings import Settings, load_settings
 from tests.conftest import TopicFactory, drain, free_port, own_infra_settings
 from tests.stream_app.test_decision_loop_integration import POISON
@@ -148,9 +150,14 @@ def _customers(seen: dict[str, list[bytes]]) -> set[str]:
 
 
 def _prepare(
-    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, tmp_path: Path
+    kafka_bootstrap: str,
+    redis_url: str,
+    make_topic: TopicFactory,
+    tmp_path: Path,
+    redis_cluster: bool = False,
 ) -> tuple[dict[str, str], Settings, World, str]:
-    """A promoted bundle, materialized features, fresh topics, and the worker's environment."""
+    """A promoted bundle, materialized features, fresh topics, and the worker's environment
+    (``redis_cluster``: ``redis_url`` names a node of a Redis Cluster)."""
     world = build_world(WorldConfig(n_customers=3_000, seed=12))
     registry = Registry(tmp_path / "registry")
     trained = train_models(
@@ -163,6 +170,7 @@ def _prepare(
         **{k: v for k, v in os.environ.items() if not k.startswith("NBA_")},
         "NBA_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "NBA_REDIS_URL": redis_url,
+        "NBA_REDIS_CLUSTER": str(redis_cluster).lower(),
         "NBA_MODEL_REGISTRY": str(registry.root),
         "NBA_FEATURE_REPO": str(tmp_path / "repo"),
         "NBA_FEATURE_DATA": str(tmp_path / "features"),
@@ -184,6 +192,7 @@ def _prepare(
     settings = load_settings(
         kafka_bootstrap=kafka_bootstrap,
         redis_url=redis_url,
+        redis_cluster=redis_cluster,
         feature_repo=tmp_path / "repo",
         feature_data=tmp_path / "features",
         feature_project=f"w{run}",
@@ -375,6 +384,43 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
     per_customer = [json.loads(next(iter(v)))["customer_id"] for v in seen.values()]
     assert len(per_customer) == len(set(per_customer)), "a customer got two different decisions"
     assert sum(json.loads(next(iter(v)))["cost"] for v in seen.values()) <= 5_000 + 1e-6
+
+
+def test_two_workers_on_a_redis_cluster_share_one_budget_and_decide_each_trigger_once(
+    kafka_bootstrap: str, redis_cluster_settings: Settings, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """Ledger, decision state, contacts, streaming aggregates and Feast's online store on a
+    3-master Redis Cluster, shared by two workers: a budget that binds is never exceeded."""
+    url = redis_cluster_settings.effective_redis_url()
+    env, settings, world, run = _prepare(kafka_bootstrap, url, make_topic, tmp_path, True)
+    budget = 1_500.0
+    env |= {"NBA_BUDGET": str(budget), "NBA_PACING_PERIOD_S": "2", "NBA_LOG_LEVEL": "INFO"}
+    env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
+    workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
+    for name in ("a", "b"):
+        _wait_ready(tmp_path / f"{name}.log")
+    events = generate_events(world, days=0.5)
+    total = min(4_000, len(events))
+    replay_events(events, kafka_clients.producer(settings), env["NBA_TOPIC_EVENTS"], 1_000.0, total)
+
+    expected = _trigger_customers(events, total)
+    seen = _decisions_until_decided(kafka_bootstrap, env, f"reader-{run}", expected, 180)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    logs = [tmp_path / f"{name}.log" for name in ("a", "b")]
+    assert all(_consumed(log) > 0 for log in logs), "both workers took a share"
+    missing = expected - _customers(seen)
+    assert not missing, _undecided(kafka_bootstrap, env, missing, logs)
+    assert all(len(v) == 1 for v in seen.values()), "one action message per action_id"
+    actions = [json.loads(next(iter(v))) for v in seen.values()]
+    spent = sum(a["cost"] for a in actions)
+    ledger = BudgetLedger(redis_client(settings), env["NBA_BUDGET_PERIOD"], budget)
+    assert ledger.spent() == pytest.approx(spent)
+    assert budget - max(a["cost"] for a in actions) < spent <= budget + 1e-6, "it binds"
+    per_customer = Counter(key for key, _ in events.json_lines(0, total))
+    busiest = max(expected, key=per_customer.__getitem__)
+    assert _windows_of(settings, busiest)["events_24h"] > 0, "live windows reached Feast"
 
 
 def settings_of(env: dict[str, str]) -> Settings:
