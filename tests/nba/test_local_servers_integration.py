@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from confluent_kafka import TopicPartition
 from nba.local_servers import stack
 from policies.errors import InfraError
 from stream_app import kafka_clients
+from stream_app.ledger import BudgetLedger
+from stream_app.redis_clients import redis_client
 from stream_app.settings import Settings, load_settings
-from tests.conftest import drain, free_port, own_infra_settings
+from tests.conftest import drain, free_port, free_port_block, own_infra_settings
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +105,43 @@ def test_missing_java_is_one_clear_line(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "Java is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_nba_infra_up_redis_cluster_forms_a_cluster_that_reforms_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NBA_")},
+        "NBA_STATE_DIR": str(tmp_path / "state"),
+        "NBA_REDIS_CLUSTER_PORT": str(free_port_block(6)),
+    }
+
+    def infra(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "nba", "infra", *args, "--only", "redis", "--redis-cluster"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    settings = load_settings(
+        state_dir=tmp_path / "state",
+        redis_cluster=True,
+        redis_cluster_port=int(env["NBA_REDIS_CLUSTER_PORT"]),
+    )
+    try:
+        shown = infra("up")
+        assert shown.count("healthy, cluster ok") == 3, shown
+        client = redis_client(settings)
+        ledger = BudgetLedger(client, "p", 100.0)
+        assert ledger.reserve("a-1", "call", 60.0).granted
+        assert len({n.name for n in client.get_primaries()}) == 3
+        assert "stopped: redis-cluster-2, redis-cluster-1, redis-cluster-0" in infra("down")
+        shown = infra("up")  # the nodes kept their slot map: the same cluster again
+        assert shown.count("healthy, cluster ok") == 3, shown
+        assert BudgetLedger(redis_client(settings), "p", 100.0).spent() == 60.0
+    finally:
+        stack.down(settings, ["redis"])
