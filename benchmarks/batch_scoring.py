@@ -2,22 +2,31 @@
 Target: 1,000,000 customers in under 30 s. Baseline in the same run: the same models scored
 natively (XGBoost, from the training run's JSON files) on the same rows.
 
-Run: `.venv/bin/python -m benchmarks.batch_scoring [--customers N] [--session-variants]`
-(trains a small model first, in a temporary registry). ``--session-variants`` also times the
-same ONNX call under other onnxruntime session settings (chunks, parallel nodes, one thread),
-to show whether tuning onnxruntime closes the gap to native XGBoost.
+The bundle is scored as `nba score --all` does: parts of the rows on every core at once, one
+onnxruntime thread each (model_export.serving.BundleScorer). Peak RSS of this process is
+recorded after each timing.
+
+Run: `.venv/bin/python -m benchmarks.batch_scoring [--customers N] [--session-variants]
+[--spark-partitions N]` (trains a small model first, in a temporary registry).
+``--session-variants`` also times the same ONNX call under other onnxruntime session settings
+(chunks, parallel nodes, one thread), to show whether tuning onnxruntime closes the gap to
+native XGBoost. ``--spark-partitions`` (default 8; 0: skip) also runs the same snapshot through
+`nba score --all --engine spark` in local mode on this machine, and checks that its decisions
+are identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 from numpy.typing import NDArray
 
 from benchmarks._common import timed, write_result
@@ -26,9 +35,10 @@ from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.serving import BundleScorer, score_all
+from model_export.spark_scoring import score_all_spark, spark_session
 from model_export.training import train_models
 from policies.catalog import default_catalog
-from policies.decide import PolicyConfig
+from policies.decide import Decisions, PolicyConfig
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.world import build_world
@@ -40,6 +50,7 @@ def main() -> None:
     parser.add_argument("--train-customers", type=int, default=40_000)
     parser.add_argument("--learner", default="s")
     parser.add_argument("--session-variants", action="store_true")
+    parser.add_argument("--spark-partitions", type=int, default=8)
     args = parser.parse_args()
     catalog = default_catalog()
     root = Path(tempfile.mkdtemp(prefix="nba-batch-bench-"))
@@ -56,6 +67,7 @@ def main() -> None:
     world, build_s = timed(lambda: build_world(WorldConfig(n_customers=args.customers, seed=2)))
     budget = 0.05 * world.n * 200.0
     decisions, total_s = timed(lambda: score_all(world.customers, scorer, PolicyConfig(), budget))
+    rss_after_score_all = _peak_rss_mb()
     features, features_s = timed(lambda: feature_matrix(world.customers))
     _, onnx_s = timed(lambda: scorer.predict(features))
     _, native_s = timed(
@@ -77,17 +89,67 @@ def main() -> None:
         "spend": round(float(decisions.cost.sum())),
         "budget": budget,
         "meets_30s_target": total_s < 30.0,
+        "peak_rss_mb_after_score_all": rss_after_score_all,
         "world_build_s_not_counted": round(build_s, 2),
     }
+    if args.spark_partitions:
+        results["spark_local"] = _on_spark(
+            root, registry, world.customers, budget, args.spark_partitions, decisions
+        )
     if args.session_variants:
         results["onnx_session_variants_s"] = _session_variants(registry, features)
     path = write_result(
         "batch_scoring",
-        {"customers": args.customers, "learner": args.learner, "onnx_threads": "all cores"},
+        {
+            "customers": args.customers,
+            "learner": args.learner,
+            "onnx": "parts of the rows on every core, one thread each",
+            "spark_partitions": args.spark_partitions,
+        },
         results,
     )
     print(json.dumps(results, indent=2))
     print(f"written: {path}")
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _on_spark(
+    root: Path,
+    registry: Registry,
+    snapshot: pd.DataFrame,
+    budget: float,
+    partitions: int,
+    single: Decisions,
+) -> dict[str, object]:
+    """The same snapshot scored and decided on Spark in local mode (all cores): seconds from
+    reading the parquet to the decisions, without the JVM's start; identical decisions?"""
+    path = root / "customers.parquet"
+    snapshot.to_parquet(path, index=False)
+    spark, start_s = timed(lambda: spark_session("local[*]"))
+    try:
+        (ids, decisions, _), spark_s = timed(
+            lambda: score_all_spark(
+                spark, path, registry.root, default_catalog(), PolicyConfig(), budget, partitions
+            )
+        )
+    finally:
+        spark.stop()
+    same = (
+        ids["customer_id"].tolist() == snapshot["customer_id"].astype(str).tolist()
+        and np.array_equal(decisions.action, single.action)
+        and np.array_equal(decisions.expected_value, single.expected_value)
+        and np.array_equal(decisions.arm, single.arm)
+    )
+    return {
+        "partitions": partitions,
+        "score_and_decide_s": round(spark_s, 2),
+        "session_start_s_not_counted": round(start_s, 2),
+        "identical_decisions": bool(same),
+    }
 
 
 def _session_variants(registry: Registry, features: NDArray[np.float32]) -> dict[str, float]:

@@ -9,6 +9,9 @@ model that reads its inputs in another order.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
@@ -25,12 +28,20 @@ from model_export.features import (
 from model_export.manifest import Manifest, Registry
 from policies.arms import Arm
 from policies.catalog import CHANNELS, Catalog
-from policies.decide import Decisions, PolicyConfig, decide_batch
+from policies.decide import Decisions, PolicyConfig, Scores, decide_batch
 from policies.rules import ContactState
 from policies.segments import SEGMENTS
 
-__all__ = ["BundleScorer", "Predictions", "decisions_frame", "score_all"]
+__all__ = [
+    "BundleScorer",
+    "Predictions",
+    "base_scores",
+    "decide_base",
+    "decisions_frame",
+    "score_all",
+]
 
+_PARALLEL_ROWS = 20_000  # fewer rows are scored in one call: threads would cost more than they save
 Predictions = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
 
 
@@ -43,25 +54,44 @@ class BundleScorer:
         threads: int = 1,
         features: tuple[str, ...] = FEATURES,
     ) -> None:
-        """``threads``: onnxruntime intra-op threads; 1 for a stream worker (scale out with
-        workers), 0 for batch scoring (onnxruntime then uses every core). ``features``: the
-        columns the caller will feed, in order (a project's design matrix names its own)."""
+        """``threads``: 1 for a stream worker (scale out with workers); 0 for batch scoring,
+        which then scores parts of the rows on every core at once. Each call of the session
+        runs on one onnxruntime thread either way: with several, a row's tree outputs are
+        summed in another order (float32 results differ in the 7th digit), whereas one thread
+        per part gives every row the same scores however the rows are split, so a base scored
+        in parts elsewhere (`model_export.spark_scoring`) decides exactly as here.
+        ``features``: the columns the caller will feed, in order (a project's design matrix
+        names its own)."""
         chosen = registry.chosen(version)
         self.manifest: Manifest = registry.verified(chosen)
         self.manifest.check_serves(features, catalog.names)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
             str(registry.bundle_path(chosen)), options, providers=["CPUExecutionProvider"]
         )
+        self._parts = (os.cpu_count() or 1) if threads == 0 else threads
 
     @property
     def version(self) -> str:
         return self.manifest.version
 
     def predict(self, features: NDArray[np.float32]) -> Predictions:
-        """(p_churn [n], uplift [n, actions], expansion share [n, actions]) in one call."""
-        p_churn, uplift, expansion = self._session.run(list(OUTPUTS), {"features": features})
+        """(p_churn [n], uplift [n, actions], expansion share [n, actions]): one session call,
+        or one per part of the rows on as many threads (onnxruntime releases the GIL)."""
+        if self._parts == 1 or len(features) < _PARALLEL_ROWS:
+            outputs = self._session.run(list(OUTPUTS), {"features": features})
+        else:
+            parts = np.array_split(features, self._parts * 4)  # 4 per thread: even finish
+            with ThreadPoolExecutor(self._parts) as pool:
+                done = list(
+                    pool.map(
+                        lambda rows: self._session.run(list(OUTPUTS), {"features": rows}), parts
+                    )
+                )
+            outputs = [np.concatenate([d[k] for d in done]) for k in range(len(OUTPUTS))]
+        p_churn, uplift, expansion = outputs
         return (
             np.asarray(p_churn[:, 0], dtype=np.float64),
             np.asarray(uplift, dtype=np.float64),
@@ -78,15 +108,35 @@ def score_all(
 ) -> Decisions:
     """One bundle call and one allocation for every customer of the snapshot (``unavailable``:
     [customer, action] choices ruled out on top of the contact rules)."""
-    features = feature_matrix(snapshot)
-    p_churn, uplift, expansion_share = scorer.predict(features)
-    ids = snapshot["customer_id"].astype(str).tolist()
-    engagement = engagement_score(snapshot, np.sort(logins_per_seat(snapshot)))
+    scores, consent = base_scores(snapshot, scorer, np.sort(logins_per_seat(snapshot)))
+    return decide_base(scores, consent, policy, budget, unavailable)
+
+
+def base_scores(
+    customers: pd.DataFrame, scorer: BundleScorer, reference: NDArray[np.float64]
+) -> tuple[Scores, NDArray[np.bool_]]:
+    """The policy's input and each channel's consent for some customers of a base: per customer,
+    whatever other rows are scored with it (``reference``: the whole base's sorted logins per
+    seat, for the engagement percentile), so that a base may be scored in parts anywhere."""
+    p_churn, uplift, expansion_share = scorer.predict(feature_matrix(customers))
+    ids = customers["customer_id"].astype(str).tolist()
+    engagement = engagement_score(customers, reference)
     scores = policy_scores(
-        snapshot, [f"batch:{c}" for c in ids], p_churn, uplift, expansion_share, engagement
+        customers, [f"batch:{c}" for c in ids], p_churn, uplift, expansion_share, engagement
     )
-    consent = np.column_stack([snapshot[f"consent_{c}"].to_numpy(bool) for c in CHANNELS])
-    state = ContactState.fresh(len(ids), consent)
+    consent = np.column_stack([customers[f"consent_{c}"].to_numpy(bool) for c in CHANNELS])
+    return scores, consent
+
+
+def decide_base(
+    scores: Scores,
+    consent: NDArray[np.bool_],
+    policy: PolicyConfig,
+    budget: float,
+    unavailable: NDArray[np.bool_] | None = None,
+) -> Decisions:
+    """The whole base's allocation under the budget, from every customer's scores."""
+    state = ContactState.fresh(len(scores.customer_ids), consent)
     return decide_batch(scores, state, policy, budget, unavailable=unavailable)
 
 

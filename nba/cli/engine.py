@@ -89,6 +89,19 @@ def score(
         typer.Option(help="A project file: score its import's customers with its bundle."),
     ] = None,
     values: ValuesOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: this machine; spark: score on Apache Spark (needs the spark extra and "
+            "Java 17), same decisions."
+        ),
+    ] = "local",
+    spark_master: Annotated[
+        str, typer.Option(help="With --engine spark: the master URL (local[N], spark://..., yarn).")
+    ] = "local[*]",
+    spark_partitions: Annotated[
+        int, typer.Option(help="With --engine spark: how many tasks score the base.")
+    ] = 8,
 ) -> None:
     """Batch mode: score and decide for the whole base.
 
@@ -96,14 +109,20 @@ def score(
     """
     if not all_customers:
         raise ConfigError("batch scoring covers the whole base: pass --all")
+    if engine not in ("local", "spark"):
+        raise ConfigError(f"--engine must be local or spark, got {engine!r}")
+    if engine == "spark" and project is not None:
+        raise ConfigError("--engine spark scores the simulated world's bundle; not with --project")
     check_not_negative(budget=budget)
+    check_positive(spark_partitions=spark_partitions)
     from model_export.manifest import Registry
-    from nba.commands.score import score_base, score_project_base
+    from nba.commands.score import SparkOptions, score_base, score_project_base
 
     settings = load_settings()
     registry = Registry(settings.model_registry)
     if project is None:
-        run = score_base(data or Path("data/world"), registry, budget, out)
+        spark = SparkOptions(spark_master, spark_partitions) if engine == "spark" else None
+        run = score_base(data or Path("data/world"), registry, budget, out, spark)
     else:
         from ingest.project import load_project
 

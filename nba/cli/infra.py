@@ -14,7 +14,7 @@ from stream_app.settings import Settings, load_settings
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The local Kafka, Redis (or a Redis Cluster) and Prometheus (no Docker needed).",
+    help="Local Kafka, Redis (or a Redis Cluster), Prometheus.",
     no_args_is_help=True,
 )
 _ALL = ",".join(stack.ALL_SERVICES)

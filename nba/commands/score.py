@@ -22,7 +22,14 @@ from policies.decide import PolicyConfig
 from policies.errors import ConfigError, ModelManifestError
 from stream_app.settings import load_settings
 
-__all__ = ["BatchRun", "check_inputs", "score_base", "score_project_base", "write_decisions"]
+__all__ = [
+    "BatchRun",
+    "SparkOptions",
+    "check_inputs",
+    "score_base",
+    "score_project_base",
+    "write_decisions",
+]
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,23 @@ def check_inputs(data_dir: Path, registry: Registry) -> Path:
     return snapshot
 
 
-def score_base(data_dir: Path, registry: Registry, budget: float, out: Path) -> BatchRun:
+@dataclass(frozen=True)
+class SparkOptions:
+    """Where `--engine spark` runs: a Spark master URL (``local[N]``, ``spark://host:7077``,
+    ``yarn``...) and how many tasks score the base."""
+
+    master: str = "local[*]"
+    partitions: int = 8
+
+
+def score_base(
+    data_dir: Path, registry: Registry, budget: float, out: Path, spark: SparkOptions | None = None
+) -> BatchRun:
+    """The whole snapshot scored and decided on this machine, or with ``spark`` on Spark (the
+    same decisions: model_export.spark_scoring)."""
     path = check_inputs(data_dir, registry)
+    if spark is not None:
+        return _score_on_spark(path, registry, budget, out, spark)
     scorer = BundleScorer(registry, default_catalog(), threads=0)
     try:
         snapshot = pd.read_parquet(path)
@@ -61,6 +83,34 @@ def score_base(data_dir: Path, registry: Registry, budget: float, out: Path) -> 
     elapsed = time.perf_counter() - started
     frame = decisions_frame(snapshot, decisions, scorer.version)
     return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version)
+
+
+def _score_on_spark(
+    path: Path, registry: Registry, budget: float, out: Path, options: SparkOptions
+) -> BatchRun:
+    try:
+        from model_export.spark_scoring import score_all_spark, spark_session
+    except ImportError:
+        raise ConfigError(
+            "--engine spark needs pyspark: pip install 'nba-engine[spark]' (and Java 17)"
+        ) from None
+    spark = spark_session(options.master)
+    try:
+        started = time.perf_counter()
+        ids, decisions, version = score_all_spark(
+            spark,
+            path,
+            registry.root,
+            default_catalog(),
+            PolicyConfig(),
+            budget,
+            options.partitions,
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        spark.stop()
+    frame = decisions_frame(ids, decisions, version)
+    return BatchRun(frame, write_decisions(frame, out), elapsed, version)
 
 
 def score_project_base(

@@ -32,6 +32,12 @@ UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 
         ),
         (["score", "--all", "--data", "/nonexistent"], {}, "customers.parquet not found"),
         (["score"], {}, "pass --all"),
+        (["score", "--all", "--engine", "dask"], {}, "--engine must be local or spark"),
+        (
+            ["score", "--all", "--engine", "spark", "--spark-partitions", "0"],
+            {},
+            "--spark-partitions",
+        ),
         (
             ["infra", "status"],
             {"NBA_REDIS_URL": "redis://:hunter2@127.0.0.1:abc/0"},

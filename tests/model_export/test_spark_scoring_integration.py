@@ -1,0 +1,65 @@
+"""Batch scoring on Apache Spark (local mode, a real JVM): the decisions are those of the
+single-machine `nba score --all` on the same snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from model_export.manifest import Registry
+from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer, decisions_frame, score_all
+from model_export.spark_scoring import score_all_spark, spark_session
+from model_export.training import train_models
+from policies.catalog import default_catalog
+from policies.decide import PolicyConfig
+from simulator.config import WorldConfig
+from simulator.datasets import randomized_experiment
+from simulator.world import build_world
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkSession]:
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
+
+
+def test_spark_decides_exactly_as_one_machine(spark: SparkSession, tmp_path: Path) -> None:
+    catalog = default_catalog()
+    trained = train_models(
+        randomized_experiment(build_world(WorldConfig(n_customers=6_000, seed=1))),
+        catalog.names,
+        "s",
+        seed=1,
+        n_estimators=30,
+    )
+    registry = Registry(tmp_path / "registry")
+    export_run(save_run(trained, tmp_path / "run", ""), registry, "v1")
+    registry.promote("v1")
+    snapshot = build_world(WorldConfig(n_customers=20_000, seed=2)).customers
+    snapshot.to_parquet(tmp_path / "customers.parquet", index=False)
+    budget = 0.05 * len(snapshot) * 200.0  # binds: the allocation decides who is left out
+
+    scorer = BundleScorer(registry, catalog, threads=0)
+    one = decisions_frame(snapshot, score_all(snapshot, scorer, PolicyConfig(), budget), "v1")
+    ids, decisions, version = score_all_spark(
+        spark, tmp_path / "customers.parquet", registry.root, catalog, PolicyConfig(), budget, 4
+    )
+    on_spark = decisions_frame(ids, decisions, version)
+
+    assert version == "v1"
+    assert on_spark["customer_id"].tolist() == one["customer_id"].tolist()
+    assert (one["action"] != "do_nothing").sum() > 500, "the budget buys many actions"
+    assert one["cost"].sum() > 0.95 * budget, "and it binds"
+    pd.testing.assert_frame_equal(on_spark, one)
+    assert np.array_equal(
+        decisions.action, score_all(snapshot, scorer, PolicyConfig(), budget).action
+    )
