@@ -11,6 +11,7 @@ the parity result. The registry is a folder of versions; ``promote`` marks the o
       <version>/report.html
       <version>/design.skops   a project bundle's design matrix (its SHA-256 in the manifest)
       <version>/baseline.json  a project bundle's baseline XGBoost model, for reason codes
+      <version>/native.json    the native models the bundle's parity was checked against
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from policies.errors import ModelManifestError, first_problem
 __all__ = [
     "BASELINE_FILE",
     "DESIGN_FILE",
+    "NATIVE_FILE",
     "Feature",
     "Manifest",
     "Parity",
@@ -38,6 +40,7 @@ __all__ = [
 
 DESIGN_FILE = "design.skops"
 BASELINE_FILE = "baseline.json"
+NATIVE_FILE = "native.json"
 
 
 class Feature(BaseModel):
@@ -85,6 +88,9 @@ class Manifest(BaseModel):
     onnx_opset: int
     parity: Parity
     project: ProjectBinding | None = None  # None: the simulated world's fixed feature vector
+    # The native XGBoost models the bundle was checked against (NATIVE_FILE); None in versions
+    # exported before it was kept.
+    native_sha256: str | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -206,6 +212,13 @@ class Registry:
         """A project bundle's design matrix file, after checking it against the manifest."""
         binding = self._binding(manifest)
         return self._checked(manifest.version, DESIGN_FILE, binding.design_sha256)
+
+    def native(self, manifest: Manifest) -> bytes | None:
+        """The native models' file (model_export.runs.native_models), checked against the
+        manifest; None for a version exported without it."""
+        if manifest.native_sha256 is None:
+            return None
+        return self._checked(manifest.version, NATIVE_FILE, manifest.native_sha256)
 
     def baseline(self, manifest: Manifest) -> bytes:
         """A project bundle's baseline XGBoost model (JSON), after checking its checksum."""

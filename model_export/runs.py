@@ -6,6 +6,10 @@
     <run>/report.html      the evaluation report
     <run>/design.skops     a project run's fitted design matrix (model_export.design)
 
+The registry keeps, beside the ONNX bundle, the native models it was checked against
+(``native.json``: the spec's model part and every model file; its SHA-256 in the manifest), which
+batch scoring serves (model_export.serving.batch_scorer).
+
 A project run (``nba train --project``) also names its project and outcome in the spec, and
 models one outcome: the other learner is null and its bundle output all zeros.
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +39,7 @@ from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
 from model_export.manifest import (
     BASELINE_FILE,
     DESIGN_FILE,
+    NATIVE_FILE,
     Feature,
     Manifest,
     Parity,
@@ -44,7 +50,15 @@ from model_export.project_models import ProjectTrained
 from model_export.training import Trained
 from policies.errors import ModelManifestError
 
-__all__ = ["PARITY_TOLERANCE", "export_run", "load_run", "save_project_run", "save_run"]
+__all__ = [
+    "PARITY_TOLERANCE",
+    "NativeModels",
+    "export_run",
+    "load_run",
+    "native_models",
+    "save_project_run",
+    "save_run",
+]
 
 PARITY_TOLERANCE = 1e-5
 
@@ -144,21 +158,49 @@ def _optional_spec(
     return None if learner is None else _learner_spec(learner, prefix, models_dir)
 
 
-def _load_model(folder: Path, entry: dict[str, str]) -> TreeModel:
+# A model file's bytes by its name (a run's models/ folder, or a registry's native.json).
+ModelFiles = Callable[[str], bytes]
+
+
+def _load_model(files: ModelFiles, entry: dict[str, str]) -> TreeModel:
     model: TreeModel = XGBClassifier() if entry["kind"] == "classifier" else XGBRegressor()
-    model.load_model(folder / "models" / entry["file"])
+    model.load_model(bytearray(files(entry["file"])))
     return model
 
 
-def _load_learner(folder: Path, spec: dict[str, Any]) -> UpliftLearner:
+def _load_learner(files: ModelFiles, spec: dict[str, Any]) -> UpliftLearner:
     learner = make_learner(spec["name"], spec["n_actions"], spec["outcome"])
-    learner.models_ = {key: _load_model(folder, entry) for key, entry in spec["models"].items()}
+    learner.models_ = {key: _load_model(files, entry) for key, entry in spec["models"].items()}
     learner.terms_ = [[_term(t) for t in terms] for terms in spec["terms"]]
     return learner
 
 
-def _load_optional(folder: Path, spec: dict[str, Any] | None) -> UpliftLearner | None:
-    return None if spec is None else _load_learner(folder, spec)
+def _load_optional(files: ModelFiles, spec: dict[str, Any] | None) -> UpliftLearner | None:
+    return None if spec is None else _load_learner(files, spec)
+
+
+NativeModels = tuple[ChurnModel, UpliftLearner | None, UpliftLearner | None]
+
+
+def _load_models(spec: dict[str, Any], files: ModelFiles) -> NativeModels:
+    churn = ChurnModel()
+    churn.model_ = _load_model(files, spec["churn"])
+    churn.a_, churn.b_ = float(spec["churn"]["a"]), float(spec["churn"]["b"])
+    return churn, _load_optional(files, spec["retention"]), _load_optional(files, spec["expansion"])
+
+
+def native_models(payload: bytes) -> NativeModels:
+    """The native XGBoost models of a registered version (its ``native.json``, written by
+    `export_run`): what the ONNX bundle was checked against, for batch scoring."""
+    native = json.loads(payload)
+    return _load_models(native["spec"], lambda name: native["models"][name].encode())
+
+
+def _native_payload(folder: Path, spec: dict[str, Any]) -> bytes:
+    """The run's model spec and every XGBoost JSON model file, in one file for the registry."""
+    models = {p.name: p.read_text() for p in sorted((folder / "models").glob("*.json"))}
+    kept = {k: spec[k] for k in ("churn", "retention", "expansion")}
+    return json.dumps({"spec": kept, "models": models}).encode()
 
 
 def _term(entry: dict[str, Any]) -> Term:
@@ -175,15 +217,10 @@ def load_run(
         raise ModelManifestError(
             f"{folder} is not a training run (no spec.json); make one with `nba train`"
         ) from None
-    churn = ChurnModel()
-    churn.model_ = _load_model(folder, spec["churn"])
-    churn.a_, churn.b_ = float(spec["churn"]["a"]), float(spec["churn"]["b"])
-    return (
-        spec,
-        churn,
-        _load_optional(folder, spec["retention"]),
-        _load_optional(folder, spec["expansion"]),
+    churn, retention, expansion = _load_models(
+        spec, lambda name: (folder / "models" / name).read_bytes()
     )
+    return spec, churn, retention, expansion
 
 
 def _parity(
@@ -213,6 +250,7 @@ def export_run(
 ) -> Manifest:
     """Build the bundle, check parity on the held-out rows, and only then register it."""
     spec, churn, retention, expansion = load_run(folder)
+    native = _native_payload(folder, spec)
     actions = tuple(spec["actions"])
     model = build_bundle(spec["features"], actions, churn, retention, expansion, version)
     bundle = model.SerializeToString()
@@ -236,6 +274,7 @@ def export_run(
         onnx_opset=OPSET,
         parity=Parity(rows=len(holdout), max_abs_diff=diff, tolerance=tolerance, passed=True),
         project=_binding(folder, spec) if "project" in spec else None,
+        native_sha256=hashlib.sha256(native).hexdigest(),
     )
     modelled = retention or expansion
     if modelled is None:
@@ -254,6 +293,6 @@ def export_run(
         bundle,
         report.read_text() if report.exists() else None,
         extras={REFERENCE_FILE: reference.model_dump_json()},
-        files=_project_files(folder) if manifest.project else {},
+        files={NATIVE_FILE: native, **(_project_files(folder) if manifest.project else {})},
     )
     return manifest

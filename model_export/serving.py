@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -35,6 +36,7 @@ from policies.segments import SEGMENTS
 __all__ = [
     "BundleScorer",
     "Predictions",
+    "Scorer",
     "base_scores",
     "decide_base",
     "decisions_frame",
@@ -43,6 +45,16 @@ __all__ = [
 
 _PARALLEL_ROWS = 20_000  # fewer rows are scored in one call: threads would cost more than they save
 Predictions = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+class Scorer(Protocol):
+    """What scores a batch: the bundle (`BundleScorer`) or, in batch mode, the native models it
+    was checked against (model_export.batch_serving)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def predict(self, features: NDArray[np.float32]) -> Predictions: ...
 
 
 class BundleScorer:
@@ -101,7 +113,7 @@ class BundleScorer:
 
 def score_all(
     snapshot: pd.DataFrame,
-    scorer: BundleScorer,
+    scorer: Scorer,
     policy: PolicyConfig,
     budget: float,
     unavailable: NDArray[np.bool_] | None = None,
@@ -113,7 +125,7 @@ def score_all(
 
 
 def base_scores(
-    customers: pd.DataFrame, scorer: BundleScorer, reference: NDArray[np.float64]
+    customers: pd.DataFrame, scorer: Scorer, reference: NDArray[np.float64]
 ) -> tuple[Scores, NDArray[np.bool_]]:
     """The policy's input and each channel's consent for some customers of a base: per customer,
     whatever other rows are scored with it (``reference``: the whole base's sorted logins per

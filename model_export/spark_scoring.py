@@ -1,15 +1,16 @@
 """`nba score --all --engine spark`: the batch scoring of a base on Apache Spark.
 
 The part of batch mode that grows with the base, reading customers and scoring them with the
-ONNX bundle, runs on Spark's executors: `mapInPandas` hands each task its customers in Arrow
-batches, and the task scores them with the same functions as the single-machine path
-(`model_export.serving.base_scores`, the promoted bundle loaded through its verified
-manifest). Per-customer scores do not depend on which rows share a batch: the one base-wide
-input, the engagement percentile's reference (every customer's logins per seat, sorted), is
-computed once and broadcast. The allocation under the period's budget then runs on the driver
-over the collected scores (`decide_base`, about 20 numbers per customer: 160 MB per million),
-because it ranks the whole base at once; so the decisions are those of `nba score --all` on
-one machine, and a test checks they are identical.
+model, runs on Spark's executors: `mapInPandas` hands each task its customers in Arrow
+batches, and the task scores them with the same functions and the same scorer as the
+single-machine path (`model_export.serving.base_scores`; `batch_serving.batch_scorer`, the
+promoted version's native models, checked against its manifest). Per-customer scores do not
+depend on which rows share a batch: the one base-wide input, the engagement percentile's
+reference (every customer's logins per seat, sorted), is computed once and broadcast. The
+allocation under the period's budget then runs on the driver over the collected scores
+(`decide_base`, about 20 numbers per customer: 160 MB per million), because it ranks the whole
+base at once; so the decisions are those of `nba score --all` on one machine, and a test checks
+they are identical.
 
 The executors read the model registry at ``NBA_MODEL_REGISTRY``: on a cluster, a path every
 executor mounts (a shared volume), like the snapshot.
@@ -31,9 +32,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from model_export.batch_serving import batch_scorer
 from model_export.features import logins_per_seat
 from model_export.manifest import Registry
-from model_export.serving import BundleScorer, base_scores, decide_base
+from model_export.serving import base_scores, decide_base
 from policies.catalog import CHANNELS, Catalog
 from policies.decide import Decisions, PolicyConfig, Scores
 
@@ -84,7 +86,7 @@ def score_all_spark(
     actions = len(catalog.names)
 
     def score_part(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        scorer = BundleScorer(Registry(registry_root), catalog, version, threads=1)
+        scorer = batch_scorer(Registry(registry_root), catalog, version, threads=1)
         for chunk in chunks:
             scores, consent = base_scores(chunk, scorer, reference.value)
             yield _columns(chunk[_ROW].to_numpy(), scores, consent)

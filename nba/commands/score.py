@@ -12,9 +12,10 @@ import pandas as pd
 from features.project_repo import scoring_frame
 from ingest.importer import imported_manifest, imported_table
 from ingest.project import Project
+from model_export.batch_serving import batch_scorer
 from model_export.manifest import Registry
 from model_export.project_serving import ProjectScorer, score_project
-from model_export.serving import BundleScorer, decisions_frame, score_all
+from model_export.serving import decisions_frame, score_all
 from nba.commands.files import write_output
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
@@ -73,7 +74,7 @@ def score_base(
     path = check_inputs(data_dir, registry)
     if spark is not None:
         return _score_on_spark(path, registry, budget, out, spark)
-    scorer = BundleScorer(registry, default_catalog(), threads=0)
+    scorer = batch_scorer(registry, default_catalog())
     try:
         snapshot = pd.read_parquet(path)
     except (OSError, ValueError) as exc:

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 
 import model_export.runs as runs
+from model_export.batch_serving import NativeScorer, batch_scorer
 from model_export.bundle import OUTPUTS, build_bundle
 from model_export.features import FEATURES, feature_matrix
 from model_export.learners import LEARNERS, make_learner
-from model_export.manifest import Registry
+from model_export.manifest import NATIVE_FILE, Registry
 from model_export.runs import export_run, save_run
+from model_export.serving import BundleScorer
 from model_export.training import Trained, train_models
 from nba.commands.simulate import truth_frame
 from policies.catalog import default_catalog
@@ -120,6 +122,25 @@ def test_a_tampered_bundle_cannot_be_promoted(trained: Trained, tmp_path: Path) 
     bundle.write_bytes(bundle.read_bytes() + b"\0")
     with pytest.raises(ModelManifestError, match="checksum"):
         registry.promote("v1")
+
+
+def test_batch_mode_serves_the_native_models_the_bundle_was_checked_against(
+    trained: Trained, experiment: pd.DataFrame, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    export_run(save_run(trained, tmp_path / "run", ""), registry, "v1")
+    scorer = batch_scorer(registry, default_catalog(), "v1")
+    assert isinstance(scorer, NativeScorer) and scorer.version == "v1"
+    sample = feature_matrix(experiment)[:2_000]
+    native = scorer.predict(sample)
+    assert np.array_equal(native[0], trained.churn.predict_proba(sample))
+    assert np.array_equal(native[1], trained.retention.predict_uplift(sample))
+    onnx = BundleScorer(registry, default_catalog(), "v1").predict(sample)
+    assert all(np.abs(a - b).max() <= 1e-5 for a, b in zip(native, onnx, strict=True))
+    native_file = registry.folder("v1") / NATIVE_FILE
+    native_file.write_text(native_file.read_text().replace("0.", "0.1", 1))
+    with pytest.raises(ModelManifestError, match="native.json does not match"):
+        batch_scorer(registry, default_catalog(), "v1")
 
 
 def test_parity_check_catches_a_perturbed_model(

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
+from model_export.batch_serving import NativeScorer, batch_scorer
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
-from model_export.serving import BundleScorer, decisions_frame, score_all
+from model_export.serving import decisions_frame, score_all
 from model_export.spark_scoring import score_all_spark, spark_session
 from model_export.training import train_models
 from policies.catalog import default_catalog
@@ -48,7 +49,8 @@ def test_spark_decides_exactly_as_one_machine(spark: SparkSession, tmp_path: Pat
     snapshot.to_parquet(tmp_path / "customers.parquet", index=False)
     budget = 0.05 * len(snapshot) * 200.0  # binds: the allocation decides who is left out
 
-    scorer = BundleScorer(registry, catalog, threads=0)
+    scorer = batch_scorer(registry, catalog)  # what `nba score --all` serves: native models
+    assert isinstance(scorer, NativeScorer)
     one = decisions_frame(snapshot, score_all(snapshot, scorer, PolicyConfig(), budget), "v1")
     ids, decisions, version = score_all_spark(
         spark, tmp_path / "customers.parquet", registry.root, catalog, PolicyConfig(), budget, 4
