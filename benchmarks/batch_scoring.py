@@ -30,11 +30,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from benchmarks._common import timed, write_result
+from model_export.batch_serving import batch_scorer
 from model_export.bundle import OUTPUTS
 from model_export.features import feature_matrix
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
-from model_export.batch_serving import batch_scorer
 from model_export.serving import BundleScorer, score_all
 from model_export.spark_scoring import score_all_spark, spark_session
 from model_export.training import train_models
