@@ -38,7 +38,6 @@ __all__ = [
     "Predictions",
     "Scorer",
     "base_scores",
-    "decide_base",
     "decisions_frame",
     "score_all",
 ]
@@ -121,7 +120,8 @@ def score_all(
     """One bundle call and one allocation for every customer of the snapshot (``unavailable``:
     [customer, action] choices ruled out on top of the contact rules)."""
     scores, consent = base_scores(snapshot, scorer, np.sort(logins_per_seat(snapshot)))
-    return decide_base(scores, consent, policy, budget, unavailable)
+    state = ContactState.fresh(len(scores.customer_ids), consent)
+    return decide_batch(scores, state, policy, budget, unavailable=unavailable)
 
 
 def base_scores(
@@ -138,18 +138,6 @@ def base_scores(
     )
     consent = np.column_stack([customers[f"consent_{c}"].to_numpy(bool) for c in CHANNELS])
     return scores, consent
-
-
-def decide_base(
-    scores: Scores,
-    consent: NDArray[np.bool_],
-    policy: PolicyConfig,
-    budget: float,
-    unavailable: NDArray[np.bool_] | None = None,
-) -> Decisions:
-    """The whole base's allocation under the budget, from every customer's scores."""
-    state = ContactState.fresh(len(scores.customer_ids), consent)
-    return decide_batch(scores, state, policy, budget, unavailable=unavailable)
 
 
 def decisions_frame(
@@ -170,5 +158,6 @@ def decisions_frame(
             "propensity": decisions.propensity,
             "model_version": model_version,
             "policy_version": decisions.policy_version,
+            "reasons": decisions.all_reasons(),
         }
     )

@@ -8,7 +8,7 @@ promoted version's native models, checked against its manifest). Per-customer sc
 depend on which rows share a batch: the one base-wide input, the engagement percentile's
 reference (every customer's logins per seat, sorted), is computed once and broadcast. The
 allocation under the period's budget then runs on the driver over the collected scores
-(`decide_base`, about 20 numbers per customer: 160 MB per million), because it ranks the whole
+(`decide_batch`, about 20 numbers per customer: 160 MB per million), because it ranks the whole
 base at once; so the decisions are those of `nba score --all` on one machine, and a test checks
 they are identical.
 
@@ -35,9 +35,10 @@ from numpy.typing import NDArray
 from model_export.batch_serving import batch_scorer
 from model_export.features import logins_per_seat
 from model_export.manifest import Registry
-from model_export.serving import base_scores, decide_base
+from model_export.serving import base_scores
 from policies.catalog import CHANNELS, Catalog
-from policies.decide import Decisions, PolicyConfig, Scores
+from policies.decide import Decisions, PolicyConfig, Scores, decide_batch
+from policies.rules import ContactState
 
 if TYPE_CHECKING:  # pyspark is an optional extra: imported where it is used
     from pyspark.sql import SparkSession
@@ -99,7 +100,8 @@ def score_all_spark(
         .reset_index(drop=True)
     )
     scores, consent = _scores(scored, actions)
-    decisions = decide_base(scores, consent, policy, budget)
+    state = ContactState.fresh(len(scores.customer_ids), consent)
+    decisions = decide_batch(scores, state, policy, budget)
     return scored[["customer_id"]], decisions, version
 
 

@@ -10,7 +10,7 @@ come from stable hashes of the customer and of the decision key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import IntEnum
 
 import numpy as np
@@ -135,6 +135,15 @@ class Decisions:
     def action_name(self, i: int) -> str:
         return self.catalog.names[int(self.action[i])]
 
+    def rows(self, rows: NDArray[np.int64]) -> Decisions:
+        """These decisions only (e.g. a part of a base published in one transaction)."""
+        per_customer = {
+            f.name: getattr(self, f.name)[rows]
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray) and f.name != "unavailable"
+        }
+        return replace(self, **per_customer)
+
     def reasons(self, i: int) -> list[str]:
         """Machine-readable reason codes of decision ``i``."""
         codes = [
@@ -153,6 +162,31 @@ class Decisions:
                 for a in np.flatnonzero(self.unavailable)
             )
         return codes
+
+    def all_reasons(self) -> list[list[str]]:
+        """``reasons(i)`` of every decision, built column by column: a whole base's in about a
+        tenth of the time a loop over ``reasons`` takes."""
+        names = self.catalog.names
+        segment = [f"segment:{s.lower().replace(' ', '_')}" for s in SEGMENTS]
+        arm = {a.value: f"arm:{a.label}" for a in Arm}
+        outcome = {o.value: f"decision:{o.name.lower()}" for o in Outcome}
+        rows = [
+            [segment[s], arm[a], outcome[o]]
+            for s, a, o in zip(
+                self.segment.tolist(), self.arm.tolist(), self.outcome.tolist(), strict=True
+            )
+        ]
+        beaten = (self.blocked != Block.NONE) & (self.ev_all > self.expected_value[:, None])
+        blocked = [[f"blocked:{n}:{b.code}" for b in Block] for n in names]
+        for i, a in zip(*np.nonzero(beaten), strict=True):  # row-major: actions in order
+            rows[i].append(blocked[a][self.blocked[i, a]])
+        for i in np.flatnonzero(self.arm != Arm.TREATMENT).tolist():
+            rows[i].append(f"policy_pick:{names[int(self.policy_pick[i])]}")
+        if self.unavailable is not None:
+            gone = [f"{CAPACITY_EXHAUSTED}:{names[a]}" for a in np.flatnonzero(self.unavailable)]
+            for row in rows:
+                row.extend(gone)
+        return rows
 
     def explanation(self, i: int) -> str:
         """One line a person can read."""

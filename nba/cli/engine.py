@@ -102,6 +102,18 @@ def score(
     spark_partitions: Annotated[
         int, typer.Option(help="With --engine spark: how many tasks score the base.")
     ] = 8,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="Decide under the period's ledger and the stream's contact history, and "
+            "publish the decisions on NBA_TOPIC_ACTIONS (needs Kafka and Redis).",
+        ),
+    ] = False,
+    run_id: Annotated[
+        str | None,
+        typer.Option(help="With --publish: the run's id (default: period and snapshot checksum)."),
+    ] = None,
 ) -> None:
     """Batch mode: score and decide for the whole base.
 
@@ -113,6 +125,8 @@ def score(
         raise ConfigError(f"--engine must be local or spark, got {engine!r}")
     if engine == "spark" and project is not None:
         raise ConfigError("--engine spark scores the simulated world's bundle; not with --project")
+    if publish and (engine == "spark" or project is not None):
+        raise ConfigError("--publish runs on this machine with the simulated world's bundle")
     check_not_negative(budget=budget)
     check_positive(spark_partitions=spark_partitions)
     from model_export.manifest import Registry
@@ -122,7 +136,14 @@ def score(
     registry = Registry(settings.model_registry)
     if project is None:
         spark = SparkOptions(spark_master, spark_partitions) if engine == "spark" else None
-        run = score_base(data or Path("data/world"), registry, budget, out, spark)
+        run = score_base(
+            data or Path("data/world"),
+            registry,
+            budget,
+            out,
+            spark,
+            (run_id or "") if publish else None,
+        )
     else:
         from ingest.project import load_project
 
@@ -140,6 +161,14 @@ def score(
         f"(model {run.model_version}): {len(acted):,} actions, spend "
         f"${acted['cost'].sum():,.2f} of ${budget:,.2f}; wrote {run.path}"
     )
+    if run.publication is not None:
+        done = run.publication
+        typer.echo(
+            f"run {done.run_id}: published {done.published:,} decisions on "
+            f"{settings.topic_actions} ({done.actions:,} actions, ${done.spend:,.2f} reserved in "
+            f"the ledger of {settings.budget_period}; {done.refused:,} refused by it; "
+            f"{done.already_delivered:,} delivered by an earlier try)"
+        )
 
 
 @dlq_app.command("inspect")

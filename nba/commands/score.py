@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from features.project_repo import scoring_frame
 from ingest.importer import imported_manifest, imported_table
 from ingest.project import Project
 from model_export.batch_serving import batch_scorer
+from model_export.features import logins_per_seat
 from model_export.manifest import Registry
 from model_export.project_serving import ProjectScorer, score_project
-from model_export.serving import decisions_frame, score_all
+from model_export.serving import base_scores, decisions_frame, score_all
 from nba.commands.files import write_output
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
-from policies.decide import PolicyConfig
+from policies.decide import PolicyConfig, decide_batch
 from policies.errors import ConfigError, ModelManifestError
 from stream_app.settings import load_settings
+
+if TYPE_CHECKING:  # the engine's state is imported only by a run that publishes
+    from stream_app.batch_publish import BatchPublication
 
 __all__ = [
     "BatchRun",
@@ -31,14 +38,6 @@ __all__ = [
     "score_project_base",
     "write_decisions",
 ]
-
-
-@dataclass(frozen=True)
-class BatchRun:
-    decisions: pd.DataFrame
-    path: Path
-    seconds: float
-    model_version: str
 
 
 def check_inputs(data_dir: Path, registry: Registry) -> Path:
@@ -66,24 +65,71 @@ class SparkOptions:
     partitions: int = 8
 
 
+@dataclass(frozen=True)
+class BatchRun:
+    decisions: pd.DataFrame
+    path: Path
+    seconds: float
+    model_version: str
+    publication: BatchPublication | None = None
+
+
 def score_base(
-    data_dir: Path, registry: Registry, budget: float, out: Path, spark: SparkOptions | None = None
+    data_dir: Path,
+    registry: Registry,
+    budget: float,
+    out: Path,
+    spark: SparkOptions | None = None,
+    publish: str | None = None,
 ) -> BatchRun:
     """The whole snapshot scored and decided on this machine, or with ``spark`` on Spark (the
-    same decisions: model_export.spark_scoring)."""
+    same decisions: model_export.spark_scoring). ``publish``: a run id ("" for the default),
+    to decide under the engine's ledger and contact history and publish the decisions
+    (stream_app.batch_publish)."""
     path = check_inputs(data_dir, registry)
     if spark is not None:
         return _score_on_spark(path, registry, budget, out, spark)
+    if publish is not None:
+        return _score_and_publish(path, registry, budget, out, publish)
     scorer = batch_scorer(registry, default_catalog())
-    try:
-        snapshot = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    snapshot = _read(path)
     started = time.perf_counter()
     decisions = score_all(snapshot, scorer, PolicyConfig(), budget)
     elapsed = time.perf_counter() - started
     frame = decisions_frame(snapshot, decisions, scorer.version)
     return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version)
+
+
+def _score_and_publish(
+    path: Path, registry: Registry, budget: float, out: Path, run_id: str
+) -> BatchRun:
+    from stream_app.batch_publish import EngineState, default_run_id
+    from stream_app.worker import policy_config
+
+    settings = load_settings()
+    policy = policy_config(settings)  # the stream's arms and experiment
+    state = EngineState(settings, policy)
+    scorer = batch_scorer(registry, policy.catalog)
+    snapshot = _read(path)
+    run = run_id or default_run_id(settings.budget_period, path)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    scores, consent = base_scores(snapshot, scorer, np.sort(logins_per_seat(snapshot)))
+    customers = list(scores.customer_ids)
+    contacts = state.contact_state(consent, customers, now)
+    allowed = min(budget, state.budget_left())
+    decisions = decide_batch(scores, contacts, policy, allowed, state.capacity_left())
+    publication = state.publish(customers, decisions, scorer.version, run, now)
+    elapsed = time.perf_counter() - started
+    frame = decisions_frame(snapshot, decisions, scorer.version)
+    return BatchRun(frame, write_decisions(frame, out), elapsed, scorer.version, publication)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
 def _score_on_spark(

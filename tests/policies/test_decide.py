@@ -125,6 +125,21 @@ def test_every_decision_carries_reasons_and_an_explanation() -> None:
     assert "uplift" in decided.explanation(acted) and "EV $" in decided.explanation(acted)
 
 
+def test_all_reasons_at_once_are_each_decisions_reasons() -> None:
+    scores, state = make_scores(3_000, 8)
+    config = PolicyConfig(arms=ArmConfig(experiment="r", holdout_share=0.2, explore_share=0.2))
+    left = np.full(A, np.inf)
+    left[2] = 0.0  # every decision also names what ran out
+    for decided in (
+        decide_batch(scores, state, config, 20_000.0),
+        decide_stream(scores, state, config, Pacer(0.0), 20_000.0, left),
+    ):
+        every = decided.all_reasons()
+        assert every == [decided.reasons(i) for i in range(3_000)]
+        assert any(r.startswith("blocked:") for reasons in every for r in reasons)
+        assert any(r.startswith("policy_pick:") for reasons in every for r in reasons)
+
+
 def test_blocked_action_becomes_a_reason_code() -> None:
     scores, _ = make_scores(1, 5)
     call = CATALOG.index("account_manager_call")

@@ -1,0 +1,206 @@
+"""`nba score --all --publish`: a batch run's decisions through the engine's own state.
+
+Batch mode alone writes a parquet of decisions. Published, a batch run is one more source of
+decisions beside the stream, under the same rules:
+
+- its budget is the period's ledger (``NBA_BUDGET``, ``NBA_BUDGET_PERIOD``): the allocation gets
+  what the stream and earlier runs have left (``--budget`` may cap it lower), and each action's
+  capacity less what the period has used;
+- the contact history the stream keeps for ``NBA_TOPIC_EVENTS`` applies (cooldowns, the contact
+  limit), and the run's contacts are recorded in it, so the stream respects them too;
+- every decision goes through the stream's `Publisher`: its spend reserved in the ledger (a
+  refusal becomes do_nothing with a ``ledger:`` reason), stored by action_id (the API's lookups
+  see it), and published on ``NBA_TOPIC_ACTIONS`` in Kafka transactions, one per part of
+  ``_PART`` customers, with the same reasons and arms a stream decision carries. The topic is the
+  durable record a lost ledger is rebuilt from, so a batch run's spend survives a FLUSHALL too.
+
+A run has an id (``--run-id``; by default the period and the snapshot's checksum): each
+customer's action_id derives from it (trigger topic ``nba-batch:<run id>``), so running the same
+run again publishes only what its first try did not deliver, and never pays twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Producer
+
+from policies.allocation import DO_NOTHING, capacity_vector
+from policies.decide import Decisions, PolicyConfig
+from policies.rules import ContactState
+from stream_app.contacts import ContactLog
+from stream_app.engine.intake import ValidEvents
+from stream_app.engine.publisher import Publisher
+from stream_app.engine.state import DecisionState
+from stream_app.kafka_clients import transactional_producer
+from stream_app.ledger import BudgetLedger
+from stream_app.messages import EngagementEvent, action_id_for
+from stream_app.pipeline import RawMessage, build_actions
+from stream_app.redis_clients import RedisClient, redis_client
+from stream_app.settings import Settings
+from stream_app.worker import opened_ledger
+
+__all__ = ["BATCH_EVENT", "BatchPublication", "EngineState", "default_run_id"]
+
+BATCH_EVENT = "batch_run"  # the event type of a batch decision's trigger
+_PART = 20_000  # customers per Kafka transaction (and per contact-history read)
+
+
+def default_run_id(period: str, snapshot: Path) -> str:
+    """The period and the snapshot file's checksum: the same file scored again in the same
+    period is the same run."""
+    digest = hashlib.sha256(snapshot.read_bytes()).hexdigest()[:16]
+    return f"{period}-{digest}"
+
+
+@dataclass(frozen=True)
+class BatchPublication:
+    run_id: str
+    published: int  # decisions published now (do_nothing included)
+    already_delivered: int  # decisions an earlier try of the run delivered: not again
+    actions: int  # published decisions that act
+    refused: int  # actions the ledger refused (published as do_nothing)
+    spend: float
+
+
+class EngineState:
+    """The engine's shared state a batch run decides under and writes to."""
+
+    def __init__(self, settings: Settings, policy: PolicyConfig) -> None:
+        self.settings = settings
+        self.client: RedisClient = redis_client(settings)
+        self.ledger: BudgetLedger = opened_ledger(settings, self.client)
+        self.decisions = DecisionState(self.client, settings.topic_events)
+        self.contacts = ContactLog.for_topic(self.client, policy.contact, settings.topic_events)
+        self.capacity = capacity_vector(len(policy.catalog.names), policy.catalog.capacities())
+        self.catalog = policy.catalog
+
+    def budget_left(self) -> float:
+        return max(self.settings.budget - self.ledger.spent(), 0.0)
+
+    def capacity_left(self) -> np.ndarray:
+        """Each action's capacity this period less what the period has used."""
+        counts = self.ledger.counts()
+        used = np.array([counts.get(name, 0) for name in self.catalog.names], dtype=float)
+        left: np.ndarray = np.maximum(self.capacity - used, 0.0)
+        return left
+
+    def contact_state(
+        self, consent: np.ndarray, customers: list[str], now: datetime
+    ) -> ContactState:
+        """Consent, with each customer's contact history as of ``now``."""
+        parts = []
+        for start in range(0, len(customers), _PART):
+            stop = min(start + _PART, len(customers))
+            fresh = ContactState.fresh(stop - start, consent[start:stop])
+            parts.append(
+                self.contacts.apply(
+                    fresh, customers[start:stop], [now.timestamp()] * (stop - start)
+                )
+            )
+        return ContactState(
+            consent=consent,
+            days_since_contact=np.concatenate([p.days_since_contact for p in parts]),
+            contacts_in_window=np.concatenate([p.contacts_in_window for p in parts]),
+            do_not_disturb=np.concatenate([p.do_not_disturb for p in parts]),
+        )
+
+    def publish(
+        self,
+        customers: list[str],
+        decisions: Decisions,
+        model_version: str,
+        run_id: str,
+        now: datetime,
+    ) -> BatchPublication:
+        """Reserve, store and publish every decision, a part per transaction."""
+        producer = transactional_producer(
+            self.settings, f"{self.settings.transactional_id()}-batch"
+        )
+        producer.init_transactions(30)
+        publisher = Publisher(
+            producer=producer,
+            actions_topic=self.settings.topic_actions,
+            state=self.decisions,
+            ledger=self.ledger,
+            contact_log=self.contacts,
+        )
+        topic = f"nba-batch:{run_id}"
+        totals = {"published": 0, "delivered": 0, "actions": 0, "refused": 0, "spend": 0.0}
+        try:
+            for start in range(0, len(customers), _PART):
+                stop = min(start + _PART, len(customers))
+                self._publish_part(
+                    publisher,
+                    producer,
+                    topic,
+                    customers,
+                    decisions,
+                    range(start, stop),
+                    model_version,
+                    now,
+                    totals,
+                )
+        finally:
+            producer.flush(30)
+        return BatchPublication(
+            run_id,
+            int(totals["published"]),
+            int(totals["delivered"]),
+            int(totals["actions"]),
+            int(totals["refused"]),
+            round(float(totals["spend"]), 2),
+        )
+
+    def _publish_part(
+        self,
+        publisher: Publisher,
+        producer: Producer,
+        topic: str,
+        customers: list[str],
+        decisions: Decisions,
+        rows: range,
+        model_version: str,
+        now: datetime,
+        totals: dict[str, float],
+    ) -> None:
+        ids = [action_id_for(topic, f"{topic}:{customers[i]}") for i in rows]
+        delivered = [d for _, d in self.decisions.lookup(ids)]
+        todo = np.array([i for i, done in zip(rows, delivered, strict=True) if not done])
+        totals["delivered"] += sum(delivered)
+        if todo.size == 0:
+            return
+        part = decisions.rows(todo)
+        triggers: ValidEvents = [
+            (
+                RawMessage(topic, 0, int(i), customers[i].encode(), None),
+                EngagementEvent(
+                    event_id=f"{topic}:{customers[i]}",
+                    customer_id=customers[i],
+                    event_type=BATCH_EVENT,
+                    occurred_at=now,
+                ),
+            )
+            for i in todo
+        ]
+        actions = build_actions(
+            part, triggers, self.catalog, model_version, self.settings.budget_period, now
+        )
+        producer.begin_transaction()
+        try:
+            finals = publisher.reserve_and_publish(triggers, actions, part, self.capacity.tolist())
+            producer.commit_transaction()
+        except BaseException:
+            publisher.abandoned()
+            producer.abort_transaction()
+            raise
+        publisher.committed()
+        acted = [f for f in finals if f.action != "do_nothing"]
+        totals["published"] += len(finals)
+        totals["actions"] += len(acted)
+        totals["refused"] += int(np.sum(part.action != DO_NOTHING)) - len(acted)
+        totals["spend"] += sum(f.cost for f in acted)
