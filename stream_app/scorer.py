@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from feedback.drift import DriftTracker
 from ingest.project import Project
@@ -39,9 +41,12 @@ from stream_app.feature_store import fill_cold_start
 from stream_app.metrics import EngineMetrics
 
 __all__ = [
+    "BaseSummary",
     "FeatureScoreSource",
     "store_segments",
     "ServedModel",
+    "column_default",
+    "defaults_of",
     "feature_defaults",
     "snapshot_reader",
 ]
@@ -164,15 +169,32 @@ class ServedModel:
 FeatureReader = Callable[[list[str]], pd.DataFrame]
 
 
+@dataclass(frozen=True)
+class BaseSummary:
+    """What scoring keeps of the whole base: the cold-start defaults (`feature_defaults`) and
+    the engagement percentile's reference (every customer's logins per seat, sorted)."""
+
+    defaults: pd.Series
+    engagement_reference: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, base: pd.DataFrame) -> BaseSummary:
+        return cls(feature_defaults(base), np.sort(logins_per_seat(base)))
+
+
 class FeatureScoreSource:
     """Scores for a batch of customers: read their features (the Feast online store, or a
-    snapshot frame), give cold starts the defaults, one bundle call."""
+    snapshot frame), give cold starts the defaults, one bundle call. ``base``: the whole base's
+    frame, or its summary (what a worker keeps: stream_app.worker.base_summary)."""
 
-    def __init__(self, read: FeatureReader, scorer: Scorer, base: pd.DataFrame) -> None:
+    def __init__(
+        self, read: FeatureReader, scorer: Scorer, base: pd.DataFrame | BaseSummary
+    ) -> None:
         self._read = read
         self.scorer = scorer
-        self._defaults = feature_defaults(base)
-        self._engagement_reference = np.sort(logins_per_seat(base))
+        summary = base if isinstance(base, BaseSummary) else BaseSummary.of(base)
+        self._defaults = summary.defaults
+        self._engagement_reference = summary.engagement_reference
         self._consent: dict[str, NDArray[np.bool_]] = {}
         self._notes: dict[str, dict[str, Any]] = {}
 
@@ -234,14 +256,23 @@ def snapshot_reader(snapshot: pd.DataFrame) -> FeatureReader:
 def feature_defaults(snapshot: pd.DataFrame) -> pd.Series:
     """Cold-start defaults: the base's medians (numbers) and most common values (the rest); no
     consent on any channel, whatever most of the base gave (consent is never assumed)."""
-    numeric = snapshot.select_dtypes("number").median()
-    other = (
-        snapshot.select_dtypes(exclude="number")
-        .drop(columns=["customer_id"], errors="ignore")
-        .mode()
-        .iloc[0]
+    return defaults_of(
+        {c: column_default(snapshot[c]) for c in snapshot.columns if c != "customer_id"}
     )
-    defaults: pd.Series = pd.concat([numeric, other])
+
+
+def column_default(values: pd.Series) -> Any:
+    """One column's cold-start default: its median if it holds numbers, else its most common
+    value (the smallest of several; NaN when it holds none)."""
+    if is_numeric_dtype(values) and not is_bool_dtype(values):
+        return values.median()
+    modes = values.mode()
+    return modes.iloc[0] if len(modes) else np.nan
+
+
+def defaults_of(columns: dict[str, Any]) -> pd.Series:
+    """The defaults of these columns, with consent refused on every channel."""
+    defaults = pd.Series(columns, dtype=object)
     for channel in CHANNELS:
         defaults[f"consent_{channel}"] = False
     return defaults

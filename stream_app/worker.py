@@ -15,13 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from features.project_repo import project_definitions
 from ingest.importer import imported_manifest
 from ingest.project import Project, load_project
+from model_export.features import logins_per_seat
 from model_export.manifest import Registry
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
@@ -47,11 +50,18 @@ from stream_app.opt_outs import OptOutStore
 from stream_app.outage import wait_out_at_start
 from stream_app.project_source import ProjectScoreSource, WindowSink
 from stream_app.redis_clients import RedisClient, redis_client
-from stream_app.scorer import FeatureScoreSource, ServedModel
+from stream_app.scorer import (
+    BaseSummary,
+    FeatureScoreSource,
+    ServedModel,
+    column_default,
+    defaults_of,
+)
 from stream_app.settings import Settings
 
 __all__ = [
     "base_features",
+    "base_summary",
     "build_engine",
     "decision_loop",
     "feature_store",
@@ -72,6 +82,35 @@ def base_features(settings: Settings) -> pd.DataFrame:
             f"no feature sources in {settings.feature_data} (NBA_FEATURE_DATA): nba features build"
         ) from None
     return profile.merge(engagement.drop(columns=["event_timestamp"]), on="customer_id")
+
+
+def base_summary(settings: Settings) -> BaseSummary:
+    """``BaseSummary.of(base_features(settings))``, read a column at a time: a worker keeps only
+    the summary, and the whole base of 1,000,000 customers held at once took its start to
+    1.5 GB of RSS (benchmarks/memory_bounds.py)."""
+    profile, engagement = (
+        settings.feature_data / f for f in ("profile.parquet", "engagement.parquet")
+    )
+    try:
+        columns = {
+            path: [c for c in pq.read_schema(path).names if not c.startswith("__index_level_")]
+            for path in (profile, engagement)
+        }
+    except OSError:
+        raise ConfigError(
+            f"no feature sources in {settings.feature_data} (NBA_FEATURE_DATA): nba features build"
+        ) from None
+    skipped = {profile: {"customer_id"}, engagement: {"customer_id", "event_timestamp"}}
+    defaults = {
+        column: column_default(pd.read_parquet(path, columns=[column])[column])
+        for path, names in columns.items()
+        for column in names
+        if column not in skipped[path]
+    }
+    seats = pd.read_parquet(profile, columns=["customer_id", "seats"])
+    logins = pd.read_parquet(engagement, columns=["customer_id", "logins_30d"])
+    reference = np.sort(logins_per_seat(seats.merge(logins, on="customer_id")))
+    return BaseSummary(defaults_of(defaults), reference)
 
 
 def project_of(settings: Settings) -> Project | None:
@@ -171,7 +210,7 @@ def build_engine(
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
         store = features or feature_store(settings)
-        source = FeatureScoreSource(store.read_batch, served, base_features(settings))
+        source = FeatureScoreSource(store.read_batch, served, base_summary(settings))
     client = redis_client(settings)
     activity = ActivityStore(client, settings.consumer_group)
     ledger = opened_ledger(settings, client)

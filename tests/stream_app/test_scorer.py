@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from model_export.features import feature_matrix
@@ -13,12 +14,15 @@ from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.serving import BundleScorer
 from model_export.training import train_models
+from nba.commands.features import build_sources
 from policies.catalog import CHANNELS, default_catalog
 from policies.errors import ModelManifestError
 from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.world import World, build_world
-from stream_app.scorer import FeatureScoreSource, snapshot_reader
+from stream_app.scorer import BaseSummary, FeatureScoreSource, snapshot_reader
+from stream_app.settings import load_settings
+from stream_app.worker import base_features, base_summary
 
 CATALOG = default_catalog()
 
@@ -123,3 +127,16 @@ def test_batch_mode_decides_the_whole_base_within_budget(registry: Registry, wor
     assert frame["cost"].sum() <= 20_000.0 + 1e-6
     assert (frame.loc[frame["arm"] == "holdout", "action"] == "do_nothing").all()
     assert set(frame["action"]) <= set(CATALOG.names) and (frame["action"] != "do_nothing").any()
+
+
+def test_the_worker_summarizes_the_base_a_column_at_a_time_to_the_same_defaults(
+    world: World, tmp_path: Path
+) -> None:
+    build_sources(world, tmp_path)
+    settings = load_settings(feature_data=tmp_path)
+    lean, whole = base_summary(settings), BaseSummary.of(base_features(settings))
+    assert sorted(lean.defaults.index) == sorted(whole.defaults.index)
+    for column, value in whole.defaults.items():
+        assert lean.defaults[column] == value or (pd.isna(value) and pd.isna(lean.defaults[column]))
+    assert np.array_equal(lean.engagement_reference, whole.engagement_reference)
+    assert lean.defaults["consent_email"] is False  # consent is never assumed
