@@ -129,78 +129,79 @@ class EngineState:
             ledger=self.ledger,
             contact_log=self.contacts,
         )
-        topic = f"nba-batch:{run_id}"
-        totals = {"published": 0, "delivered": 0, "actions": 0, "refused": 0, "spend": 0.0}
+        run = _Run(self, publisher, producer, f"nba-batch:{run_id}", customers, decisions)
         try:
             for start in range(0, len(customers), _PART):
-                stop = min(start + _PART, len(customers))
-                self._publish_part(
-                    publisher,
-                    producer,
-                    topic,
-                    customers,
-                    decisions,
-                    range(start, stop),
-                    model_version,
-                    now,
-                    totals,
+                run.publish_part(
+                    range(start, min(start + _PART, len(customers))), model_version, now
                 )
         finally:
             producer.flush(30)
         return BatchPublication(
-            run_id,
-            int(totals["published"]),
-            int(totals["delivered"]),
-            int(totals["actions"]),
-            int(totals["refused"]),
-            round(float(totals["spend"]), 2),
+            run_id, run.published, run.delivered, run.actions, run.refused, round(run.spend, 2)
         )
 
-    def _publish_part(
-        self,
-        publisher: Publisher,
-        producer: Producer,
-        topic: str,
-        customers: list[str],
-        decisions: Decisions,
-        rows: range,
-        model_version: str,
-        now: datetime,
-        totals: dict[str, float],
-    ) -> None:
-        ids = [action_id_for(topic, f"{topic}:{customers[i]}") for i in rows]
-        delivered = [d for _, d in self.decisions.lookup(ids)]
-        todo = np.array([i for i, done in zip(rows, delivered, strict=True) if not done])
-        totals["delivered"] += sum(delivered)
+
+@dataclass
+class _Run:
+    """One batch run's publication in progress, and its counts."""
+
+    state: EngineState
+    publisher: Publisher
+    producer: Producer
+    topic: str  # the triggers' topic: the run's action_ids derive from it
+    customers: list[str]
+    decisions: Decisions
+    published: int = 0
+    delivered: int = 0
+    actions: int = 0
+    refused: int = 0
+    spend: float = 0.0
+
+    def publish_part(self, rows: range, model_version: str, now: datetime) -> None:
+        """These customers' decisions in one transaction, but for those an earlier try of the
+        run delivered."""
+        ids = [action_id_for(self.topic, self._event_id(i)) for i in rows]
+        done = [delivered for _, delivered in self.state.decisions.lookup(ids)]
+        self.delivered += sum(done)
+        todo = np.array([i for i, d in zip(rows, done, strict=True) if not d], dtype=np.int64)
         if todo.size == 0:
             return
-        part = decisions.rows(todo)
-        triggers: ValidEvents = [
-            (
-                RawMessage(topic, 0, int(i), customers[i].encode(), None),
-                EngagementEvent(
-                    event_id=f"{topic}:{customers[i]}",
-                    customer_id=customers[i],
-                    event_type=BATCH_EVENT,
-                    occurred_at=now,
-                ),
-            )
-            for i in todo
-        ]
+        part = self.decisions.rows(todo)
+        triggers: ValidEvents = [self._trigger(int(i), now) for i in todo]
         actions = build_actions(
-            part, triggers, self.catalog, model_version, self.settings.budget_period, now
+            part,
+            triggers,
+            self.state.catalog,
+            model_version,
+            self.state.settings.budget_period,
+            now,
         )
-        producer.begin_transaction()
+        self.producer.begin_transaction()
         try:
-            finals = publisher.reserve_and_publish(triggers, actions, part, self.capacity.tolist())
-            producer.commit_transaction()
+            capacity = self.state.capacity.tolist()
+            finals = self.publisher.reserve_and_publish(triggers, actions, part, capacity)
+            self.producer.commit_transaction()
         except BaseException:
-            publisher.abandoned()
-            producer.abort_transaction()
+            self.publisher.abandoned()
+            self.producer.abort_transaction()
             raise
-        publisher.committed()
+        self.publisher.committed()
         acted = [f for f in finals if f.action != "do_nothing"]
-        totals["published"] += len(finals)
-        totals["actions"] += len(acted)
-        totals["refused"] += int(np.sum(part.action != DO_NOTHING)) - len(acted)
-        totals["spend"] += sum(f.cost for f in acted)
+        self.published += len(finals)
+        self.actions += len(acted)
+        self.refused += int(np.sum(part.action != DO_NOTHING)) - len(acted)
+        self.spend += sum(f.cost for f in acted)
+
+    def _event_id(self, i: int) -> str:
+        return f"{self.topic}:{self.customers[i]}"
+
+    def _trigger(self, i: int, now: datetime) -> tuple[RawMessage, EngagementEvent]:
+        customer = self.customers[i]
+        event = EngagementEvent(
+            event_id=self._event_id(i),
+            customer_id=customer,
+            event_type=BATCH_EVENT,
+            occurred_at=now,
+        )
+        return RawMessage(self.topic, 0, i, customer.encode(), None), event
