@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import sys
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -29,7 +31,7 @@ import onnxruntime as ort
 import pandas as pd
 from numpy.typing import NDArray
 
-from benchmarks._common import timed, write_result
+from benchmarks._common import measured_run, timed, write_result
 from model_export.batch_serving import batch_scorer
 from model_export.bundle import OUTPUTS
 from model_export.features import feature_matrix
@@ -95,6 +97,8 @@ def main() -> None:
         "peak_rss_mb_after_score_all": rss_after_score_all,
         "world_build_s_not_counted": round(build_s, 2),
     }
+    world.customers.to_parquet(root / "customers.parquet", index=False)
+    results["nba_score_all_command"] = _command(root, registry, budget)
     if args.spark_partitions:
         results["spark_local"] = _on_spark(
             root, registry, world.customers, budget, args.spark_partitions, decisions
@@ -120,6 +124,15 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _command(root: Path, registry: Registry, budget: float) -> dict[str, float]:
+    """`nba score --all` on the same base as a process, as an operator runs it: its whole wall
+    time (imports, reading the parquet, writing the decisions with their reasons) and peak RSS."""
+    env = {**os.environ, "NBA_MODEL_REGISTRY": str(registry.root)}
+    argv = [sys.executable, "-m", "nba", "score", "--all", "--data", str(root)]
+    argv += ["--out", str(root / "decisions.parquet"), "--budget", f"{budget:.0f}"]
+    return measured_run(argv, env)
+
+
 def _on_spark(
     root: Path,
     registry: Registry,
@@ -131,7 +144,6 @@ def _on_spark(
     """The same snapshot scored and decided on Spark in local mode (all cores): seconds from
     reading the parquet to the decisions, without the JVM's start; identical decisions?"""
     path = root / "customers.parquet"
-    snapshot.to_parquet(path, index=False)
     spark, start_s = timed(lambda: spark_session("local[*]"))
     try:
         (ids, decisions, _), spark_s = timed(

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import write_result
+from benchmarks._common import peak_rss_mb, write_result
 from benchmarks.profile_summary import record, summarize
 from model_export.serving import BundleScorer
 from nba.demo import _create_topics, _serve_features, _train_and_serve
@@ -146,14 +146,6 @@ def _sustained(
     return {"backlog": sent.sent, "seconds": elapsed, "events_per_s": sent.sent / elapsed}
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (Linux's VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmHWM for process {pid}")
-
-
 def _steps(settings: Settings) -> dict[str, Any]:
     """Mean seconds per micro-batch of each engine step, and the mean batch size."""
     found = scrape(
@@ -258,7 +250,7 @@ def main() -> None:
             spy.wait(timeout=args.profile_seconds + 60)
             results["profile_at_5000_per_s"] = summarize(recording)
         results["sustained"] = _sustained(settings, world, worker, args.backlog)
-        results["worker_peak_rss_mb"] = _peak_rss_mb(worker.pid)
+        results["worker_peak_rss_mb"] = peak_rss_mb(worker.pid)
         results["worker_steps"] = _steps(settings)
         results["baseline_per_event"] = _baseline(settings, world, args.baseline_events)
         results["sustained_over_baseline"] = (

@@ -21,7 +21,6 @@ Run: `.venv/bin/python -m benchmarks.memory_bounds [--customers N] [--first-wave
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import signal
 import subprocess
@@ -35,8 +34,8 @@ from typing import Any
 import numpy as np
 import redis
 
-from benchmarks._common import write_result
-from benchmarks.end_to_end import _peak_rss_mb, _settings, _worker_env
+from benchmarks._common import measured_run, peak_rss_mb, write_result
+from benchmarks.end_to_end import _settings, _worker_env
 from nba.demo import _create_topics, _serve_features, _train_and_serve
 from nba.local_servers import stack
 from nba.observe import events_processed, wait_for_events
@@ -87,29 +86,13 @@ def _redis_memory(settings: Settings) -> dict[str, Any]:
 
 
 def _score_all(settings: Settings, world: World, count: int, root: Path) -> dict[str, Any]:
-    """`nba score --all` as its own process on the first ``count`` customers: seconds and its
-    peak RSS (the kernel's VmHWM of the process, read every 50 ms until it exits; the rusage
-    of a child also counts the memory this big parent had when it forked)."""
+    """`nba score --all` as its own process on the first ``count`` customers."""
     data = root / f"snapshot-{count}"
     data.mkdir()
     world.customers.iloc[:count].to_parquet(data / "customers.parquet", index=False)
-    env = {**_worker_env(settings), "NBA_LOG_LEVEL": "WARNING"}
     argv = [sys.executable, "-m", "nba", "score", "--all", "--data", str(data)]
     argv += ["--out", str(root / f"decisions-{count}.parquet"), "--budget", f"{10.0 * count:.0f}"]
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)  # noqa: S603  # our CLI
-    peak = 0.0
-    while process.poll() is None:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, RuntimeError):
-            peak = max(peak, _peak_rss_mb(process.pid))
-        time.sleep(0.05)
-    if process.returncode != 0:
-        raise RuntimeError(f"nba score --all failed ({process.returncode}) on {count} customers")
-    return {
-        "customers": count,
-        "seconds": round(time.perf_counter() - started, 1),
-        "peak_rss_mb": peak,
-    }
+    return {"customers": count, **measured_run(argv, _worker_env(settings))}
 
 
 def main() -> None:
@@ -151,9 +134,9 @@ def main() -> None:
         order = np.random.default_rng(5).permutation(world.n)
         first, rest = order[: args.first_wave], order[args.first_wave :]
         results["first_wave"] = _wave(settings, _logins(world, first, 0.0))
-        results["first_wave"]["worker_peak_rss_mb"] = _peak_rss_mb(worker.pid)
+        results["first_wave"]["worker_peak_rss_mb"] = peak_rss_mb(worker.pid)
         results["all_customers"] = _wave(settings, _logins(world, rest, 7_200.0))
-        results["all_customers"]["worker_peak_rss_mb"] = _peak_rss_mb(worker.pid)
+        results["all_customers"]["worker_peak_rss_mb"] = peak_rss_mb(worker.pid)
         results["customers_with_state"] = world.n
         results["redis_with_all_state"] = _redis_memory(settings)
         results["worker_rss_all_over_first_wave"] = round(

@@ -28,9 +28,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import write_result
+from benchmarks._common import peak_rss_mb, write_result
 from benchmarks.api_latency import _cpu_seconds, _cpu_share, _start
-from benchmarks.end_to_end import _free_port, _peak_rss_mb, _settings
+from benchmarks.end_to_end import _free_port, _settings
 from nba.demo import _create_topics, _serve_features, _train_and_serve
 from nba.local_servers import stack
 from nba.observe import events_processed_or_none, scrape
@@ -126,7 +126,7 @@ def _drain(
             "events_per_s": round(queued / elapsed, 1),
             "share_of_events_per_worker": shares,
             "cores_used": _cpu_share(cpu, elapsed),
-            "peak_rss_mb_per_worker": [_peak_rss_mb(p.pid) for p in processes],
+            "peak_rss_mb_per_worker": [peak_rss_mb(p.pid) for p in processes],
         }
     finally:
         for process in processes:

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from model_export.features import FEATURES
 from model_export.learners import TreeModel
 from model_export.manifest import Registry
-from model_export.runs import native_models
+from model_export.native import native_models
 from model_export.serving import BundleScorer, Predictions
 from policies.catalog import Catalog
 from policies.errors import ModelManifestError

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +28,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-from xgboost import XGBClassifier, XGBRegressor
+from xgboost import XGBClassifier
 
 from model_export.bundle import OPSET, OUTPUTS, build_bundle
 from model_export.churn import ChurnModel
 from model_export.drift_reference import REFERENCE_FILE, build_reference
 from model_export.features import FEATURES
-from model_export.learners import Term, TreeModel, UpliftLearner, make_learner
+from model_export.learners import TreeModel, UpliftLearner
 from model_export.manifest import (
     BASELINE_FILE,
     DESIGN_FILE,
@@ -46,19 +45,12 @@ from model_export.manifest import (
     ProjectBinding,
     Registry,
 )
+from model_export.native import load_models
 from model_export.project_models import ProjectTrained
 from model_export.training import Trained
 from policies.errors import ModelManifestError
 
-__all__ = [
-    "PARITY_TOLERANCE",
-    "NativeModels",
-    "export_run",
-    "load_run",
-    "native_models",
-    "save_project_run",
-    "save_run",
-]
+__all__ = ["PARITY_TOLERANCE", "export_run", "load_run", "save_project_run", "save_run"]
 
 PARITY_TOLERANCE = 1e-5
 
@@ -158,54 +150,11 @@ def _optional_spec(
     return None if learner is None else _learner_spec(learner, prefix, models_dir)
 
 
-# A model file's bytes by its name (a run's models/ folder, or a registry's native.json).
-ModelFiles = Callable[[str], bytes]
-
-
-def _load_model(files: ModelFiles, entry: dict[str, str]) -> TreeModel:
-    model: TreeModel = XGBClassifier() if entry["kind"] == "classifier" else XGBRegressor()
-    model.load_model(bytearray(files(entry["file"])))
-    return model
-
-
-def _load_learner(files: ModelFiles, spec: dict[str, Any]) -> UpliftLearner:
-    learner = make_learner(spec["name"], spec["n_actions"], spec["outcome"])
-    learner.models_ = {key: _load_model(files, entry) for key, entry in spec["models"].items()}
-    learner.terms_ = [[_term(t) for t in terms] for terms in spec["terms"]]
-    return learner
-
-
-def _load_optional(files: ModelFiles, spec: dict[str, Any] | None) -> UpliftLearner | None:
-    return None if spec is None else _load_learner(files, spec)
-
-
-NativeModels = tuple[ChurnModel, UpliftLearner | None, UpliftLearner | None]
-
-
-def _load_models(spec: dict[str, Any], files: ModelFiles) -> NativeModels:
-    churn = ChurnModel()
-    churn.model_ = _load_model(files, spec["churn"])
-    churn.a_, churn.b_ = float(spec["churn"]["a"]), float(spec["churn"]["b"])
-    return churn, _load_optional(files, spec["retention"]), _load_optional(files, spec["expansion"])
-
-
-def native_models(payload: bytes) -> NativeModels:
-    """The native XGBoost models of a registered version (its ``native.json``, written by
-    `export_run`): what the ONNX bundle was checked against, for batch scoring."""
-    native = json.loads(payload)
-    return _load_models(native["spec"], lambda name: native["models"][name].encode())
-
-
 def _native_payload(folder: Path, spec: dict[str, Any]) -> bytes:
     """The run's model spec and every XGBoost JSON model file, in one file for the registry."""
     models = {p.name: p.read_text() for p in sorted((folder / "models").glob("*.json"))}
     kept = {k: spec[k] for k in ("churn", "retention", "expansion")}
     return json.dumps({"spec": kept, "models": models}).encode()
-
-
-def _term(entry: dict[str, Any]) -> Term:
-    augment = entry.get("augment")
-    return Term(entry["model"], float(entry["coef"]), None if augment is None else tuple(augment))
 
 
 def load_run(
@@ -217,7 +166,7 @@ def load_run(
         raise ModelManifestError(
             f"{folder} is not a training run (no spec.json); make one with `nba train`"
         ) from None
-    churn, retention, expansion = _load_models(
+    churn, retention, expansion = load_models(
         spec, lambda name: (folder / "models" / name).read_bytes()
     )
     return spec, churn, retention, expansion

@@ -12,13 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.project_repo import scoring_frame
-from ingest.importer import imported_manifest, imported_table
-from ingest.project import Project
 from model_export.batch_serving import batch_scorer
 from model_export.features import logins_per_seat
 from model_export.manifest import Registry
-from model_export.project_serving import ProjectScorer, score_project
 from model_export.serving import base_scores, decisions_frame, score_all
 from nba.commands.files import write_output
 from policies.arms import ArmConfig
@@ -27,7 +23,8 @@ from policies.decide import PolicyConfig, decide_batch
 from policies.errors import ConfigError, ModelManifestError
 from stream_app.settings import load_settings
 
-if TYPE_CHECKING:  # the engine's state is imported only by a run that publishes
+if TYPE_CHECKING:  # imported where used: a plain run imports neither Feast nor the engine
+    from ingest.project import Project
     from stream_app.batch_publish import BatchPublication
 
 __all__ = [
@@ -170,6 +167,10 @@ def score_project_base(
 ) -> BatchRun:
     """The import's whole customers table, with the promoted project bundle and the project's
     policy (holdout and exploration as the settings say)."""
+    from features.project_repo import scoring_frame
+    from ingest.importer import imported_manifest, imported_table
+    from model_export.project_serving import ProjectScorer, score_project
+
     settings = load_settings()
     policy = project.policy_config(
         ArmConfig(holdout_share=settings.holdout_share, explore_share=settings.explore_share)
