@@ -214,7 +214,7 @@ class Registry:
         return self._checked(manifest.version, DESIGN_FILE, binding.design_sha256)
 
     def native(self, manifest: Manifest) -> bytes | None:
-        """The native models' file (model_export.runs.native_models), checked against the
+        """The native models' file (model_export.native.native_models), checked against the
         manifest; None for a version exported without it."""
         if manifest.native_sha256 is None:
             return None

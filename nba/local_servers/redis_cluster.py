@@ -44,7 +44,9 @@ def node_process(name: str, *, data_dir: Path, run_dir: Path, first_port: int) -
 
 
 def _cluster_info(port: int) -> dict[str, str]:
-    client = redis.Redis(port=port, socket_connect_timeout=1.0, socket_timeout=1.0)
+    client = redis.Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=1.0, socket_timeout=1.0
+    )
     try:
         info: dict[str, str] = client.cluster("info")  # type: ignore[assignment]  # sync client
         return info
