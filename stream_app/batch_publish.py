@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Producer
 
-from policies.allocation import DO_NOTHING, capacity_vector
+from policies.allocation import DO_NOTHING
 from policies.decide import Decisions, PolicyConfig
 from policies.rules import ContactState
 from stream_app.contacts import ContactLog
@@ -47,7 +47,7 @@ from stream_app.worker import opened_ledger
 __all__ = ["BATCH_EVENT", "BatchPublication", "EngineState", "default_run_id"]
 
 BATCH_EVENT = "batch_run"  # the event type of a batch decision's trigger
-_PART = 20_000  # customers per Kafka transaction (and per contact-history read)
+_PART = 20_000  # customers per Kafka transaction
 
 
 def default_run_id(period: str, snapshot: Path) -> str:
@@ -76,7 +76,7 @@ class EngineState:
         self.ledger: BudgetLedger = opened_ledger(settings, self.client)
         self.decisions = DecisionState(self.client, settings.topic_events)
         self.contacts = ContactLog.for_topic(self.client, policy.contact, settings.topic_events)
-        self.capacity = capacity_vector(len(policy.catalog.names), policy.catalog.capacities())
+        self.capacity = policy.catalog.capacities()
         self.catalog = policy.catalog
 
     def budget_left(self) -> float:
@@ -84,30 +84,14 @@ class EngineState:
 
     def capacity_left(self) -> np.ndarray:
         """Each action's capacity this period less what the period has used."""
-        counts = self.ledger.counts()
-        used = np.array([counts.get(name, 0) for name in self.catalog.names], dtype=float)
-        left: np.ndarray = np.maximum(self.capacity - used, 0.0)
-        return left
+        return self.ledger.capacity_left(self.catalog.names, self.capacity)
 
     def contact_state(
         self, consent: np.ndarray, customers: list[str], now: datetime
     ) -> ContactState:
         """Consent, with each customer's contact history as of ``now``."""
-        parts = []
-        for start in range(0, len(customers), _PART):
-            stop = min(start + _PART, len(customers))
-            fresh = ContactState.fresh(stop - start, consent[start:stop])
-            parts.append(
-                self.contacts.apply(
-                    fresh, customers[start:stop], [now.timestamp()] * (stop - start)
-                )
-            )
-        return ContactState(
-            consent=consent,
-            days_since_contact=np.concatenate([p.days_since_contact for p in parts]),
-            contacts_in_window=np.concatenate([p.contacts_in_window for p in parts]),
-            do_not_disturb=np.concatenate([p.do_not_disturb for p in parts]),
-        )
+        fresh = ContactState.fresh(len(customers), consent)
+        return self.contacts.apply(fresh, customers, [now.timestamp()] * len(customers))
 
     def publish(
         self,

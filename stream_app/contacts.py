@@ -26,6 +26,7 @@ from stream_app.redis_clients import RedisClient
 __all__ = ["ContactLog"]
 
 _DAY_S = 86_400.0
+_READ_PART = 20_000  # customers per HMGET of the history
 
 
 class ContactLog:
@@ -44,7 +45,12 @@ class ContactLog:
     def _history(self, customers: Sequence[str]) -> list[list[tuple[str, float]]]:
         if not customers:
             return []
-        raw: list[bytes | None] = self._client.hmget(self._key, list(customers))  # type: ignore[assignment]  # sync client
+        # In parts, one round trip: a base-wide read (a batch run) is no single million-field
+        # HMGET that would hold Redis for the whole reply.
+        with self._client.pipeline(transaction=False) as pipe:
+            for start in range(0, len(customers), _READ_PART):
+                pipe.hmget(self._key, list(customers[start : start + _READ_PART]))
+            raw = [value for part in pipe.execute() for value in part]
         return [[(c, float(t)) for c, t in json.loads(r)] if r else [] for r in raw]
 
     def apply(

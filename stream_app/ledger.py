@@ -19,7 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import redis
+from numpy.typing import NDArray
 
 from policies.errors import BudgetError, InfraError
 from stream_app.redis_clients import RedisClient, hash_tag, lua_script
@@ -213,6 +215,16 @@ class BudgetLedger:
     def spent(self) -> float:
         value: bytes | None = self._client.get(self.keys[0])  # type: ignore[assignment]  # sync client
         return float(value or 0.0)
+
+    def capacity_left(
+        self, actions: Sequence[str], capacity: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        """Each action's ``capacity`` for the period less what this period's reservations
+        counted (every worker's, and batch runs')."""
+        counts = self.counts()
+        used = np.array([counts.get(name, 0) for name in actions], dtype=float)
+        left: NDArray[np.float64] = np.maximum(capacity - used, 0.0)
+        return left
 
     def counts(self) -> dict[str, int]:
         raw: dict[bytes, bytes] = self._client.hgetall(self.keys[2])  # type: ignore[assignment]  # sync client

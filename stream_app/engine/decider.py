@@ -81,10 +81,7 @@ class Decider:
 
     def capacity_left(self) -> NDArray[np.float64]:
         """Capacity per action minus what the ledger counted this period (every worker's)."""
-        counts = self.ledger.counts()
-        used = np.array([counts.get(name, 0) for name in self.policy.catalog.names], float)
-        left: NDArray[np.float64] = np.maximum(self.capacity - used, 0.0)
-        return left
+        return self.ledger.capacity_left(self.policy.catalog.names, self.capacity)
 
     def elapsed(self) -> float:
         """Seconds into the budget period, on the wall clock (the period may have begun before
