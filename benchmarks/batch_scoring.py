@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 from functools import partial
@@ -31,7 +30,7 @@ import onnxruntime as ort
 import pandas as pd
 from numpy.typing import NDArray
 
-from benchmarks._common import measured_run, timed, write_result
+from benchmarks._common import measured_run, peak_rss_mb, timed, write_result
 from model_export.batch_serving import batch_scorer
 from model_export.bundle import OUTPUTS
 from model_export.features import feature_matrix
@@ -71,7 +70,7 @@ def main() -> None:
     world, build_s = timed(lambda: build_world(WorldConfig(n_customers=args.customers, seed=2)))
     budget = 0.05 * world.n * 200.0
     decisions, total_s = timed(lambda: score_all(world.customers, scorer, PolicyConfig(), budget))
-    rss_after_score_all = _peak_rss_mb()
+    rss_after_score_all = peak_rss_mb(os.getpid())
     on_bundle, bundle_total_s = timed(
         lambda: score_all(world.customers, bundle, PolicyConfig(), budget)
     )
@@ -117,11 +116,6 @@ def main() -> None:
     )
     print(json.dumps(results, indent=2))
     print(f"written: {path}")
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _command(root: Path, registry: Registry, budget: float) -> dict[str, float]:

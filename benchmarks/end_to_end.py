@@ -101,6 +101,29 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """The settings' topics created, and `nba worker` started on them as its own process, as
+    an operator runs it; returns once its /metrics answers."""
+    _create_topics(
+        settings,
+        [
+            settings.topic_events,
+            settings.topic_actions,
+            settings.topic_outcomes,
+            settings.topic_dlq,
+        ],
+    )
+    with log_path.open("wb") as log:  # the child keeps its own copy
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "nba", "worker"],
+            env=_worker_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_events(settings, 0, 120)
+    return worker
+
+
 def _phase(settings: Settings, world: World, k: int, rate: float, seconds: float) -> dict[str, Any]:
     """Replay ``rate x seconds`` new events (a later stretch of the world's time) at ``rate``."""
     count = int(rate * seconds)
@@ -219,23 +242,7 @@ def main() -> None:
         world = build_world(validated(n_customers=args.customers, seed=3))
         _train_and_serve(settings, world, run, seed=3)
         _serve_features(settings, world)
-        _create_topics(
-            settings,
-            [
-                settings.topic_events,
-                settings.topic_actions,
-                settings.topic_outcomes,
-                settings.topic_dlq,
-            ],
-        )
-        with (root / "worker.log").open("wb") as log:  # the child keeps its own copy
-            worker = subprocess.Popen(  # the real CLI, as an operator runs it
-                [sys.executable, "-m", "nba", "worker"],
-                env=_worker_env(settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_events(settings, 0, 120)  # /metrics answers
+        worker = start_worker(settings, root / "worker.log")
         # The worker's first seconds (connections, the first ONNX and Feast calls) are a cold
         # start, reported apart: at 20,000 measured events one second of it would be the p99.
         results: dict[str, Any] = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +34,8 @@ import numpy as np
 import redis
 
 from benchmarks._common import measured_run, peak_rss_mb, write_result
-from benchmarks.end_to_end import _settings, _worker_env
-from nba.demo import _create_topics, _serve_features, _train_and_serve
+from benchmarks.end_to_end import _settings, _worker_env, start_worker
+from nba.demo import _serve_features, _train_and_serve
 from nba.local_servers import stack
 from nba.observe import events_processed, wait_for_events
 from nba.replay import replay_events
@@ -114,23 +113,7 @@ def main() -> None:
         _serve_features(settings, world)
         results["materialize_s_not_counted"] = round(time.perf_counter() - started, 1)
         results["redis_after_materialize"] = _redis_memory(settings)
-        _create_topics(
-            settings,
-            [
-                settings.topic_events,
-                settings.topic_actions,
-                settings.topic_outcomes,
-                settings.topic_dlq,
-            ],
-        )
-        with (root / "worker.log").open("wb") as log:  # the child keeps its own copy
-            worker = subprocess.Popen(  # the real CLI, as an operator runs it
-                [sys.executable, "-m", "nba", "worker"],
-                env=_worker_env(settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_events(settings, 0, 120)  # /metrics answers
+        worker = start_worker(settings, root / "worker.log")
         order = np.random.default_rng(5).permutation(world.n)
         first, rest = order[: args.first_wave], order[args.first_wave :]
         results["first_wave"] = _wave(settings, _logins(world, first, 0.0))

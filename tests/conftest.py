@@ -22,8 +22,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.importer import import_project
 from ingest.project import Project, load_project
+from model_export.manifest import Registry
+from model_export.runs import export_run, save_run
+from model_export.training import train_models
 from nba.local_servers import stack
 from nba.local_servers.process import port_is_free
+from policies.catalog import default_catalog
+from simulator.config import WorldConfig
+from simulator.datasets import randomized_experiment
+from simulator.world import build_world
 from stream_app.decision_loop import RenewableProducer
 from stream_app.kafka_clients import LIBRDKAFKA_LOGGER, transactional_producer
 from stream_app.redis_clients import RedisClient, redis_client
@@ -176,6 +183,21 @@ def drain(consumer: Consumer, expected: int, timeout_s: float = 60.0) -> list[Me
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise AssertionError(f"consumer error: {error}")
     return got
+
+
+def promoted_registry(root: Path) -> Registry:
+    """A small S-learner bundle of the simulated world, exported and promoted as "v1"."""
+    trained = train_models(
+        randomized_experiment(build_world(WorldConfig(n_customers=6_000, seed=1))),
+        default_catalog().names,
+        "s",
+        seed=1,
+        n_estimators=30,
+    )
+    registry = Registry(root / "registry")
+    export_run(save_run(trained, root / "run", ""), registry, "v1")
+    registry.promote("v1")
+    return registry
 
 
 @pytest.fixture(scope="session")

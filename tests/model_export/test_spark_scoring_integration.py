@@ -12,16 +12,13 @@ import pytest
 from pyspark.sql import SparkSession
 
 from model_export.batch_serving import NativeScorer, batch_scorer
-from model_export.manifest import Registry
-from model_export.runs import export_run, save_run
 from model_export.serving import decisions_frame, score_all
 from model_export.spark_scoring import score_all_spark, spark_session
-from model_export.training import train_models
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
 from simulator.config import WorldConfig
-from simulator.datasets import randomized_experiment
 from simulator.world import build_world
+from tests.conftest import promoted_registry
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +32,7 @@ def spark() -> Iterator[SparkSession]:
 
 def test_spark_decides_exactly_as_one_machine(spark: SparkSession, tmp_path: Path) -> None:
     catalog = default_catalog()
-    trained = train_models(
-        randomized_experiment(build_world(WorldConfig(n_customers=6_000, seed=1))),
-        catalog.names,
-        "s",
-        seed=1,
-        n_estimators=30,
-    )
-    registry = Registry(tmp_path / "registry")
-    export_run(save_run(trained, tmp_path / "run", ""), registry, "v1")
-    registry.promote("v1")
+    registry = promoted_registry(tmp_path)
     snapshot = build_world(WorldConfig(n_customers=20_000, seed=2)).customers
     snapshot.to_parquet(tmp_path / "customers.parquet", index=False)
     budget = 0.05 * len(snapshot) * 200.0  # binds: the allocation decides who is left out

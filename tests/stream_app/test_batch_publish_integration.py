@@ -11,21 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from model_export.manifest import Registry
-from model_export.runs import export_run, save_run
-from model_export.training import train_models
 from nba.commands.score import score_base
-from policies.catalog import default_catalog
 from policies.rules import ContactRules, ContactState
 from simulator.config import WorldConfig
-from simulator.datasets import randomized_experiment
 from simulator.world import build_world
 from stream_app import kafka_clients
 from stream_app.contacts import ContactLog
 from stream_app.ledger import BudgetLedger
 from stream_app.redis_clients import redis_client
 from stream_app.settings import load_settings
-from tests.conftest import TopicFactory, drain
+from tests.conftest import TopicFactory, drain, promoted_registry
 
 pytestmark = pytest.mark.integration
 BUDGET = 20_000.0
@@ -39,17 +34,7 @@ def test_a_published_batch_run_shares_the_ledger_and_contacts_and_pays_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    catalog = default_catalog()
-    trained = train_models(
-        randomized_experiment(build_world(WorldConfig(n_customers=6_000, seed=1))),
-        catalog.names,
-        "s",
-        seed=1,
-        n_estimators=30,
-    )
-    registry = Registry(tmp_path / "registry")
-    export_run(save_run(trained, tmp_path / "run", ""), registry, "v1")
-    registry.promote("v1")
+    registry = promoted_registry(tmp_path)
     snapshot = build_world(WorldConfig(n_customers=3_000, seed=2)).customers
     (tmp_path / "world").mkdir()
     snapshot.to_parquet(tmp_path / "world" / "customers.parquet", index=False)

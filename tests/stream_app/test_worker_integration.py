@@ -145,6 +145,15 @@ def _undecided(
     return f"undecided {sorted(missing)}: events {where}; committed {committed}; logs {said}"
 
 
+def _two_workers(env: dict[str, str], tmp_path: Path) -> list[subprocess.Popen[bytes]]:
+    """Two workers of one group (logs a.log and b.log), each ready."""
+    env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
+    workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
+    for name in ("a", "b"):
+        _wait_ready(tmp_path / f"{name}.log")
+    return workers
+
+
 def _customers(seen: dict[str, list[bytes]]) -> set[str]:
     return {json.loads(next(iter(v)))["customer_id"] for v in seen.values()}
 
@@ -353,10 +362,7 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_never_doubles_an_action(
 ) -> None:
     env, settings, world, run = _prepare(kafka_bootstrap, redis_url, make_topic, tmp_path)
     env["NBA_LOG_LEVEL"] = "INFO"  # rebalances in the logs, for a failure
-    env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
-    workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
-    for name in ("a", "b"):
-        _wait_ready(tmp_path / f"{name}.log")
+    workers = _two_workers(env, tmp_path)
     events = generate_events(world, days=0.5)
     total = min(4_000, len(events))
     sender = threading.Thread(
@@ -395,10 +401,7 @@ def test_two_workers_on_a_redis_cluster_share_one_budget_and_decide_each_trigger
     env, settings, world, run = _prepare(kafka_bootstrap, url, make_topic, tmp_path, True)
     budget = 1_500.0
     env |= {"NBA_BUDGET": str(budget), "NBA_PACING_PERIOD_S": "2", "NBA_LOG_LEVEL": "INFO"}
-    env_b = {**env, "NBA_METRICS_PORT": str(free_port())}
-    workers = [_start(env, tmp_path / "a.log"), _start(env_b, tmp_path / "b.log")]
-    for name in ("a", "b"):
-        _wait_ready(tmp_path / f"{name}.log")
+    workers = _two_workers(env, tmp_path)
     events = generate_events(world, days=0.5)
     total = min(4_000, len(events))
     replay_events(events, kafka_clients.producer(settings), env["NBA_TOPIC_EVENTS"], 1_000.0, total)
