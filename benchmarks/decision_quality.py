@@ -13,6 +13,13 @@ exploration on either side):
   (simulator.truth.oracle_policy): the ceiling no policy can reach;
 - **risk-sorted** (V1): call the riskiest, e-mail when calls run out (benchmarks.policy_value).
 
+Beside them, the **feature ceiling**: the same allocator fed XGBoost regressors of the true
+effects themselves (simulator truth, not outcomes) on ``--ceiling-customers`` customers of the
+training world. The true effects depend on latent traits the features see only through noisy
+counts, so no model of these features can earn the true-effect oracle's value; this policy is
+an estimate of what one can (reported as its own ratio to the true-effect oracle, and the
+served policy's ratio to it).
+
 Each policy is valued by its true expected net gain (the sum over its choices of the true
 expected effect times value, minus cost); the realized-outcome ratio uses realized values on
 both sides. Harm: the share of treated customers whose action's true expected effect (before
@@ -36,6 +43,7 @@ from numpy.typing import NDArray
 from benchmarks._common import write_result
 from benchmarks.policy_value import CALL_PRICE
 from model_export.features import feature_matrix
+from model_export.learners import base_model
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
 from model_export.serving import BundleScorer, score_all
@@ -70,6 +78,38 @@ def _served_scorer(
     return BundleScorer(registry, catalog, threads=0)
 
 
+class _FeatureCeiling:
+    """A scorer of E[true effect | features]: regressors of the simulator's true retention and
+    expansion effects (and churn probability) on a large world, not of outcomes."""
+
+    version = "feature-ceiling"
+
+    def __init__(self, world: World, n_estimators: int = 400) -> None:
+        x = feature_matrix(world.customers)
+        retain, expansion = world.p_retain, world.expected_expansion
+        retention_effect = retain - retain[:, :1]
+        expansion_share = (expansion - expansion[:, :1]) / world.value[:, None]
+        actions = range(1, retain.shape[1])
+        self._retention = [
+            base_model("regressor", a, n_estimators).fit(x, retention_effect[:, a]) for a in actions
+        ]
+        self._expansion = [
+            base_model("regressor", a, n_estimators).fit(x, expansion_share[:, a]) for a in actions
+        ]
+        self._churn = base_model("regressor", 0, n_estimators).fit(x, 1.0 - retain[:, 0])
+
+    def predict(
+        self, x: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        def columns(models: list[Any]) -> NDArray[np.float64]:
+            return np.column_stack([np.zeros(len(x))] + [m.predict(x) for m in models]).astype(
+                np.float64
+            )
+
+        p_churn = np.clip(self._churn.predict(x), 0.0, 1.0).astype(np.float64)
+        return p_churn, columns(self._retention), columns(self._expansion)
+
+
 def _true_value(net: NDArray[np.float64], choice: NDArray[np.int64]) -> float:
     return float(net[np.arange(len(choice)), choice].sum())
 
@@ -81,7 +121,11 @@ def _harm(gain: NDArray[np.float64], choice: NDArray[np.int64]) -> float:
 
 
 def _at_budget(
-    world: World, served: NDArray[np.int64], p_churn: NDArray[np.float64], budget: float
+    world: World,
+    served: NDArray[np.int64],
+    ceiling: NDArray[np.int64],
+    p_churn: NDArray[np.float64],
+    budget: float,
 ) -> dict[str, Any]:
     config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
     catalog = config.catalog
@@ -98,6 +142,7 @@ def _at_budget(
         for name, choice in {
             "served": served,
             "true_effect_oracle": true_oracle,
+            "feature_ceiling": ceiling,
             "risk": risk,
         }.items()
     }
@@ -112,11 +157,15 @@ def _at_budget(
         "vs_true_effect_oracle": round(values["served"] / values["true_effect_oracle"], 3),
         "vs_realized_outcome_oracle": round(realized["served"] / realized["realized_oracle"], 3),
         "vs_risk_sorted": round(values["served"] / values["risk"], 3),
+        "vs_feature_ceiling": round(values["served"] / values["feature_ceiling"], 3),
+        "feature_ceiling_vs_true_effect_oracle": round(
+            values["feature_ceiling"] / values["true_effect_oracle"], 3
+        ),
         "served_spend": round(float(cost[np.arange(world.n), served].sum())),
         "true_effect_oracle_spend": round(float(cost[np.arange(world.n), true_oracle].sum())),
         "served_treated": int((served != 0).sum()),
         "harmful_share_of_treated": round(_harm(gain, served), 3),
-        "true_effect_oracle_harmful_share": round(_harm(gain, true_oracle), 3),
+        "feature_ceiling_harmful_share": round(_harm(gain, ceiling), 3),
     }
 
 
@@ -124,8 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000, help="held-out world")
     parser.add_argument("--train-customers", type=int, default=40_000)
-    parser.add_argument("--learners", default="s", help="comma-separated: s, t, x, dr, ct")
+    parser.add_argument("--learners", default="sp", help="comma-separated: sp, s, t, x, dr, ct")
     parser.add_argument("--seed", type=int, default=2, help="the held-out world's seed")
+    parser.add_argument("--ceiling-customers", type=int, default=200_000)
     parser.add_argument(
         "--equal-shares",
         action="store_true",
@@ -134,17 +184,22 @@ def main() -> None:
     args = parser.parse_args()
     world = build_world(WorldConfig(n_customers=args.customers, seed=args.seed))
     config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
+    budgets = {f"{int(share * 100)}pct": share * world.n * CALL_PRICE for share in BUDGET_SHARES}
+    ceiling = _FeatureCeiling(build_world(WorldConfig(n_customers=args.ceiling_customers, seed=1)))
+    ceiling_choices = {
+        key: score_all(world.customers, ceiling, config, budget).action
+        for key, budget in budgets.items()
+    }
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="nba-quality-") as tmp:
         for learner in args.learners.split(","):
             scorer = _served_scorer(learner, args.train_customers, Path(tmp), args.equal_shares)
             p_churn = scorer.predict(feature_matrix(world.customers))[0]
             results[learner] = {}
-            for share in BUDGET_SHARES:
-                budget = share * world.n * CALL_PRICE
+            for key, budget in budgets.items():
                 served = score_all(world.customers, scorer, config, budget).action
-                results[learner][f"{int(share * 100)}pct"] = _at_budget(
-                    world, served, p_churn, budget
+                results[learner][key] = _at_budget(
+                    world, served, ceiling_choices[key], p_churn, budget
                 )
             print(learner, json.dumps(results[learner], indent=2), flush=True)
     path = write_result(
@@ -153,6 +208,7 @@ def main() -> None:
             "customers": args.customers,
             "train_customers": args.train_customers,
             "seed": args.seed,
+            "ceiling_customers": args.ceiling_customers,
             "equal_shares": args.equal_shares,
             "budget_shares": BUDGET_SHARES,
             "call_price": CALL_PRICE,

@@ -10,6 +10,7 @@ benchmarks/uplift_reference.py.
 | learner | uplift of action a |
 |---|---|
 | S  | f_a(x, 1) - f_a(x, 0), per action a classifier with the treatment indicator as a feature |
+| SP | f(x, e_a) - f(x, 0), one model over every arm, the treatment one-hot as features |
 | T  | mu_a(x) - mu_0(x), one classifier per arm |
 | X  | g x tau0_a(x) + (1 - g) x tau1_a(x), regressors on imputed effects (Kunzel et al. 2019) |
 | DR | tau_a(x), a regressor on cross-fitted doubly robust pseudo-outcomes (Kennedy 2020) |
@@ -122,8 +123,10 @@ class UpliftLearner:
     ) -> None:
         raise NotImplementedError
 
-    def _model(self, key: str, kind: Kind, x: NDArray[np.float32], y: Floats) -> TreeModel:
-        model = base_model(kind, self.seed + len(self.models_), self.n_estimators)
+    def _model(
+        self, key: str, kind: Kind, x: NDArray[np.float32], y: Floats, rounds_factor: int = 1
+    ) -> TreeModel:
+        model = base_model(kind, self.seed + len(self.models_), rounds_factor * self.n_estimators)
         model.fit(x, y.astype(int) if kind == "classifier" else y)
         self.models_[key] = model
         return model
@@ -163,6 +166,28 @@ class SLearner(UpliftLearner):
                 Term(f"s{a}", 1.0, augment=(1.0,)),
                 Term(f"s{a}", -1.0, augment=(0.0,)),
             ]
+
+
+class PooledSLearner(UpliftLearner):
+    """One model over every arm, with the treatment one-hot as features: the baseline outcome
+    is learned from all rows instead of again for each action, which is what a small arm needs.
+
+    The treatment columns get fewer splits per tree in one model than in a model per action, so
+    it boosts twice the rounds (measured on the simulator at 40,000 customers: 200 rounds earn
+    0.75 of the true-effect oracle, 400 rounds 0.78, 600 no more; benchmarks/decision_quality).
+    """
+
+    name = "sp"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        onehot = np.eye(self.n_actions, dtype=np.float32)[treatment][:, 1:]
+        self._model("sp", self.outcome, np.hstack([x, onehot]), y, rounds_factor=2)
+        control = (0.0,) * (self.n_actions - 1)
+        for a in range(1, self.n_actions):
+            arm = tuple(1.0 if k == a - 1 else 0.0 for k in range(self.n_actions - 1))
+            self.terms_[a] = [Term("sp", 1.0, augment=arm), Term("sp", -1.0, augment=control)]
 
 
 class TLearner(UpliftLearner):
@@ -246,7 +271,8 @@ class ClassTransformation(UpliftLearner):
 
 
 LEARNERS: dict[str, type[UpliftLearner]] = {
-    cls.name: cls for cls in (SLearner, TLearner, XLearner, DRLearner, ClassTransformation)
+    cls.name: cls
+    for cls in (SLearner, PooledSLearner, TLearner, XLearner, DRLearner, ClassTransformation)
 }
 
 

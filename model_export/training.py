@@ -88,13 +88,18 @@ def true_uplift(
 def train_models(
     experiment: pd.DataFrame,
     actions: tuple[str, ...],
-    learner: str = "s",
+    learner: str = "sp",
     seed: int = 0,
     truth: pd.DataFrame | None = None,
     legacy: pd.DataFrame | None = None,
     n_estimators: int = 200,
     on_step: Callable[[str], None] = lambda _: None,
+    refit: bool = True,
 ) -> Trained:
+    """Fit on 70% of the experiment and evaluate on the other 30%; then, with ``refit``, fit the
+    shipped models again on every row with the same settings (the metrics describe the 70% fit:
+    on the simulator the refit on 40,000 instead of 28,000 customers adds about 0.05 of the
+    true-effect oracle's value, benchmarks/decision_quality)."""
     _check(experiment, actions)
     train, test = train_test_split(
         experiment, test_size=0.3, random_state=seed, stratify=experiment["treatment_index"]
@@ -102,19 +107,12 @@ def train_models(
     x, xt = feature_matrix(train), feature_matrix(test)
     t, tt = train["treatment_index"].to_numpy(np.int64), test["treatment_index"].to_numpy(np.int64)
     y, yt = train["retained"].to_numpy(np.float64), test["retained"].to_numpy(np.float64)
-    propensity = train["propensity"].to_numpy(np.float64)
-    share = (train["expansion_revenue"] / train["contract_value"]).to_numpy(np.float64)
 
     control, control_t = t == 0, tt == 0
-    churn = ChurnModel(seed=seed).fit(x[control], y[control] == 0)
+    on_step("models")
+    churn, retention, expansion = _fit(train, x, len(actions), learner, seed, n_estimators)
     baseline = baseline_churn_model(x[control], y[control] == 0)
-    retention = make_learner(learner, len(actions), "classifier", seed, n_estimators).fit(
-        x, t, y, propensity
-    )
-    expansion = make_learner("t", len(actions), "regressor", seed + 1, n_estimators).fit(
-        x, t, share, propensity
-    )
-
+    on_step("evaluation")
     uplift = retention.predict_uplift(xt)
     true = true_uplift(truth, test["customer_id"], actions) if truth is not None else None
     p_churn = churn.predict_proba(xt)
@@ -142,6 +140,12 @@ def train_models(
         metrics["legacy_log"] = _legacy_contrast(
             legacy, truth, learner, actions, seed, n_estimators, xt, true
         )
+    if refit:
+        on_step("refit on every row")
+        churn, retention, expansion = _fit(
+            experiment, feature_matrix(experiment), len(actions), learner, seed, n_estimators
+        )
+    metrics["rows"]["shipped_models"] = len(experiment) if refit else len(train)
     return Trained(
         learner=learner,
         actions=actions,
@@ -159,6 +163,33 @@ def train_models(
             "control": control_t,
         },
     )
+
+
+def _fit(
+    frame: pd.DataFrame,
+    x: NDArray[np.float32],
+    n_actions: int,
+    learner: str,
+    seed: int,
+    n_estimators: int,
+) -> tuple[ChurnModel, UpliftLearner, UpliftLearner]:
+    """Churn on the control rows; retention uplift with ``learner``; expansion (revenue as a
+    share of the contract) with the pooled S-learner, whose shared baseline serves the small
+    arms best (measured: 0.81 of the true-effect oracle at a 1% budget against 0.77 with a
+    T-learner of regressors, benchmarks/decision_quality)."""
+    t = frame["treatment_index"].to_numpy(np.int64)
+    y = frame["retained"].to_numpy(np.float64)
+    propensity = frame["propensity"].to_numpy(np.float64)
+    share = (frame["expansion_revenue"] / frame["contract_value"]).to_numpy(np.float64)
+    control = t == 0
+    churn = ChurnModel(seed=seed).fit(x[control], y[control] == 0)
+    retention = make_learner(learner, n_actions, "classifier", seed, n_estimators).fit(
+        x, t, y, propensity
+    )
+    expansion = make_learner("sp", n_actions, "regressor", seed + 1, n_estimators // 2).fit(
+        x, t, share, propensity
+    )
+    return churn, retention, expansion
 
 
 def _persona_contrast(

@@ -121,7 +121,7 @@ def _train_and_serve(settings: Settings, world: World, run: str, seed: int) -> B
     stream's customers are ones the models never saw), export and promote the bundle."""
     actions = default_catalog().names
     truth = truth_frame(world)
-    trained = train_models(randomized_experiment(world), actions, "s", seed, truth=truth)
+    trained = train_models(randomized_experiment(world), actions, "sp", seed, truth=truth)
     registry = Registry(settings.model_registry)
     folder = save_run(
         trained, settings.model_registry.parent / "run", render_report(trained, f"demo {run}")

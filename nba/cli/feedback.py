@@ -183,7 +183,9 @@ def retrain(
     data: Annotated[
         Path, typer.Option(help="Folder with the newest experiment.parquet and customers.parquet.")
     ] = Path("data/world"),
-    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    learner: Annotated[
+        str, typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr or ct.")
+    ] = "sp",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
     margin: Annotated[
         float, typer.Option(help="Dollars per decision the challenger must win by (DR).")
@@ -347,7 +349,9 @@ def campaign(
     outcome: Annotated[
         str | None, typer.Option(help="Outcome column (default: the project's outcome).")
     ] = None,
-    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    learner: Annotated[
+        str, typer.Option(help="Uplift learner: s, sp (pooled S), t, x, dr or ct.")
+    ] = "s",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
     robustness: Annotated[
         bool,

@@ -74,7 +74,9 @@ def train(
             "the import (default NBA_IMPORTED_DATA)."
         ),
     ] = None,
-    learner: Annotated[str, typer.Option(help="Uplift learner: s, t, x, dr or ct.")] = "s",
+    learner: Annotated[
+        str, typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr or ct.")
+    ] = "sp",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
     outcome: Annotated[
         str | None, typer.Option(help="With --project: the outcome (default: the declared one).")
