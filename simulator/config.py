@@ -133,6 +133,12 @@ class WorldConfig(BaseModel):
     # Live stream: mean product sessions per customer per day at average engagement.
     sessions_per_day: NonNegative = 1.5
     history_days: int = Field(default=730, ge=30, le=3650)
+    # Extra standard deviation on each latent trait where it drives an observed feature; the
+    # true effects still follow the traits themselves, so the features say less (0: default).
+    observation_noise: NonNegative = 0.0
+    # Weight of the unobserved churn risk in the legacy rule's warning score (in units of the
+    # score's spread): above 0 the legacy log is confounded by what no feature shows.
+    legacy_confounding: NonNegative = 0.0
 
     @model_validator(mode="after")
     def _shares_are_consistent(self) -> WorldConfig:

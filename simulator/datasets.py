@@ -59,7 +59,8 @@ def legacy_history(
     The legacy risk score is built from observable warning signs, so treatment is confounded with
     churn risk: comparing treated with untreated customers in this log is biased (the naive
     estimate of a call's effect is far below its truth), which is what uplift learning on
-    randomized data fixes.
+    randomized data fixes. With ``legacy_confounding`` the rule also leans on the churn risk no
+    feature shows, and no adjustment for the features removes the bias.
     """
     if not 0 <= call_share <= 1 or not 0 <= email_share <= 1 or call_share + email_share > 1:
         raise ConfigError("call_share and email_share must lie in [0, 1] and sum to at most 1")
@@ -72,6 +73,8 @@ def legacy_history(
         + 0.3 * c["exports_30d"].to_numpy(float)
         + 0.3 * rng.normal(size=world.n)
     )
+    unobserved = world.config.legacy_confounding * float(warning.std()) * world.latent["risk"]
+    warning = warning + unobserved
     rank = np.argsort(np.argsort(-warning))
     n_call, n_email = int(call_share * world.n), int(email_share * world.n)
     actions = list(world.actions)

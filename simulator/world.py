@@ -41,7 +41,15 @@ class ResponseType(IntEnum):
 
 
 # Independent random streams per component, so that generating events never shifts customers.
-_STREAMS = {"customers": 1, "outcomes": 2, "experiment": 3, "history": 4, "events": 5, "tx": 6}
+_STREAMS = {
+    "customers": 1,
+    "outcomes": 2,
+    "experiment": 3,
+    "history": 4,
+    "events": 5,
+    "tx": 6,
+    "observation-noise": 7,
+}
 
 
 def rng_for(seed: int, component: str) -> np.random.Generator:
@@ -153,6 +161,7 @@ def _observables(
     latent: dict[str, Floats], frame: pd.DataFrame, config: WorldConfig, rng: np.random.Generator
 ) -> pd.DataFrame:
     n = len(frame)
+    latent = _as_observed(latent, config)
     e, s = latent["engagement"], latent["satisfaction"]
     g, ps = latent["growth_intent"], latent["price_sensitivity"]
     seats = frame["seats"].to_numpy(float)
@@ -185,6 +194,29 @@ def _observables(
     for channel, rate in config.consent_rates.items():
         observed[f"consent_{channel}"] = rng.random(n) < rate
     return pd.concat([frame, pd.DataFrame(observed)], axis=1)
+
+
+_CONTINUOUS_TRAITS = (
+    "engagement",
+    "satisfaction",
+    "growth_intent",
+    "price_sensitivity",
+    "low_adoption",
+)
+
+
+def _as_observed(latent: dict[str, Floats], config: WorldConfig) -> dict[str, Floats]:
+    """The traits as the observed features see them: with ``observation_noise``, each continuous
+    trait blurred by its own noise (its own random stream, so a world without noise is the
+    same world as before the setting existed)."""
+    if config.observation_noise == 0.0:
+        return latent
+    rng = rng_for(config.seed, "observation-noise")
+    blurred = dict(latent)
+    for name in _CONTINUOUS_TRAITS:
+        blurred[name] = latent[name] + config.observation_noise * rng.normal(size=latent[name].size)
+    blurred["dissatisfaction"] = -blurred["satisfaction"]
+    return blurred
 
 
 def _customer_ids(n: int) -> NDArray[np.str_]:

@@ -43,6 +43,20 @@ def simulate_world(
     events_days: Annotated[
         float, typer.Option(help="Also write this many days of engagement events.")
     ] = 0.0,
+    observation_noise: Annotated[
+        float,
+        typer.Option(
+            help="Blur the traits behind the observed features by this standard deviation "
+            "(the true effects stay): a world where the features say less."
+        ),
+    ] = 0.0,
+    legacy_confounding: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the unobserved churn risk in the legacy rule that wrote "
+            "history.parquet: a log confounded by what no feature shows."
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a simulated world's data sets as parquet / JSON lines.
 
@@ -52,7 +66,13 @@ def simulate_world(
     from nba.commands.simulate import write_world
     from simulator.config import validated
 
-    config = validated(n_customers=customers, seed=seed, baseline_churn_rate=churn_rate)
+    config = validated(
+        n_customers=customers,
+        seed=seed,
+        baseline_churn_rate=churn_rate,
+        observation_noise=observation_noise,
+        legacy_confounding=legacy_confounding,
+    )
     for name, rows in write_world(config, out, events_days).items():
         typer.echo(f"{out / name}: {rows:,} rows")
 

@@ -74,6 +74,35 @@ def test_legacy_log_gives_a_biased_naive_estimate(world: World) -> None:
     assert true_att - naive > 0.2
 
 
+def _risk_auc(world: World) -> float:
+    """ROC-AUC of a logistic regression of churn on the observed counts (half fit, half scored)."""
+    columns = ["logins_30d", "support_tickets_90d", "days_since_last_login", "seats_removed_90d"]
+    x = np.log1p(world.customers[columns].to_numpy(float))
+    churned = ~world.retained[:, 0]
+    half = world.n // 2
+    model = LogisticRegression(max_iter=1_000).fit(x[:half], churned[:half])
+    return float(roc_auc_score(churned[half:], model.predict_proba(x[half:])[:, 1]))
+
+
+def test_observation_noise_blurs_the_features_not_the_effects() -> None:
+    plain = build_world(WorldConfig(n_customers=40_000, seed=5))
+    same = build_world(WorldConfig(n_customers=40_000, seed=5, observation_noise=0.0))
+    noisy = build_world(WorldConfig(n_customers=40_000, seed=5, observation_noise=1.0))
+    assert plain.customers.equals(same.customers), "no noise: the world as before the setting"
+    assert np.array_equal(plain.p_retain, noisy.p_retain), "true effects follow the traits"
+    assert plain.customers["contract_value"].equals(noisy.customers["contract_value"])
+    assert _risk_auc(noisy) < _risk_auc(plain) - 0.03, "the features say less about churn"
+
+
+def test_legacy_confounding_leans_on_risk_no_feature_shows() -> None:
+    def called_risk(confounding: float) -> float:
+        world = build_world(WorldConfig(n_customers=40_000, seed=5, legacy_confounding=confounding))
+        called = (legacy_history(world)["treatment"] == "account_manager_call").to_numpy()
+        return float(world.latent["risk"][called].mean())
+
+    assert called_risk(1.0) > called_risk(0.0) + 0.3
+
+
 def test_true_effects_are_not_a_function_of_risk(world: World) -> None:
     p_churn = 1 - world.p_retain[:, 0]
     for j in range(1, len(world.actions)):
