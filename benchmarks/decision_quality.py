@@ -25,8 +25,12 @@ expected effect times value, minus cost); the realized-outcome ratio uses realiz
 both sides. Harm: the share of treated customers whose action's true expected effect (before
 cost) is negative.
 
-Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners s,t]
-[--train-customers N] [--equal-shares]` (the JSON keeps the last run's parameters).
+The served models learn from the default world; with ``--unseen`` they also decide on worlds
+whose parameters they never saw (other churn rates, effect sizes, plan mixes, noisier
+features), each against its own oracles and a feature ceiling trained on its own parameters.
+
+Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners sp,s]
+[--train-customers N] [--equal-shares] [--unseen]` (the JSON keeps the last run's parameters).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from benchmarks._common import write_result
@@ -53,7 +58,7 @@ from policies.arms import ArmConfig
 from policies.baselines import risk_sorted
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig, opportunities
-from simulator.config import WorldConfig
+from simulator.config import WorldConfig, scaled_effects
 from simulator.datasets import randomized_experiment
 from simulator.truth import contact_state, noisy_scores, oracle_policy, score_policy
 from simulator.world import World, build_world
@@ -61,21 +66,23 @@ from simulator.world import World, build_world
 BUDGET_SHARES = (0.01, 0.05, 0.20)
 
 
-def _served_scorer(
-    learner: str, train_customers: int, root: Path, equal_shares: bool = False
-) -> BundleScorer:
-    """A bundle trained on its own world's experiment (half in control, or with
-    ``equal_shares`` every action and control alike), exported and promoted."""
+def served_bundle(frame: pd.DataFrame, name: str, root: Path, learner: str = "sp") -> BundleScorer:
+    """A bundle trained on ``frame`` (an experiment), exported, promoted and served."""
     catalog = default_catalog()
+    trained = train_models(frame, catalog.names, learner, seed=1)
+    run = save_run(trained, root / f"run-{name}", "")
+    registry = Registry(root / f"registry-{name}")
+    export_run(run, registry, name)
+    registry.promote(name)
+    return BundleScorer(registry, catalog, threads=0)
+
+
+def _experiment(train_customers: int, equal_shares: bool) -> pd.DataFrame:
+    """The training world's experiment: half in control, or with ``equal_shares`` every
+    action and control alike."""
     world = build_world(WorldConfig(n_customers=train_customers, seed=1))
     shares = {a: 1 / len(world.actions) for a in world.actions} if equal_shares else None
-    experiment = randomized_experiment(world, shares)
-    trained = train_models(experiment, catalog.names, learner, seed=1)
-    run = save_run(trained, root / f"run-{learner}", "")
-    registry = Registry(root / f"registry-{learner}")
-    export_run(run, registry, learner)
-    registry.promote(learner)
-    return BundleScorer(registry, catalog, threads=0)
+    return randomized_experiment(world, shares)
 
 
 class _FeatureCeiling:
@@ -169,6 +176,42 @@ def _at_budget(
     }
 
 
+# Worlds whose parameters the served models never saw (they learn from the default world).
+UNSEEN_WORLDS: dict[str, dict[str, Any]] = {
+    "churn_12pct": {"baseline_churn_rate": 0.12},
+    "churn_28pct": {"baseline_churn_rate": 0.28},
+    "effects_x0.5": {"actions": scaled_effects(0.5)},
+    "effects_x1.5": {"actions": scaled_effects(1.5)},
+    "observation_noise_0.5": {"observation_noise": 0.5},
+    "more_enterprise": {"plan_shares": {"starter": 0.35, "growth": 0.40, "enterprise": 0.25}},
+}
+
+
+def evaluate_world(
+    world: World, scorers: dict[str, BundleScorer], ceiling_customers: int
+) -> dict[str, Any]:
+    """Every served scorer at every budget on ``world``, beside a feature ceiling trained on
+    another world of the same parameters."""
+    config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
+    budgets = {f"{int(share * 100)}pct": share * world.n * CALL_PRICE for share in BUDGET_SHARES}
+    same_kind = world.config.model_copy(update={"n_customers": ceiling_customers, "seed": 1})
+    ceiling = _FeatureCeiling(build_world(same_kind))
+    results: dict[str, Any] = {}
+    for learner, scorer in scorers.items():
+        p_churn = scorer.predict(feature_matrix(world.customers))[0]
+        results[learner] = {
+            key: _at_budget(
+                world,
+                score_all(world.customers, scorer, config, budget).action,
+                score_all(world.customers, ceiling, config, budget).action,
+                p_churn,
+                budget,
+            )
+            for key, budget in budgets.items()
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000, help="held-out world")
@@ -181,27 +224,24 @@ def main() -> None:
         action="store_true",
         help="train on an experiment with equal shares per action and control",
     )
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="also score worlds whose parameters the models never saw (UNSEEN_WORLDS)",
+    )
     args = parser.parse_args()
-    world = build_world(WorldConfig(n_customers=args.customers, seed=args.seed))
-    config = PolicyConfig(arms=ArmConfig(holdout_share=0.0, explore_share=0.0))
-    budgets = {f"{int(share * 100)}pct": share * world.n * CALL_PRICE for share in BUDGET_SHARES}
-    ceiling = _FeatureCeiling(build_world(WorldConfig(n_customers=args.ceiling_customers, seed=1)))
-    ceiling_choices = {
-        key: score_all(world.customers, ceiling, config, budget).action
-        for key, budget in budgets.items()
-    }
+    worlds: dict[str, dict[str, Any]] = {"default": {}} | (UNSEEN_WORLDS if args.unseen else {})
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="nba-quality-") as tmp:
-        for learner in args.learners.split(","):
-            scorer = _served_scorer(learner, args.train_customers, Path(tmp), args.equal_shares)
-            p_churn = scorer.predict(feature_matrix(world.customers))[0]
-            results[learner] = {}
-            for key, budget in budgets.items():
-                served = score_all(world.customers, scorer, config, budget).action
-                results[learner][key] = _at_budget(
-                    world, served, ceiling_choices[key], p_churn, budget
-                )
-            print(learner, json.dumps(results[learner], indent=2), flush=True)
+        experiment = _experiment(args.train_customers, args.equal_shares)
+        scorers = {
+            learner: served_bundle(experiment, learner, Path(tmp), learner)
+            for learner in args.learners.split(",")
+        }
+        for name, params in worlds.items():
+            world = build_world(WorldConfig(n_customers=args.customers, seed=args.seed, **params))
+            results[name] = evaluate_world(world, scorers, args.ceiling_customers)
+            print(name, json.dumps(results[name], indent=2), flush=True)
     path = write_result(
         "decision_quality",
         {
@@ -210,6 +250,7 @@ def main() -> None:
             "seed": args.seed,
             "ceiling_customers": args.ceiling_customers,
             "equal_shares": args.equal_shares,
+            "worlds": {name: sorted(params) for name, params in worlds.items()},
             "budget_shares": BUDGET_SHARES,
             "call_price": CALL_PRICE,
         },

@@ -35,6 +35,7 @@ from feedback.champion_challenger import (
     off_policy_log,
     promote_if_better,
 )
+from feedback.log_training import experiment_from_log
 from feedback.readout import Feedback
 from model_export.manifest import Registry
 from model_export.runs import export_run, save_run
@@ -349,3 +350,65 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
     assert re.search(r"<b>\$[\d,]+ spent of the \$[\d,]+ budget</b> on [\d,]+ decisions", page)
     assert "Budget period <b>" in page and "<pre>" not in page
     assert json.loads((tmp_path / "decisions.json").read_text())["overall"]
+
+    env |= {"NBA_HOLDOUT_SHARE": str(HOLDOUT), "NBA_EXPLORE_SHARE": str(EXPLORE)}
+    done = subprocess.run(
+        [sys.executable, "-m", "nba", "retrain", "--source", "log", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    arms = saved["arms"]
+    assert f"holdout {arms['holdout']:,} + explore {arms['explore']:,}" in done.stderr
+    assert "challenger retrain-" in done.stdout
+
+
+def test_a_model_learned_from_the_engines_own_arms_outdoes_the_champion_that_logged_them(
+    run: Run, tmp_path: Path
+) -> None:
+    """The flawed champion chose the treatment arm's actions, but the holdout and exploration
+    arms stayed randomized: a model learned from them alone targets the right customers."""
+    catalog = default_catalog()
+    arms = ArmConfig(experiment=EXPERIMENT, holdout_share=HOLDOUT, explore_share=EXPLORE)
+    log = experiment_from_log(run.feedback.joined, run.world.customers, catalog, arms)
+    report = run.feedback.report()
+    assert (log.holdout_rows, log.explore_rows) == (
+        report["arms"]["holdout"],
+        report["arms"]["explore"],
+    )
+    assert log.without_features == 0 and len(log.frame) == log.holdout_rows + log.explore_rows
+
+    # Within each arm, the design propensities weight an action's rows up to the arm's
+    # customers: do_nothing, allowed to everyone, in exploration (one of k) and the holdout.
+    # (Other actions are explored only where allowed, e.g. a call with phone consent.)
+    frame = log.frame
+    index = pd.Index(run.world.customers["customer_id"].astype(str))
+    for arm in ("explore", "holdout"):
+        part = frame[frame["arm"] == arm]
+        rows = index.get_indexer(part["customer_id"].astype(str))
+        y = part["retained"].to_numpy(float)
+        weighted = (part["treatment_index"].to_numpy() == 0) * y / part["propensity"].to_numpy()
+        se = weighted.std(ddof=1) / np.sqrt(len(part))
+        truth = float(run.world.retained[rows, 0].mean())
+        assert abs(weighted.mean() - truth) <= 3 * se, (arm, weighted.mean(), truth, se)
+
+    trained = train_models(frame, catalog.names, "sp", 0)
+    export_run(save_run(trained, tmp_path / "run-log", ""), run.registry, "from-log")
+    data = off_policy_log(
+        run.feedback.joined, run.world.customers, BundleScorer(run.registry, catalog), catalog
+    )
+
+    def true_value(version: str) -> float:
+        chosen = candidate_decisions(
+            data, BundleScorer(run.registry, catalog, version), catalog, data.spend
+        )
+        return _true_value(run.world, data.snapshot, chosen.action, chosen.cost)
+
+    nothing = _true_value(
+        run.world, data.snapshot, np.zeros(len(data.snapshot), dtype=np.int64), np.zeros(1)
+    )
+    from_log, flipped = true_value("from-log"), true_value("flipped")
+    assert from_log > nothing + 100.0 > flipped, (from_log, nothing, flipped)

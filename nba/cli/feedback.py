@@ -181,7 +181,11 @@ def _project_ope(
 
 def retrain(
     data: Annotated[
-        Path, typer.Option(help="Folder with the newest experiment.parquet and customers.parquet.")
+        Path,
+        typer.Option(
+            help="Folder with customers.parquet (feature snapshots with snapshot_at) and, "
+            "for --source both or experiment, the newest experiment.parquet."
+        ),
     ] = Path("data/world"),
     learner: Annotated[
         str, typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr or ct.")
@@ -190,18 +194,28 @@ def retrain(
     margin: Annotated[
         float, typer.Option(help="Dollars per decision the challenger must win by (DR).")
     ] = 0.0,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="What the challenger learns from: both (the engine's holdout and exploration "
+            "decisions with outcomes, plus experiment.parquet), log, or experiment."
+        ),
+    ] = "both",
 ) -> None:
     """Train a challenger; promote it only if it beats the champion.
 
-    The challenger is evaluated off-policy against the champion on the logged decisions and
-    promoted only if it wins by the margin with its CI above zero. Running workers pick up a
-    promoted model within NBA_MODEL_RELOAD_S seconds, without a restart.
+    It learns from the engine's own randomized decisions (holdout and exploration arms, joined
+    to their outcomes, with the customer's features as of each decision and the design
+    propensities) and, by default, from the newest experiment too. The challenger is evaluated
+    off-policy against the champion on the logged decisions and promoted only if it wins by
+    the margin with its CI above zero. Running workers pick up a promoted model within
+    NBA_MODEL_RELOAD_S seconds, without a restart.
     """
     from rich.console import Console
 
     from nba.commands.feedback import retrain as run_retrain
 
-    result = run_retrain(load_settings(), data, learner, seed, margin, Console(stderr=True))
+    result = run_retrain(load_settings(), data, learner, seed, margin, Console(stderr=True), source)
     verdict = "PROMOTED" if result.promoted else "not promoted"
     typer.echo(
         f"challenger {result.challenger}: {verdict}. DR per decision "

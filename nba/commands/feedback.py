@@ -19,15 +19,17 @@ from rich.console import Console
 from feedback.champion_challenger import Promotion, off_policy_log, promote_if_better
 from feedback.decision_report import ReportContext, model_views, render_decision_report
 from feedback.experiments import stratified_assignment
+from feedback.log_training import experiment_from_log
 from feedback.ope import Estimate
 from feedback.readout import Feedback
-from model_export.features import feature_matrix
+from model_export.features import feature_matrix, training_frame
 from model_export.manifest import Registry
 from model_export.runs import export_run
 from model_export.serving import BundleScorer
 from nba.commands.files import write_output
 from nba.commands.models import run_training
 from nba.topic_reader import read_topic
+from policies.arms import ArmConfig
 from policies.catalog import Catalog, default_catalog
 from policies.errors import ConfigError, ModelManifestError
 from stream_app.settings import Settings
@@ -131,20 +133,77 @@ def logging_model(registry: Registry, catalog: Catalog) -> BundleScorer:
     return BundleScorer(registry, catalog, threads=0)
 
 
+TRAINING_SOURCES = ("both", "log", "experiment")
+PROPENSITY_LEARNERS = ("dr", "ct")
+
+
+def retraining_frame(
+    feedback: Feedback,
+    snapshot: pd.DataFrame,
+    data_dir: Path,
+    settings: Settings,
+    source: str,
+    learner: str,
+) -> tuple[pd.DataFrame, str]:
+    """What a challenger learns from, and a line saying so: the engine's randomized arms
+    (feedback.log_training), data_dir's experiment.parquet, or both."""
+    if source not in TRAINING_SOURCES:
+        raise ConfigError(f"--source must be one of {', '.join(TRAINING_SOURCES)}, not {source!r}")
+    if source != "experiment" and learner in PROPENSITY_LEARNERS:
+        raise ConfigError(
+            f"learner {learner!r} weights by one propensity per action, which the engine's log "
+            "(holdout and exploration, each with its own) does not have: use sp, s, t or x, "
+            "or --source experiment"
+        )
+    parts: list[pd.DataFrame] = []
+    notes: list[str] = []
+    if source in ("both", "experiment"):
+        experiment = training_frame(data_dir, "experiment")
+        parts.append(experiment)
+        notes.append(f"experiment.parquet {len(experiment):,}")
+    if source in ("both", "log"):
+        arms = ArmConfig(holdout_share=settings.holdout_share, explore_share=settings.explore_share)
+        log = experiment_from_log(feedback.joined, snapshot, default_catalog(), arms)
+        parts.append(log.frame)
+        notes.append(
+            f"the engine's log: holdout {log.holdout_rows:,} + explore {log.explore_rows:,} "
+            f"decisions with outcomes ({log.without_features:,} without features as of "
+            "their time)"
+        )
+    frame = pd.concat(parts, join="inner", ignore_index=True)
+    if frame.empty:
+        raise ConfigError("nothing to train on: no randomized decision with outcomes and features")
+    return frame, "training rows: " + "; ".join(notes)
+
+
 def retrain(
-    settings: Settings, data_dir: Path, learner: str, seed: int, margin: float, console: Console
+    settings: Settings,
+    data_dir: Path,
+    learner: str,
+    seed: int,
+    margin: float,
+    console: Console,
+    source: str = "both",
 ) -> Promotion:
-    """Train a challenger on the newest experiment data, register it, evaluate it off-policy
-    against the champion on the engine's own logged decisions, promote it only if it wins."""
+    """Train a challenger on the engine's own randomized decisions (with ``source`` "both",
+    also on the newest experiment.parquet), register it, evaluate it off-policy against the
+    champion on the logged decisions, promote it only if it wins."""
     registry = Registry(settings.model_registry)
     catalog = default_catalog()
     served = logging_model(registry, catalog)
     feedback = load_feedback(settings)
     snapshot = read_snapshot(data_dir / "customers.parquet")
+    training, note = retraining_frame(feedback, snapshot, data_dir, settings, source, learner)
+    console.print(note)
     data = off_policy_log(feedback.joined, snapshot, served, catalog)
     version = f"retrain-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     folder = run_training(
-        data_dir, learner, seed, settings.model_registry.parent / "runs" / version, console
+        data_dir,
+        learner,
+        seed,
+        settings.model_registry.parent / "runs" / version,
+        console,
+        experiment=training,
     )
     export_run(folder, registry, version)
     return promote_if_better(registry, catalog, data, version, margin)

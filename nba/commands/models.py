@@ -57,9 +57,16 @@ def _optional(data_dir: Path, name: str) -> pd.DataFrame | None:
 
 
 def run_training(
-    data_dir: Path, learner: str, seed: int, out: Path | None, console: Console
+    data_dir: Path,
+    learner: str,
+    seed: int,
+    out: Path | None,
+    console: Console,
+    experiment: pd.DataFrame | None = None,
 ) -> Path:
-    experiment = training_frame(data_dir, "experiment")
+    """Train on ``experiment`` (default: data_dir's experiment.parquet) and save the run; the
+    simulator's truth and legacy log in data_dir, when there, add their sections."""
+    experiment = training_frame(data_dir, "experiment") if experiment is None else experiment
     actions = default_catalog().names
     folder = out or Path("models/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with Progress(console=console) as progress:
