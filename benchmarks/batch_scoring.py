@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--train-customers", type=int, default=40_000)
-    parser.add_argument("--learner", default="s")
+    parser.add_argument("--learner", default="sp")
     parser.add_argument("--session-variants", action="store_true")
     parser.add_argument("--spark-partitions", type=int, default=8)
     args = parser.parse_args()

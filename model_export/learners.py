@@ -134,11 +134,14 @@ class UpliftLearner:
     def predict_uplift(self, x: NDArray[np.float32]) -> Floats:
         """[n, n_actions] uplift of each action vs control; column 0 is 0."""
         out = np.zeros((x.shape[0], self.n_actions))
+        # A pooled model's control term recurs in every action: each (model, augment) once.
+        outputs: dict[tuple[str, tuple[float, ...] | None], Floats] = {}
         for a, terms in enumerate(self.terms_):
             for term in terms:
-                out[:, a] += term.coef * model_output(
-                    self.models_[term.model], augment(x, term.augment)
-                )
+                key = (term.model, term.augment)
+                if key not in outputs:
+                    outputs[key] = model_output(self.models_[term.model], augment(x, term.augment))
+                out[:, a] += term.coef * outputs[key]
         return out
 
 
