@@ -51,9 +51,16 @@ def _design_probability(rows: pd.DataFrame, arms: ArmConfig) -> np.ndarray:
     """P(action | arm, customer): 1 in the holdout, 1/k in exploration."""
     e = arms.explore_share
     t = 1.0 - arms.holdout_share - e
+    if e > t:
+        # Then e/(t+e)/k may exceed t/(t+e), and a logged propensity no longer tells whether
+        # the explored action was also the policy's pick.
+        raise ConfigError(
+            "the exploration share exceeds the treatment share; k cannot be recovered from the "
+            "logged propensities"
+        )
     logged = rows["propensity"].to_numpy(np.float64)
     exploring = (rows["arm"] == "explore").to_numpy()
-    was_pick = logged > t / (t + e)  # the policy's share is at least t/(t+e) > any e/(t+e)/k
+    was_pick = logged > t / (t + e)  # with t >= e, e/(t+e)/k <= t/(t+e) < t/(t+e) + e/(t+e)/k
     uniform = logged - np.where(was_pick, t / (t + e), 0.0)
     k = np.rint((e / (t + e)) / np.maximum(uniform, 1e-12))
     return np.where(exploring, 1.0 / np.maximum(k, 1.0), 1.0)

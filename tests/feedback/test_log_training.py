@@ -99,6 +99,8 @@ def test_bad_logs_are_refused_in_one_line() -> None:
     joined = pd.DataFrame([_decision("c1", "holdout", 0, 0, ALL)])
     with pytest.raises(ConfigError, match="snapshot_at"):
         experiment_from_log(joined, _snapshots().drop(columns="snapshot_at"), CATALOG, ARMS)
+    with pytest.raises(ConfigError, match="exploration share"):
+        experiment_from_log(joined, _snapshots(), CATALOG, ArmConfig(explore_share=0.6))
     strange = joined.assign(action="carrier_pigeon")
     with pytest.raises(ConfigError, match="carrier_pigeon"):
         experiment_from_log(strange, _snapshots(), CATALOG, ARMS)
