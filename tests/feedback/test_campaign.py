@@ -46,7 +46,7 @@ def test_hillstrom_ate_is_the_difference_of_arm_means_and_the_womens_email_ranks
         assert abs(checks["placebo_treatment"]["effect"]) < 0.01
         assert abs(checks["random_common_cause"]["change"]) < 0.001
         assert abs(checks["data_subset"]["mean"] - checks["adjusted_ate"]) < 0.005
-    assert set(report["learners_qini"]) == {"s", "t", "x", "dr", "ct", "econml_causal_forest"}
+    assert set(report["learners_qini"]) == {"sp", "s", "t", "x", "dr", "ct", "econml_causal_forest"}
     assert report["learners_qini"]["econml_causal_forest"]["womens_email"] > 0.02
 
 
