@@ -196,6 +196,10 @@ def evaluate_world(
     budgets = {f"{int(share * 100)}pct": share * world.n * CALL_PRICE for share in BUDGET_SHARES}
     same_kind = world.config.model_copy(update={"n_customers": ceiling_customers, "seed": 1})
     ceiling = _FeatureCeiling(build_world(same_kind))
+    ceiling_choices = {
+        key: score_all(world.customers, ceiling, config, budget).action
+        for key, budget in budgets.items()
+    }
     results: dict[str, Any] = {}
     for learner, scorer in scorers.items():
         p_churn = scorer.predict(feature_matrix(world.customers))[0]
@@ -203,7 +207,7 @@ def evaluate_world(
             key: _at_budget(
                 world,
                 score_all(world.customers, scorer, config, budget).action,
-                score_all(world.customers, ceiling, config, budget).action,
+                ceiling_choices[key],
                 p_churn,
                 budget,
             )

@@ -186,6 +186,8 @@ def _fit(
     retention = make_learner(learner, n_actions, "classifier", seed, n_estimators).fit(
         x, t, y, propensity
     )
+    # The pooled learner boosts twice its rounds: half the setting keeps expansion at
+    # n_estimators rounds, which measured as well as more.
     expansion = make_learner("sp", n_actions, "regressor", seed + 1, n_estimators // 2).fit(
         x, t, share, propensity
     )

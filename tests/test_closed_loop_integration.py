@@ -321,7 +321,7 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
         "NBA_MODEL_REGISTRY": str(run.registry.root),
     }
 
-    def nba(*argv: str) -> str:
+    def nba(*argv: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "nba", *argv],
             capture_output=True,
@@ -331,13 +331,13 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
             timeout=300,
         )
         assert done.returncode == 0, done.stderr
-        return done.stdout
+        return done
 
-    text = nba("experiment", "report", "--out", str(tmp_path / "report.json"))
+    text = nba("experiment", "report", "--out", str(tmp_path / "report.json")).stdout
     assert "overall" in text and "guardrails" in text and "duplicate_outcomes" in text
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["data_quality"]["outcomes_for_unknown_actions"] == UNKNOWN
-    estimates = nba("ope", "--data", str(tmp_path), "--candidate", "good")
+    estimates = nba("ope", "--data", str(tmp_path), "--candidate", "good").stdout
     assert {"ips", "snips", "dr"} <= set(estimates.split())
     assert "after an action's capacity had run out" in estimates
     nba("report", "--data", str(tmp_path), "--out", str(tmp_path / "decisions.html"))
@@ -352,15 +352,7 @@ def test_operator_commands_read_the_same_topics(run: Run, tmp_path: Path) -> Non
     assert json.loads((tmp_path / "decisions.json").read_text())["overall"]
 
     env |= {"NBA_HOLDOUT_SHARE": str(HOLDOUT), "NBA_EXPLORE_SHARE": str(EXPLORE)}
-    done = subprocess.run(
-        [sys.executable, "-m", "nba", "retrain", "--source", "log", "--data", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    done = nba("retrain", "--source", "log", "--data", str(tmp_path))
     arms = saved["arms"]
     assert f"holdout {arms['holdout']:,} + explore {arms['explore']:,}" in done.stderr
     assert "challenger retrain-" in done.stdout

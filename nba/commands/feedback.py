@@ -137,16 +137,8 @@ TRAINING_SOURCES = ("both", "log", "experiment")
 PROPENSITY_LEARNERS = ("dr", "ct")
 
 
-def retraining_frame(
-    feedback: Feedback,
-    snapshot: pd.DataFrame,
-    data_dir: Path,
-    settings: Settings,
-    source: str,
-    learner: str,
-) -> tuple[pd.DataFrame, str]:
-    """What a challenger learns from, and a line saying so: the engine's randomized arms
-    (feedback.log_training), data_dir's experiment.parquet, or both."""
+def check_training_source(source: str, learner: str) -> None:
+    """A bad --source or learner, refused before any topic is read."""
     if source not in TRAINING_SOURCES:
         raise ConfigError(f"--source must be one of {', '.join(TRAINING_SOURCES)}, not {source!r}")
     if source != "experiment" and learner in PROPENSITY_LEARNERS:
@@ -155,6 +147,14 @@ def retraining_frame(
             "(holdout and exploration, each with its own) does not have: use sp, s, t or x, "
             "or --source experiment"
         )
+
+
+def retraining_frame(
+    feedback: Feedback, snapshot: pd.DataFrame, data_dir: Path, settings: Settings, source: str
+) -> tuple[pd.DataFrame, str]:
+    """What a challenger learns from, and a line saying so: the engine's randomized arms
+    (feedback.log_training), data_dir's experiment.parquet, or both (``source``, checked by
+    check_training_source)."""
     parts: list[pd.DataFrame] = []
     notes: list[str] = []
     if source in ("both", "experiment"):
@@ -188,12 +188,13 @@ def retrain(
     """Train a challenger on the engine's own randomized decisions (with ``source`` "both",
     also on the newest experiment.parquet), register it, evaluate it off-policy against the
     champion on the logged decisions, promote it only if it wins."""
+    check_training_source(source, learner)
     registry = Registry(settings.model_registry)
     catalog = default_catalog()
     served = logging_model(registry, catalog)
     feedback = load_feedback(settings)
     snapshot = read_snapshot(data_dir / "customers.parquet")
-    training, note = retraining_frame(feedback, snapshot, data_dir, settings, source, learner)
+    training, note = retraining_frame(feedback, snapshot, data_dir, settings, source)
     console.print(note)
     data = off_policy_log(feedback.joined, snapshot, served, catalog)
     version = f"retrain-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"

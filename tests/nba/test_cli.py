@@ -30,6 +30,10 @@ UNREACHABLE = {"NBA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # nothing listens on port 
             {"NBA_MODEL_REGISTRY": "/nonexistent/registry"},
             "no promoted model",
         ),
+        # Refused before any topic is read, so no broker is needed to hear it.
+        (["retrain", "--source", "bogus"], UNREACHABLE, "--source must be one of"),
+        (["retrain", "--learner", "dr"], UNREACHABLE, "weights by one propensity per action"),
+        (["simulate", "world", "--observation-noise", "-1"], {}, "observation_noise"),
         (["score", "--all", "--data", "/nonexistent"], {}, "customers.parquet not found"),
         (["score"], {}, "pass --all"),
         (["score", "--all", "--engine", "dask"], {}, "--engine must be local or spark"),
