@@ -41,8 +41,6 @@ from simulator.config import WorldConfig
 from simulator.datasets import randomized_experiment
 from simulator.world import AS_OF, World, build_world
 
-_ARM_NAMES = {Arm.TREATMENT: "treatment", Arm.HOLDOUT: "holdout", Arm.EXPLORE: "explore"}
-
 
 def period_log(world: World, scorer: BundleScorer, arms: ArmConfig, budget: float) -> pd.DataFrame:
     """One decision per customer of ``world`` under ``arms``, joined to the outcome the world
@@ -55,7 +53,7 @@ def period_log(world: World, scorer: BundleScorer, arms: ArmConfig, budget: floa
             "action_id": "period:" + ids,
             "customer_id": ids,
             "action": np.asarray(default_catalog().names)[decisions.action],
-            "arm": [_ARM_NAMES[Arm(a)] for a in decisions.arm],
+            "arm": [Arm(a).label for a in decisions.arm],
             "propensity": decisions.propensity,
             "decided_at": pd.Timestamp(AS_OF).tz_convert("UTC") + pd.Timedelta(days=1),
             "retained": world.retained[rows, decisions.action],
