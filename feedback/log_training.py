@@ -8,7 +8,10 @@ probability as ``propensity`` (1 in the holdout, 1/k in exploration) beside the 
 inverse-probability weighting is done per arm: within exploration, the mean of
 ``[T = a] Y / propensity`` estimates an action's mean outcome over the customers it was
 allowed to (exploration never offers a call without phone consent, so the log says nothing of
-a call's effect on them; tested for do_nothing, allowed to all). The treatment arm's
+a call's effect on them). Known bias: when a budget or capacity limit cuts an explored pick
+(policies.decide's enforce_limits), the engine serves do_nothing but logs the propensity of a
+uniform pick, so exploration's do_nothing rows are over-represented by how often limits bit;
+the logged decision does not say which explored picks were cut. The treatment arm's
 rows are left out: there the action is the policy's deterministic choice, which says nothing
 about the actions it did not take. Given the features, the action is randomized in every row
 kept, so an outcome-model learner (the pooled S-learner, S, T, X) learns from the frame as from
