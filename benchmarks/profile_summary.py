@@ -30,7 +30,6 @@ STEPS = (
     ("DecisionEngine.process", "engine, other"),
     ("ProjectScoreSource.observe", "live aggregates"),
     ("ActivityStore.apply", "live aggregates"),
-    ("FeatureStoreAdapter.write_windows", "live aggregates"),
     ("DecisionState.last_triggers", "trigger state"),
     ("DecisionState.remember_triggers", "trigger state"),
     ("DecisionState.lookup", "trigger state"),

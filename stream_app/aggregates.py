@@ -6,7 +6,8 @@ used. From it come the `engagement_stream` view's short windows (events in the l
 / 7 d, distinct features used in 7 d), computed as of the customer's newest event, exactly as
 `features.jobs.activity_windows` computes them offline. The 30- and 90-day counts of the same
 view stay the nightly batch job's (`nba features materialize`): the stream refreshes only the
-short windows, through Feast's online-store write (stream_app.feature_store.write_windows).
+short windows, written to Feast's online store in the same round trips as the state
+(stream_app.feature_store.ViewWriter).
 
 A batch processed again (its transaction aborted, or a crash before the commit) is harmless:
 all of a customer's events live in one partition of the events topic, so their offsets only
@@ -24,14 +25,18 @@ customer's partition, and shared by every worker (ARCHITECTURE: no state in one 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.cluster import RedisCluster
+
+from stream_app.feature_store import ViewWriter
 from stream_app.messages import DECISION_REQUESTED, EngagementEvent
 from stream_app.pipeline import RawMessage
-from stream_app.redis_clients import RedisClient, read_many
+from stream_app.redis_clients import RedisClient, queue_reads, regroup
 
 __all__ = ["MAX_EVENTS", "WINDOW_FIELDS", "ActivityStore", "WindowRow", "updated", "windows"]
 
@@ -63,7 +68,7 @@ def updated(state: Activity | None, events: Iterable[tuple[int, EngagementEvent]
     newest = times[-1] if times else 0.0
     return {
         "offset": max([applied, *fresh]),
-        "times": [t for t in times if newest - t <= _WEEK_S][-MAX_EVENTS:],
+        "times": times[len(times) - _within(times, newest, _WEEK_S) :][-MAX_EVENTS:],
         "features": {f: t for f, t in features.items() if newest - t <= _WEEK_S},
     }
 
@@ -72,20 +77,39 @@ def windows(state: Activity) -> dict[str, int]:
     """Event counts in the windows ending at the newest event, and distinct features in 7 d."""
     times: list[float] = state["times"]
     newest = times[-1] if times else 0.0
-    counts = {name: sum(newest - t <= span for t in times) for name, span in WINDOW_FIELDS.items()}
+    counts = {name: _within(times, newest, span) for name, span in WINDOW_FIELDS.items()}
     counts["distinct_features_7d"] = sum(newest - t <= _WEEK_S for t in state["features"].values())
     return counts
 
 
+def _within(times: list[float], newest: float, span: float) -> int:
+    """How many of the sorted ``times`` have ``newest - t <= span``: found by bisection (a
+    customer's week can hold thousands of events), then settled on that very comparison so
+    that float rounding at the edge counts exactly as a plain pass over the list would."""
+    first = bisect_left(times, newest - span)
+    while first > 0 and newest - times[first - 1] <= span:
+        first -= 1
+    while first < len(times) and not newest - times[first] <= span:
+        first += 1
+    return len(times) - first
+
+
 class ActivityStore:
     """Each customer's state as one JSON value in Redis (``nba:activity:<group>:<customer>``),
-    expiring a day after the longest window so that idle customers leave no state behind."""
+    expiring a day after the longest window so that idle customers leave no state behind.
+
+    ``online``: the `engagement_stream` view's writer of the Feast online store (on the same
+    Redis): the windows are then written there too, in the same two round trips as the state
+    (its stored event times read with the states, its rows written with them)."""
 
     _TTL_S = int(_WEEK_S) + 86_400
 
-    def __init__(self, client: RedisClient, consumer_group: str) -> None:
+    def __init__(
+        self, client: RedisClient, consumer_group: str, online: ViewWriter | None = None
+    ) -> None:
         self._redis = client
         self._prefix = f"nba:activity:{consumer_group}:"
+        self._online = online
 
     def apply(self, events: Sequence[tuple[RawMessage, EngagementEvent]]) -> list[WindowRow]:
         """Fold the batch's events into their customers' states; their windows as of now."""
@@ -96,7 +120,14 @@ class ActivityStore:
         customers = sorted(by_customer)
         if not customers:
             return []
-        (stored,) = read_many(self._redis, [[self._prefix + c for c in customers]])
+        keys = [[self._prefix + c for c in customers]]
+        cluster = isinstance(self._redis, RedisCluster)
+        with self._redis.pipeline(transaction=False) as pipe:
+            queue_reads(pipe, keys, cluster)
+            if self._online is not None:
+                self._online.queue_reads(pipe, customers)
+            replies = pipe.execute()
+        (stored,) = regroup(replies, keys, cluster)
         rows: list[WindowRow] = []
         with self._redis.pipeline(transaction=False) as pipe:
             for customer, before in zip(customers, stored, strict=True):
@@ -104,5 +135,7 @@ class ActivityStore:
                 pipe.set(self._prefix + customer, json.dumps(state), ex=self._TTL_S)
                 as_of = datetime.fromtimestamp(state["times"][-1], UTC)
                 rows.append((customer, as_of, windows(state)))
+            if self._online is not None:
+                self._online.queue_writes(pipe, rows, replies[len(replies) - len(customers) :])
             pipe.execute()
         return rows

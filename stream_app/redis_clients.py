@@ -36,8 +36,10 @@ __all__ = [
     "aio_read_many",
     "hash_tag",
     "lua_script",
+    "queue_reads",
     "read_many",
     "redis_client",
+    "regroup",
 ]
 
 # redis-py's cluster client has the same commands as the single-server one, but no common base.
@@ -98,9 +100,9 @@ def read_many(client: RedisClient, key_lists: Sequence[Sequence[str]]) -> list[l
     """The value (or None) of every key of each list, in one pipeline: one MGET per list on a
     single server, one GET per key on a cluster (its pipeline sends each node its keys)."""
     with client.pipeline(transaction=False) as pipe:
-        _queue_reads(pipe, key_lists, isinstance(client, RedisCluster))
+        queue_reads(pipe, key_lists, isinstance(client, RedisCluster))
         replies = pipe.execute()
-    return _regroup(replies, key_lists, isinstance(client, RedisCluster))
+    return regroup(replies, key_lists, isinstance(client, RedisCluster))
 
 
 async def aio_read_many(
@@ -109,12 +111,14 @@ async def aio_read_many(
     """``read_many`` on an asyncio client."""
     cluster = isinstance(client, aioredis.RedisCluster)
     async with client.pipeline(transaction=False) as pipe:
-        _queue_reads(pipe, key_lists, cluster)
+        queue_reads(pipe, key_lists, cluster)
         replies = await pipe.execute()
-    return _regroup(replies, key_lists, cluster)
+    return regroup(replies, key_lists, cluster)
 
 
-def _queue_reads(pipe: Any, key_lists: Sequence[Sequence[str]], cluster: bool) -> None:
+def queue_reads(pipe: Any, key_lists: Sequence[Sequence[str]], cluster: bool) -> None:
+    """``read_many``'s reads queued in the caller's pipeline (which may carry more after them;
+    ``regroup`` reads the replies of these first)."""
     for keys in key_lists:
         if not keys:
             continue
@@ -125,7 +129,7 @@ def _queue_reads(pipe: Any, key_lists: Sequence[Sequence[str]], cluster: bool) -
             pipe.mget(keys)
 
 
-def _regroup(
+def regroup(
     replies: list[Any], key_lists: Sequence[Sequence[str]], cluster: bool
 ) -> list[list[Any]]:
     grouped: list[list[Any]] = []

@@ -212,7 +212,6 @@ def build_engine(
         store = features or feature_store(settings)
         source = FeatureScoreSource(store.read_batch, served, base_summary(settings))
     client = redis_client(settings)
-    activity = ActivityStore(client, settings.consumer_group)
     ledger = opened_ledger(settings, client)
     return assemble(
         settings=LoopSettings(
@@ -241,23 +240,23 @@ def build_engine(
         metrics=metrics,
         model_version=lambda: served.version,
         contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
-        **_source_hooks(source, store, activity),
+        **_source_hooks(source, store, client, settings.consumer_group),
     )
 
 
 def _source_hooks(
     source: FeatureScoreSource | ProjectScoreSource,
     store: FeatureStoreAdapter,
-    activity: ActivityStore,
+    client: RedisClient,
+    consumer_group: str,
 ) -> dict[str, Any]:
     """What the engine calls per batch beside scoring: a project's live windows, or the
-    simulated world's streaming aggregates written to Feast; and the notes on each action."""
+    simulated world's streaming aggregates (kept in Redis and written to Feast); and the notes
+    on each action."""
     if isinstance(source, ProjectScoreSource):
         return {"aggregates": source.observe, "annotate": source.annotations}
-    return {
-        "aggregates": lambda events: store.write_windows(activity.apply(events)),
-        "annotate": source.annotations,
-    }
+    activity = ActivityStore(client, consumer_group, store.view_writer("engagement_stream"))
+    return {"aggregates": activity.apply, "annotate": source.annotations}
 
 
 def _window_sink(store: FeatureStoreAdapter) -> WindowSink | None:

@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import Int64
 
 from features.definitions import ENGAGEMENT_FIELDS, TIMESTAMP
 from model_export.features import feature_matrix
@@ -17,7 +20,10 @@ from nba.commands.features import build_sources
 from policies.errors import SchemaError
 from simulator.config import WorldConfig
 from simulator.world import AS_OF, World, build_world
+from stream_app.aggregates import ActivityStore
 from stream_app.feature_store import FeatureStoreAdapter, fill_cold_start
+from stream_app.messages import EngagementEvent
+from stream_app.pipeline import RawMessage
 from stream_app.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -194,12 +200,65 @@ def test_stream_windows_update_only_their_features_and_never_go_back_in_time(
     before = store.read_batch([customer]).iloc[0]
     now = datetime.now(UTC)
     windows = {"events_1h": 3, "events_24h": 9, "events_7d": 40, "distinct_features_7d": 5}
-    store.write_windows([(customer, now, windows)])
+    store.write_view("engagement_stream", [(customer, now, windows)])
     after = store.read_batch([customer]).iloc[0]
     assert {k: int(after[k]) for k in windows} == windows
     assert int(after["logins_30d"]) == int(before["logins_30d"]), "batch counts untouched"
     stale = {"events_1h": 0, "events_24h": 0, "events_7d": 0, "distinct_features_7d": 0}
-    store.write_windows([(customer, now - timedelta(hours=1), stale)])
+    store.write_view("engagement_stream", [(customer, now - timedelta(hours=1), stale)])
     assert int(store.read_batch([customer]).iloc[0]["events_7d"]) == 40, "older write skipped"
     with pytest.raises(SchemaError, match="no feature"):
-        store.write_windows([(customer, now, {"events_1y": 1})])
+        store.write_view("engagement_stream", [(customer, now, {"events_1y": 1})])
+
+
+def test_the_stream_writes_the_bytes_feasts_own_online_write_writes(
+    store: FeatureStoreAdapter,
+) -> None:
+    """The same rows through `write_view` (ViewWriter) and through Feast's
+    RedisOnlineStore.online_write_batch, for two new customers: identical hashes."""
+    at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    values = {"events_1h": 2, "events_24h": 7, "events_7d": 31, "distinct_features_7d": 4}
+    ours, feasts = f"ours-{uuid.uuid4().hex[:6]}", f"feast-{uuid.uuid4().hex[:6]}"
+    store.write_view("engagement_stream", [(ours, at, values)])
+    view = store.definitions.views["engagement_stream"]
+    assert all(f.dtype == Int64 for f in view.features if f.name in values)
+    key = EntityKeyProto(join_keys=["customer_id"], entity_values=[ValueProto(string_val=feasts)])
+    data = [(key, {name: ValueProto(int64_val=v) for name, v in values.items()}, at, None)]
+    store.store._get_provider().online_store.online_write_batch(
+        store.store.config, view, data, None
+    )
+    client = store._online_client()
+    written = client.hgetall(store.entity_key(ours))
+    assert written and written == client.hgetall(store.entity_key(feasts))
+
+
+def test_the_activity_state_writes_its_windows_to_the_online_store(
+    store: FeatureStoreAdapter, world: World
+) -> None:
+    """ActivityStore with the view's writer: each customer's windows are what the online store
+    then serves, written in the state's own round trips; a batch processed again changes
+    nothing."""
+    customers = [str(c) for c in world.customers["customer_id"].iloc[20:23]]
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = [
+        (
+            RawMessage("t", 0, k, customers[k % 3].encode(), b"{}", {}, 0),
+            EngagementEvent(
+                event_id=f"w{k}",
+                customer_id=customers[k % 3],
+                event_type="login",
+                occurred_at=now - timedelta(minutes=97 * k),
+                properties={},
+            ),
+        )
+        for k in range(12)
+    ]
+    activity = ActivityStore(
+        store._online_client(), f"g{uuid.uuid4().hex[:6]}", store.view_writer("engagement_stream")
+    )
+    rows = activity.apply(events)
+    served = store.read_batch(customers).set_index("customer_id")
+    for customer, _, counts in rows:
+        assert {k: int(served.loc[customer, k]) for k in counts} == counts
+    assert {c: counts["events_24h"] for c, _, counts in rows} == {c: 4 for c in customers}
+    assert activity.apply(events) == rows
