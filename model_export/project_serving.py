@@ -37,6 +37,7 @@ __all__ = [
     "contact_state",
     "customer_values",
     "engagement_of",
+    "engagement_reference",
     "opted_out",
     "project_scores",
     "score_project",
@@ -157,10 +158,25 @@ def contact_state(
     return replace(state, do_not_disturb=flagged)
 
 
-def engagement_of(project: Project, customers: pd.DataFrame) -> Floats:
+def engagement_reference(values: pd.Series) -> Floats:
+    """The base's known values of the engagement feature, sorted: what a customer is ranked
+    against (a worker keeps it, so that a micro-batch is not ranked against itself)."""
+    known = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    return np.sort(known[~np.isnan(known)])
+
+
+def engagement_of(
+    project: Project, customers: pd.DataFrame, reference: Floats | None = None
+) -> Floats:
+    """The share of the base (``reference``, else these customers) at or below each customer's
+    engagement feature; 0 where it is blank, 1 for all when the project declares none."""
     if project.engagement is None:
         return np.ones(len(customers))
-    return np.asarray(customers[project.engagement].rank(pct=True).fillna(0.0), dtype=np.float64)
+    column = customers[project.engagement]
+    base = reference if reference is not None else engagement_reference(column)
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    share = np.searchsorted(base, values, side="right") / max(len(base), 1)
+    return np.where(np.isnan(values), 0.0, share)
 
 
 def project_scores(
@@ -169,10 +185,13 @@ def project_scores(
     predictions: Predictions,
     clv: pd.DataFrame | None = None,
     decision_keys: list[str] | None = None,
+    engagement_base: Floats | None = None,
 ) -> Scores:
     """The policy's input from the bundle's (or the native models') predictions: a binary
     outcome's uplift is weighed by the customer's value, a continuous one is already in money.
-    ``decision_keys``: the triggers' event ids in a worker; ``batch:<customer>`` otherwise."""
+    ``decision_keys``: the triggers' event ids in a worker; ``batch:<customer>`` otherwise.
+    ``engagement_base``: the base's sorted engagement values (`engagement_reference`); without
+    it these customers are the base (a whole import scored at once)."""
     p_none, uplift, expansion = predictions
     ids = customers["customer_id"].astype(str).tolist()
     return Scores(
@@ -182,7 +201,7 @@ def project_scores(
         uplift_retention=np.clip(uplift, -1.0, 1.0),
         uplift_expansion=expansion,
         customer_value=customer_values(project, customers, clv),
-        engagement=engagement_of(project, customers),
+        engagement=engagement_of(project, customers, engagement_base),
     )
 
 

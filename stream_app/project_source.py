@@ -55,15 +55,19 @@ class ProjectScoreSource:
         windows: EventWindowStore | None = None,
         opt_outs: OptOutStore | None = None,
         publish: WindowSink | None = None,
+        engagement_base: NDArray[np.float64] | None = None,
     ) -> None:
         """``publish``: where the live event features go before scoring (the project's Feast
-        `event_windows` view), so that every reader of the store sees what the model saw."""
+        `event_windows` view), so that every reader of the store sees what the model saw.
+        ``engagement_base``: the base's sorted engagement values, which a micro-batch's
+        customers are ranked against (model_export.project_serving.engagement_reference)."""
         self._project = project
         self.model = model
         self._read = read
         self._windows = windows
         self._opt_outs = opt_outs
         self._publish = publish
+        self._engagement_base = engagement_base
         self._times: dict[str, datetime] = {}
         self._contacts: dict[str, tuple[NDArray[np.bool_], bool]] = {}
         self._notes: dict[str, dict[str, Any]] = {}
@@ -106,7 +110,13 @@ class ProjectScoreSource:
             for segments, reasons in zip(store_segments(frame), drivers, strict=True)
         ]
         self._notes = dict(zip(event_ids, notes, strict=True))
-        return project_scores(frame, self._project, predictions, decision_keys=list(event_ids))
+        return project_scores(
+            frame,
+            self._project,
+            predictions,
+            decision_keys=list(event_ids),
+            engagement_base=self._engagement_base,
+        )
 
     def annotations(self, event_ids: Sequence[str]) -> list[dict[str, Any]]:
         """For the triggers scored just before: their risk drivers (reason codes) and the

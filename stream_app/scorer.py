@@ -207,7 +207,12 @@ class FeatureScoreSource:
         self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
         p_churn, uplift, expansion_share = self.scorer.predict(feature_matrix(frame))
         return policy_scores(
-            frame, list(event_ids), p_churn, uplift, expansion_share, engagement_score(frame)
+            frame,
+            list(event_ids),
+            p_churn,
+            uplift,
+            expansion_share,
+            engagement_score(frame, self._engagement_reference),
         )
 
     def annotations(self, event_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from confluent_kafka import Producer
+from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from features.project_repo import project_definitions
@@ -26,6 +27,7 @@ from ingest.importer import imported_manifest
 from ingest.project import Project, load_project
 from model_export.features import logins_per_seat
 from model_export.manifest import Registry
+from model_export.project_serving import engagement_reference
 from policies.arms import ArmConfig
 from policies.catalog import default_catalog
 from policies.decide import PolicyConfig
@@ -206,6 +208,7 @@ def build_engine(
             _windows(settings, project),
             OptOutStore(redis_client(settings), project.name, dict(project.opt_outs)),
             _window_sink(store),
+            engagement_base(store, project),
         )
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
@@ -257,6 +260,21 @@ def _source_hooks(
         return {"aggregates": source.observe, "annotate": source.annotations}
     activity = ActivityStore(client, consumer_group, store.view_writer("engagement_stream"))
     return {"aggregates": activity.apply, "annotate": source.annotations}
+
+
+def engagement_base(store: FeatureStoreAdapter, project: Project) -> NDArray[np.float64] | None:
+    """The import's sorted values of the project's engagement feature, from the source of the
+    Feast view that serves it; None when no view's source holds it (the micro-batch is then
+    its own base)."""
+    if project.engagement is None:
+        return None
+    for view in store.definitions.views.values():
+        if project.engagement in {f.name for f in view.features}:
+            path = getattr(view.batch_source, "path", None)
+            if path:
+                column = pd.read_parquet(path, columns=[project.engagement])[project.engagement]
+                return engagement_reference(column)
+    return None
 
 
 def _window_sink(store: FeatureStoreAdapter) -> WindowSink | None:

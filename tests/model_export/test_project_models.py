@@ -23,6 +23,8 @@ from model_export.project_serving import (
     consent_matrix,
     contact_state,
     customer_values,
+    engagement_of,
+    engagement_reference,
     opted_out,
     project_scores,
     score_project,
@@ -142,6 +144,26 @@ def test_a_continuous_outcome_is_valued_in_its_own_units(
     assert 0.9 < p_none.mean() < 1.0  # Hillstrom: about 1% of customers spend anything
     scores = project_scores(campaign.frame.iloc[:500], project, (p_none, uplift, dollars))
     np.testing.assert_allclose(scores.uplift_expansion, dollars)  # not weighed by the value
+
+
+def test_a_micro_batch_is_ranked_on_engagement_against_the_base(
+    hillstrom_import: tuple[Project, Path],
+) -> None:
+    """The engagement axis of the segments: a customer's share of the base at or below them,
+    the same whether scored with the whole import or alone in a worker's micro-batch."""
+    project, data = hillstrom_import
+    engaged = project.model_copy(update={"engagement": "history"})
+    customers = imported_table(data, "customers")
+    whole = engagement_of(engaged, customers)
+    base = engagement_reference(customers["history"])
+    for row in (int(np.argmin(whole)), int(np.argmax(whole)), 17):
+        alone = engagement_of(engaged, customers.iloc[[row]], base)
+        assert alone[0] == whole[row]
+    lowest = customers["history"] == customers["history"].min()
+    assert whole.max() == 1.0 and whole.min() == lowest.mean()  # ties share the top of the tie
+    blank = customers.iloc[[0]].assign(history=np.nan)
+    assert engagement_of(engaged, blank, base)[0] == 0.0
+    assert np.all(engagement_of(project, customers.iloc[:3]) == 1.0)  # none declared
 
 
 def test_value_and_consent_come_from_the_project_and_are_never_assumed(

@@ -36,7 +36,7 @@ from stream_app.decision_loop import DecisionLoop
 from stream_app.messages import EngagementEvent, events_from_frame
 from stream_app.project_source import ProjectScoreSource
 from stream_app.settings import Settings, load_settings
-from stream_app.worker import build_engine, project_feature_store
+from stream_app.worker import build_engine, engagement_base, project_feature_store
 from tests.conftest import TopicFactory, drain, renewable_producer
 
 pytestmark = pytest.mark.integration
@@ -233,3 +233,18 @@ def test_the_workers_event_features_match_the_batch_jobs(
     online = store.read_batch(last["customer_id"].tolist())
     assert online["tickets_7d"].sum() > 0
     assert mismatches(online, week, last, project.event_features) == 0
+
+
+def test_a_worker_ranks_engagement_against_the_imported_base(served: Settings) -> None:
+    """The engagement reference a worker keeps is the import's column, read from the source of
+    the Feast view that serves it, so that a micro-batch is not its own base."""
+    assert served.project is not None and served.imported_data is not None
+    project = load_project(served.project)
+    store = project_feature_store(served, project)
+    numeric = next(f.name for f in project.features if f.kind.value == "numeric")
+    engaged = project.model_copy(update={"engagement": numeric})
+    base = engagement_base(store, engaged)
+    customers = imported_table(served.imported_data, "customers")
+    assert base is not None
+    assert base.tolist() == sorted(customers[numeric].dropna().astype(float).tolist())
+    assert engagement_base(store, project) is None  # the project declares none

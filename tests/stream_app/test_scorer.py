@@ -64,6 +64,23 @@ def test_scores_come_from_the_bundle_and_cold_starts_get_defaults(
     assert not source.contacts(["NEW-CUSTOMER"]).consent.any()  # ...a stranger has not
 
 
+def test_engagement_is_ranked_against_the_base_not_the_micro_batch(
+    registry: Registry, world: World
+) -> None:
+    """A customer's engagement percentile (an axis of the segments that catalog rules may
+    exclude) is the same in a batch of one as in a scored base: the batch path's."""
+    source = FeatureScoreSource(
+        snapshot_reader(world.customers), BundleScorer(registry, CATALOG), world.customers
+    )
+    ids = world.customers["customer_id"].astype(str).tolist()
+    base = source.scores(ids, ids).engagement
+    quiet = int(np.argmin(base))
+    alone = source.scores([ids[quiet]], ["e"]).engagement
+    assert alone[0] == base[quiet] < 0.01
+    pair = source.scores([ids[quiet], ids[int(np.argmax(base))]], ["a", "b"]).engagement
+    assert pair.tolist() == [base[quiet], base.max()]
+
+
 def test_an_unknown_consent_is_no_consent(registry: Registry, world: World) -> None:
     known = world.customers.head(2).copy()
     known["consent_email"] = known["consent_email"].astype(object)
