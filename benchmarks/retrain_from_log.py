@@ -96,6 +96,7 @@ def main() -> None:
         "log_holdout": log.holdout_rows,
         "log_explore": log.explore_rows,
         "log_without_features": log.without_features,
+        "log_explore_cut_by_limits": log.explore_cut,
         "experiment_and_log": len(both),
     }
     print(json.dumps({"rows": rows, "results": results}, indent=2))

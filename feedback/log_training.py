@@ -5,18 +5,23 @@ stable hash, independent of everything the models see, and within its arm the ac
 randomized with a known probability: the holdout always gets do_nothing, exploration picks
 uniformly among the k actions allowed at that moment. The frame logs that within-arm design
 probability as ``propensity`` (1 in the holdout, 1/k in exploration) beside the ``arm``, so
-inverse-probability weighting is done per arm: within exploration, the mean of
-``[T = a] Y / propensity`` estimates an action's mean outcome over the customers it was
-allowed to (exploration never offers a call without phone consent, so the log says nothing of
-a call's effect on them). Known bias: when a budget or capacity limit cuts an explored pick
-(policies.decide's enforce_limits), the engine serves do_nothing but logs the propensity of a
-uniform pick, so exploration's do_nothing rows are over-represented by how often limits bit;
-the logged decision does not say which explored picks were cut. The treatment arm's
-rows are left out: there the action is the policy's deterministic choice, which says nothing
-about the actions it did not take. Given the features, the action is randomized in every row
-kept, so an outcome-model learner (the pooled S-learner, S, T, X) learns from the frame as from
-an experiment; learners that weight by a single propensity per action (DR, the class
-transformation) are not offered on it (nba.commands.feedback).
+inverse-probability weighting is done per arm: within exploration, the mean over every explored
+customer of ``[T = a] Y / propensity`` estimates an action's mean outcome over the customers it
+was allowed to (exploration never offers a call without phone consent, so the log says nothing
+of a call's effect on them).
+
+An explored pick that a budget or capacity limit cut (policies.decide's enforce_limits) was
+served as do_nothing and is logged `decision:limit_reached`, not `decision:explore`: it is not
+the uniform draw its logged propensity describes (kept, it would over-represent do_nothing by
+how often limits bit), so it is left out and counted; in the mean above it counts as a pick of
+another action. Whether a limit bites depends on the batch, the pick's cost and its model score,
+not on the customer's outcome.
+
+The treatment arm's rows are left out: there the action is the policy's deterministic choice,
+which says nothing about the actions it did not take. Given the features, the action is
+randomized in every row kept, so an outcome-model learner (the pooled S-learner, S, T, X)
+learns from the frame as from an experiment; learners that weight by a single propensity per
+action (DR, the class transformation) are not offered on it (nba.commands.feedback).
 
 k is not logged as such; it is recovered from an exploration decision's logged propensity
 ``t/(t+e) x [chosen == policy's pick] + e/(t+e) / k`` (policies.arms).
@@ -40,6 +45,7 @@ from policies.errors import ConfigError
 __all__ = ["LogExperiment", "experiment_from_log"]
 
 _RANDOMIZED_ARMS = ("holdout", "explore")
+_CUT = "decision:limit_reached"
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class LogExperiment:
     holdout_rows: int
     explore_rows: int
     without_features: int  # randomized decisions with no snapshot as of their time
+    explore_cut: int = 0  # explored picks a limit cut (served do_nothing): left out
 
 
 def _design_probability(rows: pd.DataFrame, arms: ArmConfig) -> np.ndarray:
@@ -99,6 +106,10 @@ def experiment_from_log(
     if "snapshot_at" not in snapshots.columns:
         raise ConfigError("the feature snapshots need a snapshot_at column for an as-of join")
     rows = joined[joined["arm"].isin(_RANDOMIZED_ARMS)].reset_index(drop=True)
+    cut = (rows["arm"] == "explore") & rows["reasons"].map(
+        lambda codes: codes is not None and _CUT in list(codes)
+    )
+    rows = rows[~cut].reset_index(drop=True)
     unknown = sorted(set(rows["action"]) - set(catalog.names))
     if unknown:
         raise ConfigError(f"the log names actions the catalog does not know: {unknown}")
@@ -123,4 +134,5 @@ def experiment_from_log(
         holdout_rows=int((rows["arm"] == "holdout").sum()),
         explore_rows=int((rows["arm"] == "explore").sum()),
         without_features=int((~known).sum()),
+        explore_cut=int(cut.sum()),
     )

@@ -207,6 +207,8 @@ class Decisions:
             return f"{head}, no action: best eligible EV ${self.best_ev[i]:,.0f} <= 0"
         if outcome is Outcome.EXPLORE:
             return f"{head}, no action (exploration drew do_nothing)"
+        if self.arm[i] == Arm.EXPLORE:
+            return f"{head}, no action: the explored action did not fit the budget or capacity left"
         return (
             f"{head}, no action: best EV ${self.best_ev[i]:,.0f} "
             f"lost to the budget ({outcome.name.lower()})"
@@ -272,15 +274,22 @@ def _finish(
     chosen: NDArray[np.int64],
     priced_pick: NDArray[np.int64],
     counterfactual: NDArray[np.int64],
+    explored: NDArray[np.int64],
     unavailable: NDArray[np.bool_] | None = None,
 ) -> Decisions:
-    """``counterfactual``: the treatment policy's pick for customers outside the treatment arm."""
+    """``counterfactual``: the treatment policy's pick for customers outside the treatment arm;
+    ``explored``: exploration's uniform picks, before the budget and capacity limits. An
+    explored pick that a limit cut is served as do_nothing and logged as LIMIT_REACHED, not
+    EXPLORE: it is not the uniform draw its propensity describes, and a reader of the log
+    (feedback.log_training) leaves it out of the randomized rows."""
     idx = np.arange(chosen.size)
     _, best_ev = choose_at_price(p.ev, p.cost, p.eligible, 0.0)
+    exploring = p.arm == Arm.EXPLORE
     outcome = np.select(
         [
             p.arm == Arm.HOLDOUT,
-            p.arm == Arm.EXPLORE,
+            exploring & (chosen == explored),
+            exploring,
             best_ev <= 0,
             chosen != DO_NOTHING,
             priced_pick == DO_NOTHING,
@@ -288,6 +297,7 @@ def _finish(
         [
             Outcome.HOLDOUT,
             Outcome.EXPLORE,
+            Outcome.LIMIT_REACHED,
             Outcome.NO_POSITIVE_EV,
             Outcome.BEST_EV,
             Outcome.BELOW_PRICE,
@@ -349,7 +359,9 @@ def decide_batch(
     # The allocation's price for the rest of the base is not exposed: outside the treatment arm
     # the counterfactual is the best positive-EV action (exact when the budget does not bind).
     best_pick, _ = choose_at_price(p.ev, p.cost, p.eligible, 0.0)
-    return _finish(p, scores, config, chosen, priced_pick=allocated, counterfactual=best_pick)
+    return _finish(
+        p, scores, config, chosen, priced_pick=allocated, counterfactual=best_pick, explored=wanted
+    )
 
 
 def decide_stream(
@@ -385,5 +397,6 @@ def decide_stream(
         chosen,
         priced_pick=priced,
         counterfactual=counterfactual,
+        explored=explored,
         unavailable=exhausted,
     )

@@ -168,7 +168,7 @@ def retraining_frame(
         notes.append(
             f"the engine's log: holdout {log.holdout_rows:,} + explore {log.explore_rows:,} "
             f"decisions with outcomes ({log.without_features:,} without features as of "
-            "their time)"
+            f"their time; {log.explore_cut:,} explored picks cut by a limit left out)"
         )
     frame = pd.concat(parts, join="inner", ignore_index=True)
     if frame.empty:

@@ -30,14 +30,16 @@ def _logged(arm: str, chosen: int, pick: int, eligible: list[bool]) -> float:
 
 
 def _decision(
-    customer: str, arm: str, chosen: int, pick: int, eligible: list[bool]
+    customer: str, arm: str, chosen: int, pick: int, eligible: list[bool], outcome: str = ""
 ) -> dict[str, object]:
+    outcome = outcome or {"holdout": "holdout", "explore": "explore"}.get(arm, "best_ev")
     return {
         "action_id": f"a-{customer}",
         "customer_id": customer,
         "action": CATALOG.names[chosen],
         "arm": arm,
         "propensity": _logged(arm, chosen, pick, eligible),
+        "reasons": [f"arm:{arm}", f"decision:{outcome}"],
         "decided_at": pd.Timestamp("2026-03-10", tz="UTC"),
         "retained": True,
         "value": 1_000.0,
@@ -61,6 +63,21 @@ def _snapshots() -> pd.DataFrame:
             "contract_value": [1_000.0] * 5,
         }
     )
+
+
+def test_an_explored_pick_a_limit_cut_is_left_out_and_counted() -> None:
+    """Served do_nothing because the budget or a capacity ran out, not drawn: policies.decide
+    logs it limit_reached, and it is not a row of the randomized experiment."""
+    joined = pd.DataFrame(
+        [
+            _decision("c1", "explore", 0, 1, ALL),
+            _decision("c2", "explore", 0, 1, ALL, outcome="limit_reached"),
+            _decision("c3", "holdout", 0, 0, ALL),
+        ]
+    )
+    log = experiment_from_log(joined, _snapshots(), CATALOG, ARMS)
+    assert sorted(log.frame["customer_id"]) == ["c1", "c3"]
+    assert (log.explore_cut, log.explore_rows, log.holdout_rows) == (1, 1, 1)
 
 
 def test_randomized_arms_only_with_their_design_propensities() -> None:

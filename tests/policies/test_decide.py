@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.allocation import choose_at_price
+from policies.allocation import DO_NOTHING, choose_at_price
 from policies.arms import Arm, ArmConfig, assign_arms
 from policies.catalog import default_catalog
 from policies.decide import (
     CAPACITY_EXHAUSTED,
+    Outcome,
     PolicyConfig,
     Scores,
     decide_batch,
@@ -195,6 +196,28 @@ def test_an_action_without_capacity_left_is_chosen_by_nobody_exploration_include
     gone = f"{CAPACITY_EXHAUSTED}:{CATALOG.names[2]}"
     assert all(gone in d.reasons(i) for i in range(3_000)), "every decision logs what ran out"
     assert not any(gone in unlimited.reasons(i) for i in range(3_000))
+
+
+def test_an_explored_pick_cut_by_the_allowance_is_logged_as_limit_reached() -> None:
+    """Exploration's draw is uniform only until a limit cuts it: a cut pick is served as
+    do_nothing and marked, so that no reader takes it for a drawn do_nothing."""
+    scores, state = make_scores(2_000, 23)
+    config = PolicyConfig(arms=ArmConfig(experiment="cut", holdout_share=0.1, explore_share=0.4))
+    free = decide_stream(scores, state, config, Pacer(0.0), np.inf)
+    tight = decide_stream(scores, state, config, Pacer(0.0), 50.0)
+    explored = tight.arm == Arm.EXPLORE
+    cut = explored & (tight.action != free.action)
+    assert cut.sum() > 50 and np.all(tight.action[cut] == DO_NOTHING)
+    assert np.all(tight.outcome[cut] == Outcome.LIMIT_REACHED)
+    assert np.all(tight.outcome[explored & ~cut] == Outcome.EXPLORE)
+    assert np.all(free.outcome[explored] == Outcome.EXPLORE)
+    i = int(np.flatnonzero(cut)[0])
+    assert "decision:limit_reached" in tight.reasons(i) and "arm:explore" in tight.reasons(i)
+    assert "explored action did not fit" in tight.explanation(i)
+    rows = tight.all_reasons()
+    assert all(rows[j] == tight.reasons(j) for j in np.flatnonzero(cut)[:20])
+    batch = decide_batch(scores, state, config, 50.0)
+    assert np.any((batch.arm == Arm.EXPLORE) & (batch.outcome == Outcome.LIMIT_REACHED))
 
 
 def test_a_batch_decision_never_picks_what_is_unavailable_to_that_customer() -> None:
