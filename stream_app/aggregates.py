@@ -124,8 +124,9 @@ class ActivityStore:
         cluster = isinstance(self._redis, RedisCluster)
         with self._redis.pipeline(transaction=False) as pipe:
             queue_reads(pipe, keys, cluster)
-            if self._online is not None:
-                self._online.queue_reads(pipe, customers)
+            online_keys = (
+                self._online.queue_reads(pipe, customers) if self._online is not None else []
+            )
             replies = pipe.execute()
         (stored,) = regroup(replies, keys, cluster)
         rows: list[WindowRow] = []
@@ -136,6 +137,7 @@ class ActivityStore:
                 as_of = datetime.fromtimestamp(state["times"][-1], UTC)
                 rows.append((customer, as_of, windows(state)))
             if self._online is not None:
-                self._online.queue_writes(pipe, rows, replies[len(replies) - len(customers) :])
+                stamps = replies[len(replies) - len(customers) :]
+                self._online.queue_writes(pipe, rows, online_keys, stamps)
             pipe.execute()
         return rows

@@ -132,10 +132,10 @@ class FeatureStoreAdapter:
         writer.check(rows)
         client = self._online_client()
         with client.pipeline(transaction=False) as pipe:
-            writer.queue_reads(pipe, [customer for customer, _, _ in rows])
+            keys = writer.queue_reads(pipe, [customer for customer, _, _ in rows])
             stored = pipe.execute()
         with client.pipeline(transaction=False) as pipe:
-            writer.queue_writes(pipe, rows, stored)
+            writer.queue_writes(pipe, rows, keys, stored)
             pipe.execute()
 
     def view_writer(self, view: str) -> ViewWriter:
@@ -259,15 +259,20 @@ class ViewWriter:
         if unknown:
             raise SchemaError(f"{self.view} has no feature(s) {sorted(unknown)}")
 
-    def queue_reads(self, pipe: Any, customers: Sequence[str]) -> None:
-        """One reply per customer: the event time the store holds for the view."""
-        for customer in customers:
-            pipe.hmget(self._key(customer), [self._ts_field])
+    def queue_reads(self, pipe: Any, customers: Sequence[str]) -> list[bytes]:
+        """One reply per customer: the event time the store holds for the view; returns the
+        customers' keys, which ``queue_writes`` takes back (each is serialized once)."""
+        keys = [self._key(customer) for customer in customers]
+        for key in keys:
+            pipe.hmget(key, [self._ts_field])
+        return keys
 
-    def queue_writes(self, pipe: Any, rows: Sequence[ViewRow], stored: Sequence[Any]) -> int:
-        """The rows newer than what the store holds (``stored``: ``queue_reads``' replies, row
-        by row) and than an earlier row of the same customer here; returns how many."""
-        keys = [self._key(customer) for customer, _, _ in rows]
+    def queue_writes(
+        self, pipe: Any, rows: Sequence[ViewRow], keys: Sequence[bytes], stored: Sequence[Any]
+    ) -> int:
+        """The rows newer than what the store holds (``keys`` and ``stored``: ``queue_reads``'
+        keys and replies, row by row) and than an earlier row of the same customer here;
+        returns how many."""
         latest: dict[bytes, int] = {}
         for key, held in zip(keys, stored, strict=True):
             if held and held[0]:
