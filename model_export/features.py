@@ -22,6 +22,7 @@ __all__ = [
     "feature_matrix",
     "logins_per_seat",
     "policy_scores",
+    "share_at_or_below",
     "training_frame",
 ]
 
@@ -98,7 +99,15 @@ def engagement_score(
     logins = logins_per_seat(snapshot)
     if reference is None:
         return np.asarray(pd.Series(logins).rank(pct=True), dtype=np.float64)
-    return np.searchsorted(reference, logins, side="right") / max(len(reference), 1)
+    return share_at_or_below(reference, logins)
+
+
+def share_at_or_below(
+    reference: NDArray[np.float64], values: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Each value's percentile in the base: the share of the sorted ``reference`` at or below
+    it (the engagement axis of the segments, for the simulated world and for a project)."""
+    return np.searchsorted(reference, values, side="right") / max(len(reference), 1)
 
 
 def logins_per_seat(snapshot: pd.DataFrame) -> NDArray[np.float64]:

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from ingest.project import Project
 from model_export.design import DesignMatrix
 from model_export.explain import Explainer
+from model_export.features import share_at_or_below
 from model_export.manifest import Registry
 from model_export.serving import BundleScorer, Predictions
 from policies.catalog import CHANNELS, Catalog
@@ -175,8 +176,7 @@ def engagement_of(
     column = customers[project.engagement]
     base = reference if reference is not None else engagement_reference(column)
     values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
-    share = np.searchsorted(base, values, side="right") / max(len(base), 1)
-    return np.where(np.isnan(values), 0.0, share)
+    return np.where(np.isnan(values), 0.0, share_at_or_below(base, values))
 
 
 def project_scores(
