@@ -156,9 +156,15 @@ def _phase(settings: Settings, world: World, k: int, rate: float, seconds: float
     }
 
 
+def _profile_stretch(repeat: int) -> int:
+    """The profile's stretch, after the measured ones (1 warm-up, then 2 per repeat); the
+    backlog's is the next."""
+    return 2 * repeat + 2
+
+
 def _check_stretches(repeat: int) -> None:
-    """The last stretch (the backlog's, ``2 repeat + 3``) must start a month before today."""
-    last = AS_OF + timedelta(days=30 * (2 * repeat + 3))
+    """The last stretch (the backlog's) must start a month before today."""
+    last = AS_OF + timedelta(days=30 * (_profile_stretch(repeat) + 1))
     if last > datetime.now(UTC) - timedelta(days=30):
         raise SystemExit(
             f"--repeat {repeat} needs events up to {last:%Y-%m-%d}, past what the intake takes "
@@ -306,11 +312,11 @@ def main() -> None:
             recording = root / "worker-at-5000.pyspy"
             spy = record(worker.pid, args.profile_seconds, recording)
             # After every measured stretch: see _phase.
-            _phase(settings, world, 2 * args.repeat + 2, 5_000.0, args.profile_seconds)
+            _phase(settings, world, _profile_stretch(args.repeat), 5_000.0, args.profile_seconds)
             spy.wait(timeout=args.profile_seconds + 60)
             results["profile_at_5000_per_s"] = summarize(recording)
         results["sustained"] = _sustained(
-            settings, world, worker, args.backlog, 2 * args.repeat + 3
+            settings, world, worker, args.backlog, _profile_stretch(args.repeat) + 1
         )
         results["worker_peak_rss_mb"] = peak_rss_mb(worker.pid)
         results["worker_steps"] = _steps(settings)
