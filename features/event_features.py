@@ -9,6 +9,12 @@ known at t). Events are de-duplicated by ``event_id`` first, so a re-sent event 
 A customer without any such event in the window gets 0 (``count``, ``sum``, ``distinct``) or
 the window's length in hours (``recency``: "not within the window").
 
+Two executors of the one definition: ``event_features`` for tables (the batch job, training),
+``customer_event_features`` for one customer's stored events at one time (the stream, at each
+decision: pandas' merge and group-by cost ~1.5 ms per feature whatever the size, so a batch of
+one trigger paid ~4 ms for four features). Tests compare the two on random event logs, and
+a worker's features against the batch job's on a simulated stream.
+
 Why not featuretools (its DFS with cutoff times computes the same windows): it brings its own
 entity-set model and a large dependency tree for what is here one merge and one groupby per
 feature, and the stream's executor must follow these exact semantics event by event.
@@ -16,13 +22,20 @@ feature, and the stream's executor must follow these exact semantics event by ev
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from ingest.project import EventFeature
 from policies.errors import SchemaError
 
-__all__ = ["event_features", "mismatches"]
+__all__ = ["StoredEvent", "customer_event_features", "event_features", "mismatches"]
+
+_US_PER_HOUR = 3_600_000_000
 
 
 def _one(events: pd.DataFrame, asked: pd.DataFrame, feature: EventFeature) -> pd.Series:
@@ -68,6 +81,53 @@ def event_features(
     if not columns:
         return pd.DataFrame(index=asked.index)
     return pd.concat(columns, axis=1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as the stream keeps it: its time in microseconds since the epoch (exact)."""
+
+    event_id: str
+    event_type: str
+    us: int
+    properties: dict[str, Any]
+
+
+def _present(value: Any) -> bool:
+    """What pandas counts: neither None nor NaN."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def customer_event_features(
+    events: Iterable[StoredEvent], at_us: int, declared: tuple[EventFeature, ...]
+) -> dict[str, float]:
+    """The declared features of one customer at ``at_us`` (microseconds since the epoch) from
+    that customer's events: ``event_features``' rules, row by row (first copy of an event_id
+    kept; ``t - window <= occurred_at < t``; blanks skipped by sum and distinct)."""
+    unique: dict[str, StoredEvent] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    values: dict[str, float] = {}
+    for feature in declared:
+        span_us = feature.span // pd.Timedelta(microseconds=1)
+        inside = [
+            e
+            for e in unique.values()
+            if e.event_type == feature.event_type and at_us - span_us <= e.us < at_us
+        ]
+        if feature.aggregate == "count":
+            values[feature.name] = float(len(inside))
+            continue
+        if feature.aggregate == "recency":
+            last = max((e.us for e in inside), default=None)
+            hours = (at_us - last if last is not None else span_us) / _US_PER_HOUR
+            values[feature.name] = float(hours)
+            continue
+        prop = feature.event_property or ""
+        present = [e.properties[prop] for e in inside if _present(e.properties.get(prop))]
+        total = math.fsum(present) if feature.aggregate == "sum" else len(set(present))
+        values[feature.name] = float(total)
+    return values
 
 
 def mismatches(

@@ -1,10 +1,11 @@
 """The stream's executor of a project's declared event features (``EventWindowStore``).
 
-One definition, two executors: the batch job computes the project's ``event_features`` from the
-events table (features/event_features.py); a worker keeps each customer's recent events in
-Redis and computes the same features from them with that same function, at the time it
-decides. The semantics are therefore the batch job's by construction: trailing windows in
-event time, an event at the asked time not yet known, a re-sent event counted once.
+One definition, two executors (features/event_features.py): the batch job computes the
+project's ``event_features`` from the events table; a worker keeps each customer's recent events
+in Redis and computes the same features from them, customer by customer, at the time it decides
+(``customer_event_features``, the batch rules row by row, compared with the batch executor in
+tests): trailing windows in event time, an event at the asked time not yet known, a re-sent
+event counted once.
 
 State: one sorted set per customer (``nba:evwin:<group>:<customer>``), scored by event time,
 each member the event's canonical JSON (event_id, type, time, the declared properties), so the
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from features.event_features import event_features
+from features.event_features import StoredEvent, customer_event_features
 from ingest.project import EventFeature
 from stream_app.messages import EngagementEvent
 from stream_app.redis_clients import RedisClient
@@ -78,32 +79,33 @@ class EventWindowStore:
                 pipe.expire(key, int(self._horizon_s) + _DAY_S)
             pipe.execute()
 
-    def features(self, customers: Sequence[str], at: datetime | Sequence[datetime]) -> pd.DataFrame:
+    def rows(
+        self, customers: Sequence[str], at: datetime | Sequence[datetime]
+    ) -> list[dict[str, float]]:
         """The declared features of each customer as of ``at`` (one time, or one per customer:
-        each trigger's own), one row per customer (in order), computed by the batch job's own
-        function on the stored events."""
+        each trigger's own), in order, computed from the stored events by the stream's executor
+        of the batch job's definition (features.event_features)."""
         times = [at] * len(customers) if isinstance(at, datetime) else list(at)
         with self._client.pipeline(transaction=False) as pipe:
             for customer, when in zip(customers, times, strict=True):
                 low, high = when.timestamp() - self._horizon_s, f"({when.timestamp()}"
                 pipe.zrangebyscore(self._prefix + customer, low, high)
             stored: list[list[bytes]] = pipe.execute()
-        rows = []
-        for customer, members in zip(customers, stored, strict=True):
-            for member in members:
-                record = json.loads(member)
-                rows.append(
-                    {
-                        "event_id": record["id"],
-                        "customer_id": customer,
-                        "event_type": record["type"],
-                        "occurred_at": pd.Timestamp(record["us"], unit="us", tz="UTC"),
-                        **record["p"],
-                    }
-                )
-        columns = ["event_id", "customer_id", "event_type", "occurred_at", *self._properties]
-        events = pd.DataFrame(rows, columns=columns)
-        asked = pd.DataFrame(
-            {"customer_id": list(customers), "at": pd.to_datetime(times, utc=True)}
-        )
-        return event_features(events, asked, self.declared)
+        return [
+            customer_event_features(
+                (_stored(member) for member in members),
+                (when - _EPOCH) // _MICROSECOND,
+                self.declared,
+            )
+            for when, members in zip(times, stored, strict=True)
+        ]
+
+    def features(self, customers: Sequence[str], at: datetime | Sequence[datetime]) -> pd.DataFrame:
+        """``rows`` as a frame, one column per declared feature."""
+        names = [f.name for f in self.declared]
+        return pd.DataFrame(self.rows(customers, at), columns=names, dtype=float)
+
+
+def _stored(member: bytes) -> StoredEvent:
+    record = json.loads(member)
+    return StoredEvent(record["id"], record["type"], record["us"], record["p"])

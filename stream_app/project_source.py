@@ -86,14 +86,12 @@ class ProjectScoreSource:
         frame = self._read(list(customers))
         if self._windows is not None:
             times = [self._times[event_id] for event_id in event_ids]
-            live = self._windows.features(customers, times)
-            frame = frame.assign(**{c: live[c].to_numpy() for c in live.columns})
+            live = self._windows.rows(customers, times)
+            frame = frame.assign(
+                **{f.name: [row[f.name] for row in live] for f in self._windows.declared}
+            )
             if self._publish is not None:
-                values = [
-                    {str(k): float(v) for k, v in row.items()}
-                    for row in live.to_dict(orient="records")
-                ]
-                self._publish(list(zip(customers, times, values, strict=True)))
+                self._publish(list(zip(customers, times, live, strict=True)))
         return frame
 
     def scores(self, customers: Sequence[str], event_ids: Sequence[str]) -> Scores:

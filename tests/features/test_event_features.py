@@ -3,10 +3,15 @@ re-sent event counted once."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from features.event_features import event_features
+from features.event_features import StoredEvent, customer_event_features, event_features
 from ingest.project import EventFeature
 
 
@@ -74,3 +79,49 @@ def test_each_row_is_computed_at_its_own_time() -> None:
     )
     got = event_features(EVENTS, asked, DECLARED[:1])
     assert got["logins_24h"].tolist() == [1.0, 2.0]  # at 10:00 only e1; a day later e2 and e6
+
+
+AT_US = 1_709_294_400_000_000  # 2024-03-01 12:00 UTC in microseconds since the epoch
+HOUR_US = 3_600_000_000
+
+stored_events = st.lists(
+    st.builds(
+        StoredEvent,
+        event_id=st.sampled_from([f"e{k}" for k in range(12)]),  # some ids recur: re-sent
+        event_type=st.sampled_from(["login", "ticket"]),
+        # on and around the windows' edges (2 h, 24 h, 7 d, 30 d before AT_US) and at AT_US
+        us=st.sampled_from([0, 1, 2, 24, 168, 720, 721]).flatmap(
+            lambda hours: st.integers(-2, 2).map(lambda d: AT_US - hours * HOUR_US + d)
+        ),
+        properties=st.fixed_dictionaries(
+            {},
+            optional={
+                "minutes": st.one_of(st.none(), st.floats(0, 1e4), st.just(float("nan"))),
+                "topic": st.one_of(st.none(), st.sampled_from(["billing", "login", "api"])),
+            },
+        ),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored_events)
+def test_the_streams_executor_computes_what_the_batch_executor_does(
+    events: list[StoredEvent],
+) -> None:
+    stream = customer_event_features(events, AT_US, DECLARED)
+    table = pd.DataFrame(
+        {
+            "event_id": [e.event_id for e in events],
+            "customer_id": "a",
+            "event_type": [e.event_type for e in events],
+            "occurred_at": pd.to_datetime([e.us for e in events], unit="us", utc=True),
+            "minutes": [e.properties.get("minutes") for e in events],
+            "topic": [e.properties.get("topic") for e in events],
+        }
+    )
+    at = datetime.fromtimestamp(AT_US / 1e6, UTC)
+    batch = event_features(table, pd.DataFrame({"customer_id": ["a"], "at": [at]}), DECLARED)
+    names = [f.name for f in DECLARED]
+    np.testing.assert_allclose([stream[n] for n in names], batch.iloc[0][names], atol=1e-9)
