@@ -79,6 +79,17 @@ class EventWindowStore:
                 pipe.expire(key, int(self._horizon_s) + _DAY_S)
             pipe.execute()
 
+    def stored(
+        self, customers: Sequence[str], times: Sequence[datetime]
+    ) -> list[list[StoredEvent]]:
+        """Each customer's kept events that may count at its time (one pipeline)."""
+        with self._client.pipeline(transaction=False) as pipe:
+            for customer, when in zip(customers, times, strict=True):
+                low, high = when.timestamp() - self._horizon_s, f"({when.timestamp()}"
+                pipe.zrangebyscore(self._prefix + customer, low, high)
+            members: list[list[bytes]] = pipe.execute()
+        return [[_stored(member) for member in mine] for mine in members]
+
     def rows(
         self, customers: Sequence[str], at: datetime | Sequence[datetime]
     ) -> list[dict[str, float]]:
@@ -86,18 +97,9 @@ class EventWindowStore:
         each trigger's own), in order, computed from the stored events by the stream's executor
         of the batch job's definition (features.event_features)."""
         times = [at] * len(customers) if isinstance(at, datetime) else list(at)
-        with self._client.pipeline(transaction=False) as pipe:
-            for customer, when in zip(customers, times, strict=True):
-                low, high = when.timestamp() - self._horizon_s, f"({when.timestamp()}"
-                pipe.zrangebyscore(self._prefix + customer, low, high)
-            stored: list[list[bytes]] = pipe.execute()
         return [
-            customer_event_features(
-                (_stored(member) for member in members),
-                (when - _EPOCH) // _MICROSECOND,
-                self.declared,
-            )
-            for when, members in zip(times, stored, strict=True)
+            customer_event_features(events, (when - _EPOCH) // _MICROSECOND, self.declared)
+            for when, events in zip(times, self.stored(customers, times), strict=True)
         ]
 
     def features(self, customers: Sequence[str], at: datetime | Sequence[datetime]) -> pd.DataFrame:
