@@ -35,7 +35,7 @@ from stream_app.engine.decider import Decider
 from stream_app.engine.intake import Intake, ValidEvents
 from stream_app.engine.publisher import Publisher
 from stream_app.engine.state import DecisionState
-from stream_app.ledger import BudgetLedger
+from stream_app.ledger import BudgetLedger, LedgerState
 from stream_app.messages import action_id_for
 from stream_app.metrics import EngineMetrics, counting_errors, timed
 from stream_app.pipeline import (
@@ -124,7 +124,8 @@ class DecisionEngine:
     def process(self, raws: list[RawMessage], committed: CommittedOffset) -> BatchStats:
         """Validate, decide and publish one batch inside the caller's open transaction."""
         stats = BatchStats(consumed=len(raws))
-        self.ledger.check_epoch()  # a flushed ledger is rebuilt even by a batch that spends nothing
+        # read even by a batch that spends nothing: a flushed ledger is noticed and rebuilt
+        ledger = self.ledger.checked_state()
         valid, rejected = self._intake.accept(raws)
         stats.invalid = len(rejected)
         if self._aggregates is not None and valid:
@@ -139,7 +140,7 @@ class DecisionEngine:
         self._state.mark_superseded(superseded)
         self._publisher.superseded(list(superseded))
         if triggers:
-            self._decide(triggers, stats, committed)
+            self._decide(triggers, stats, committed, ledger)
             self._state.remember_triggers([e for _, e in triggers])
         stats.latencies_ms = self._publisher.take_latencies()
         return stats
@@ -164,7 +165,13 @@ class DecisionEngine:
     def close(self) -> None:
         self._publisher.close()
 
-    def _decide(self, triggers: ValidEvents, stats: BatchStats, committed: CommittedOffset) -> None:
+    def _decide(
+        self,
+        triggers: ValidEvents,
+        stats: BatchStats,
+        committed: CommittedOffset,
+        ledger: LedgerState,
+    ) -> None:
         ids = [action_id_for(raw.topic, event.event_id) for raw, event in triggers]
         found = self._state.lookup(ids)
         for (raw, event), (payload, delivered) in zip(triggers, found, strict=True):
@@ -178,7 +185,7 @@ class DecisionEngine:
         fresh = [t for t, (payload, _) in zip(triggers, found, strict=True) if payload is None]
         if not fresh:
             return
-        decisions = self._decider.decide(fresh)
+        decisions = self._decider.decide(fresh, ledger)
         actions = build_actions(
             decisions,
             fresh,
@@ -212,14 +219,14 @@ class DecisionEngine:
         self._announced = version
         return version
 
-    def _report_state(self, spent: float, lag: int | None) -> None:
+    def _report_state(self, ledger: LedgerState, lag: int | None) -> None:
         """Budget, capacity and consumer lag gauges, after each batch."""
         if self._metrics is None:
             return
-        self._metrics.budget_spent.set(spent)
-        self._metrics.budget_remaining.set(max(self.ledger.budget - spent, 0.0))
+        self._metrics.budget_spent.set(ledger.spent)
+        self._metrics.budget_remaining.set(max(self.ledger.budget - ledger.spent, 0.0))
         self._metrics.budget_target.set(self._decider.pacing.target_spend(self._decider.elapsed()))
-        left = self._decider.capacity_left()
+        left = self._decider.capacity_left(ledger)
         for index, name in enumerate(self.policy.catalog.names):
             if np.isfinite(left[index]):
                 self._metrics.capacity_left.labels(action=name).set(left[index])

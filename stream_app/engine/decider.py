@@ -15,7 +15,7 @@ from policies.pacing import Pacer, PacingConfig
 from policies.rules import ContactState
 from stream_app.contacts import ContactLog
 from stream_app.engine.intake import ValidEvents
-from stream_app.ledger import BudgetLedger
+from stream_app.ledger import BudgetLedger, LedgerState
 from stream_app.metrics import EngineMetrics, counting_errors, timed
 
 __all__ = ["ContactSource", "Decider", "ScoreSource"]
@@ -51,9 +51,11 @@ class Decider:
         self._metrics = metrics
         self.capacity = policy.catalog.capacities()
 
-    def decide(self, fresh: ValidEvents) -> Decisions:
+    def decide(self, fresh: ValidEvents, ledger: LedgerState) -> Decisions:
+        """``ledger``: the period's spend and counts as the batch began (the reservations then
+        enforce the budget and capacities atomically, whatever was spent since)."""
         customers = [e.customer_id for _, e in fresh]
-        allowance = self.pacer.allowance(self.pacing, self.ledger.spent(), self.elapsed())
+        allowance = self.pacer.allowance(self.pacing, ledger.spent, self.elapsed())
         with (
             timed(self._metrics, "score"),
             counting_errors(self._metrics, "feature_store_or_model"),
@@ -66,7 +68,7 @@ class Decider:
                 self.policy,
                 self.pacer,
                 allowance,
-                self.capacity_left(),
+                self.capacity_left(ledger),
             )
 
     def _contact_state(self, fresh: ValidEvents) -> ContactState:
@@ -79,17 +81,17 @@ class Decider:
             state, customers, [e.occurred_at.timestamp() for _, e in fresh]
         )
 
-    def capacity_left(self) -> NDArray[np.float64]:
+    def capacity_left(self, ledger: LedgerState) -> NDArray[np.float64]:
         """Capacity per action minus what the ledger counted this period (every worker's)."""
-        return self.ledger.capacity_left(self.policy.catalog.names, self.capacity)
+        return ledger.capacity_left(self.policy.catalog.names, self.capacity)
 
     def elapsed(self) -> float:
         """Seconds into the budget period, on the wall clock (the period may have begun before
         this worker did: NBA_PACING_START)."""
         return time.time() - self._origin
 
-    def reprice(self) -> float:
-        """Move the pacing price after a batch; returns the ledger's spend it read."""
-        spent = self.ledger.spent()
-        self.pacer = self.pacer.updated(self.pacing, spent, self.elapsed(), step_s=1.0)
-        return spent
+    def reprice(self) -> LedgerState:
+        """Move the pacing price after a batch; returns the ledger's state it read."""
+        ledger = self.ledger.state()
+        self.pacer = self.pacer.updated(self.pacing, ledger.spent, self.elapsed(), step_s=1.0)
+        return ledger

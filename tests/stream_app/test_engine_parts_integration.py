@@ -103,7 +103,7 @@ def test_decider_and_publisher_reserve_store_and_publish_each_decision(
         for k, c in enumerate(customers)
     ]
 
-    decisions = decider.decide(fresh)
+    decisions = decider.decide(fresh, ledger.state())
     actions = build_actions(decisions, fresh, policy.catalog, "v-test", "parts", datetime.now(UTC))
     producer.begin_transaction()
     published = publisher.reserve_and_publish(fresh, actions, decisions, decider.capacity.tolist())

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from policies.errors import BudgetError
@@ -103,6 +104,24 @@ def test_a_lost_ledger_spends_nothing_until_rebuilt_and_then_holds_its_old_spend
     assert worker.reserve("a-1", "call", 60.0).replayed, "a replay finds its reservation"
     assert not other.reserve("a-4", "call", 60.0).granted, "the old spend still counts"
     assert worker.epoch == other.epoch
+
+
+def test_the_state_read_in_one_round_trip_is_the_ledger_and_knows_a_lost_one(
+    client: RedisClient,
+) -> None:
+    period = f"p-{uuid.uuid4().hex}"
+    worker = BudgetLedger(client, period, 100.0)
+    assert worker.reserve("a-1", "call", 60.0).granted
+    assert worker.reserve("a-2", "email", 5.0).granted
+    state = worker.checked_state()
+    assert (state.spent, state.counts, state.epoch) == (65.0, worker.counts(), worker.epoch)
+    assert state.counts == {"call": 1, "email": 1}
+    left = state.capacity_left(["call", "email", "sms"], np.array([1.0, 10.0, np.inf]))
+    assert left.tolist() == [0.0, 9.0, np.inf]
+    _lose(client, period)
+    assert worker.state().epoch is None
+    with pytest.raises(LedgerLost):
+        worker.checked_state()
 
 
 def test_an_operator_rebuild_makes_every_worker_rebuild(client: RedisClient) -> None:
