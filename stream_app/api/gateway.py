@@ -91,28 +91,45 @@ class _DeliveryWaiter:
         self._pending: dict[str, list[asyncio.Future[tuple[bytes, bool]]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def wait(self, action_id: str, timeout_s: float) -> tuple[bytes, bool] | None:
-        """(the answering decision, whether it is another request's), or None after
-        ``timeout_s``."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bytes, bool]] = loop.create_future()
+    def expect(self, action_id: str) -> asyncio.Future[tuple[bytes, bool]]:
+        """A future for ``action_id``'s answer, heard from the moment it is made: made before
+        the request's event is sent, it cannot miss the announcement (``wait`` it)."""
+        future: asyncio.Future[tuple[bytes, bool]] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(action_id, []).append(future)
         if not self._tasks or any(t.done() for t in self._tasks):
             for task in self._tasks:
                 task.cancel()
             self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._poll())]
+        return future
+
+    async def wait(
+        self,
+        action_id: str,
+        timeout_s: float,
+        future: asyncio.Future[tuple[bytes, bool]] | None = None,
+    ) -> tuple[bytes, bool] | None:
+        """(the answering decision, whether it is another request's), or None after
+        ``timeout_s``. Without an ``expect``ed future, the answer may be in Redis already (a
+        retry): it is looked up first."""
+        expected = future is not None
+        future = future if future is not None else self.expect(action_id)
         try:
-            with contextlib.suppress(redis.RedisError):  # answered before the wait began?
-                await self._settle([action_id])
+            if not expected:
+                with contextlib.suppress(redis.RedisError):
+                    await self._settle([action_id])
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             return None
         finally:
-            waiting = self._pending.get(action_id, [])
-            if future in waiting:
-                waiting.remove(future)
-            if not waiting:
-                self._pending.pop(action_id, None)
+            self.forget(action_id, future)
+
+    def forget(self, action_id: str, future: asyncio.Future[tuple[bytes, bool]]) -> None:
+        """Stop listening for ``future`` (answered, timed out, or its event never sent)."""
+        waiting = self._pending.get(action_id, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self._pending.pop(action_id, None)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -263,13 +280,13 @@ class DecisionGateway:
     ) -> Decided:
         event_id = request_event_id(key_id, idempotency_key)
         action_id = action_id_for(self.events_topic, event_id)
-        earlier = await self._earlier(action_id, customer_id)
-        if earlier is not None:
-            return earlier
-        known = not (await self.features(customer_id))["cold_start"]
+        stored, features, last = await self._prechecks(action_id, customer_id)
+        if stored is not None:
+            return await self._earlier(stored, action_id, customer_id)
+        known = not self._features.decoded_row(features)["cold_start"]
         if not known and not cold_start:
             return Decided("unknown_customer", action_id)
-        recent = await self._recent(customer_id, event_id)
+        recent = await self._recent(last, event_id, customer_id)
         if recent is not None:
             return recent
         event = EngagementEvent(
@@ -279,21 +296,41 @@ class DecisionGateway:
             occurred_at=datetime.now(UTC),
             properties=context,
         )
-        await self._sender.send(self.events_topic, event)
-        return await self._outcome(action_id, "created")
+        answer = self._waiter.expect(action_id)
+        try:
+            await self._sender.send(self.events_topic, event)
+        except BaseException:
+            self._waiter.forget(action_id, answer)
+            raise
+        return await self._outcome(action_id, "created", answer)
 
-    async def _earlier(self, action_id: str, customer_id: str) -> Decided | None:
+    async def _prechecks(
+        self, action_id: str, customer_id: str
+    ) -> tuple[bytes | None, list[bytes | None], bytes | None]:
+        """In one round trip: a decision already stored under the request's action_id, the
+        customer's online features, and its last trigger."""
+        keys, fields = self._features.online_keys([customer_id])
+        async with self._aio.pipeline(transaction=False) as pipe:
+            pipe.get(decision_key(action_id))
+            pipe.hmget(keys[0], fields)  # type: ignore[arg-type]  # Feast's keys are bytes
+            pipe.hget(last_trigger_key(self.events_topic), customer_id)
+            stored, features, last = await pipe.execute()
+        return stored, features, last
+
+    async def _earlier(self, payload: bytes, action_id: str, customer_id: str) -> Decided:
         """A retry: the decision stored under this action_id (waited for if not yet
         delivered), or a refusal when the key was used for another customer."""
-        payload = await self._aio.get(decision_key(action_id))
-        if payload is None:
-            return None
         if json.loads(payload)["customer_id"] != customer_id:
             return Decided("key_reused", action_id)
         return await self._outcome(action_id, "replayed")
 
-    async def _outcome(self, action_id: str, status: str) -> Decided:
-        answer = await self._waiter.wait(action_id, self._timeout_s)
+    async def _outcome(
+        self,
+        action_id: str,
+        status: str,
+        expected: asyncio.Future[tuple[bytes, bool]] | None = None,
+    ) -> Decided:
+        answer = await self._waiter.wait(action_id, self._timeout_s, expected)
         if answer is None:
             return Decided("pending", action_id)
         payload, superseded = answer
@@ -304,9 +341,9 @@ class DecisionGateway:
             return Decided("too_soon", decision["action_id"], decision, True, wait_s)
         return Decided(status, action_id, decision, delivered=True)
 
-    async def _recent(self, customer_id: str, event_id: str) -> Decided | None:
-        key = last_trigger_key(self.events_topic)
-        value: bytes | None = await self._aio.hget(key, customer_id)  # type: ignore[misc]  # redis-py types hash commands for both clients
+    async def _recent(self, value: bytes | None, event_id: str, customer_id: str) -> Decided | None:
+        """A refusal with the customer's latest decision when its last trigger (``value``)
+        was less than the minimum interval ago and was not this request."""
         if value is None:
             return None
         stamp, last_event_id = value.decode().split("|", 1)
@@ -331,7 +368,10 @@ class DecisionGateway:
     async def features(self, customer_id: str) -> dict[str, Any]:
         """The customer's features as the engine reads them (``cold_start`` when unknown)."""
         keys, fields = self._features.online_keys([customer_id])
-        values = await self._aio.hmget(keys[0], fields)  # type: ignore[misc,arg-type]  # as above; Feast's keys are bytes
+        values = await self._aio.hmget(keys[0], fields)  # type: ignore[misc,arg-type]  # redis-py types hash commands for both clients; Feast's keys are bytes
+        return self._row(customer_id, values)
+
+    def _row(self, customer_id: str, values: Sequence[bytes | None]) -> dict[str, Any]:
         row = {"customer_id": customer_id} | self._features.decoded_row(values)
         return {name: _plain(value) for name, value in row.items()}
 
