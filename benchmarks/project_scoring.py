@@ -59,7 +59,7 @@ from stream_app.redis_clients import redis_client
 from stream_app.scorer import ServedModel
 from stream_app.settings import Settings
 from stream_app.worker import (
-    _window_sink,
+    _window_writer,
     _windows,
     engagement_base,
     policy_config,
@@ -105,13 +105,15 @@ def _scorer(settings: Settings) -> ProjectScoreSource:
         None,
         project,
     )
+    client = redis_client(settings)
     return ProjectScoreSource(
         project,
         model,
-        store.read_batch,
+        store,
+        client,
         _windows(settings, project),
-        OptOutStore(redis_client(settings), project.name, dict(project.opt_outs)),
-        _window_sink(store),
+        OptOutStore(client, project.name, dict(project.opt_outs)),
+        _window_writer(store),
         engagement_base(store, project),
     )
 
@@ -194,7 +196,9 @@ def micro_batches(
     asked = [pd.DataFrame({"customer_id": b, "at": pd.Timestamp(now)}) for b in batches]
     live = [windows.rows(b, now) for b in batches]
     frames = [
-        source._read(b).assign(**{f.name: [r[f.name] for r in rows] for f in windows.declared})
+        source._store.read_batch(b).assign(
+            **{f.name: [r[f.name] for r in rows] for f in windows.declared}
+        )
         for b, rows in zip(batches, live, strict=True)
     ]
 
@@ -226,7 +230,7 @@ def whole_base(source: ProjectScoreSource, ids: list[str], rows: int) -> dict[st
     """The design matrix of the base repeated to ``rows`` rows, and scikit-learn's."""
     design, windows = source.model.design, source._windows
     assert isinstance(design, DesignMatrix) and isinstance(windows, EventWindowStore)
-    profile = source._read(ids).assign(**{f.name: 0.0 for f in windows.declared})
+    profile = source._store.read_batch(ids).assign(**{f.name: 0.0 for f in windows.declared})
     frame = profile.sample(rows, replace=True, random_state=0).reset_index(drop=True)
     ours, ours_s = _once(lambda: design.transform(frame))
     theirs, theirs_s = _once(lambda: design.transformer_.transform(design._prepared(frame)))

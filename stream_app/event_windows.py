@@ -22,6 +22,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -79,28 +80,42 @@ class EventWindowStore:
                 pipe.expire(key, int(self._horizon_s) + _DAY_S)
             pipe.execute()
 
+    def queue_stored(self, pipe: Any, customers: Sequence[str], times: Sequence[datetime]) -> None:
+        """The reads of each customer's kept events that may count at its time, queued in the
+        caller's pipeline: one reply per customer, which ``stored_of`` reads."""
+        for customer, when in zip(customers, times, strict=True):
+            low, high = when.timestamp() - self._horizon_s, f"({when.timestamp()}"
+            pipe.zrangebyscore(self._prefix + customer, low, high)
+
+    @staticmethod
+    def stored_of(replies: Sequence[Sequence[bytes]]) -> list[list[StoredEvent]]:
+        return [[_stored(member) for member in members] for members in replies]
+
     def stored(
         self, customers: Sequence[str], times: Sequence[datetime]
     ) -> list[list[StoredEvent]]:
         """Each customer's kept events that may count at its time (one pipeline)."""
         with self._client.pipeline(transaction=False) as pipe:
-            for customer, when in zip(customers, times, strict=True):
-                low, high = when.timestamp() - self._horizon_s, f"({when.timestamp()}"
-                pipe.zrangebyscore(self._prefix + customer, low, high)
-            members: list[list[bytes]] = pipe.execute()
-        return [[_stored(member) for member in mine] for mine in members]
+            self.queue_stored(pipe, customers, times)
+            return self.stored_of(pipe.execute())
+
+    def computed(
+        self, times: Sequence[datetime], stored: Sequence[Sequence[StoredEvent]]
+    ) -> list[dict[str, float]]:
+        """The declared features of each customer at its time from its ``stored`` events, by
+        the stream's executor of the batch job's definition (features.event_features)."""
+        return [
+            customer_event_features(events, (when - _EPOCH) // _MICROSECOND, self.declared)
+            for when, events in zip(times, stored, strict=True)
+        ]
 
     def rows(
         self, customers: Sequence[str], at: datetime | Sequence[datetime]
     ) -> list[dict[str, float]]:
         """The declared features of each customer as of ``at`` (one time, or one per customer:
-        each trigger's own), in order, computed from the stored events by the stream's executor
-        of the batch job's definition (features.event_features)."""
+        each trigger's own), in order."""
         times = [at] * len(customers) if isinstance(at, datetime) else list(at)
-        return [
-            customer_event_features(events, (when - _EPOCH) // _MICROSECOND, self.declared)
-            for when, events in zip(times, self.stored(customers, times), strict=True)
-        ]
+        return self.computed(times, self.stored(customers, times))
 
     def features(self, customers: Sequence[str], at: datetime | Sequence[datetime]) -> pd.DataFrame:
         """``rows`` as a frame, one column per declared feature."""

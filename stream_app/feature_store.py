@@ -179,11 +179,22 @@ class FeatureStoreAdapter:
         Redis pipeline for all views, without the SDK's response assembly: the engine's hot path,
         measured against `read` in benchmarks/feature_reads.py. Unknown customers get nulls and
         ``cold_start``; `tests/features` checks it returns exactly what `read` returns."""
-        keys, fields = self.online_keys(customer_ids)
         with self._online_client().pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(key, fields)
+            self.queue_read(pipe, customer_ids)
             rows = pipe.execute()
+        return self.frame_of(customer_ids, rows)
+
+    def queue_read(self, pipe: Any, customer_ids: Sequence[str]) -> None:
+        """``read_batch``'s reads queued in the caller's pipeline: one reply per customer,
+        which ``frame_of`` reads."""
+        keys, fields = self.online_keys(list(customer_ids))
+        for key in keys:
+            pipe.hmget(key, fields)
+
+    def frame_of(
+        self, customer_ids: Sequence[str], rows: Sequence[Sequence[bytes | None]]
+    ) -> pd.DataFrame:
+        """The frame ``read_batch`` gives, from the replies ``queue_read`` queued."""
         frame = pd.DataFrame({"customer_id": list(customer_ids)} | self._columns(rows))
         frame["cold_start"] = frame[self._profile_marker].isna().to_numpy()
         return frame

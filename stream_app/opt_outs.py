@@ -12,6 +12,7 @@ channel is a data-team decision made at the source, followed by deleting the fie
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,12 +46,16 @@ class OptOutStore:
             pipe.execute()
         return len(withdrawing)
 
-    def revoked(self, customers: Sequence[str]) -> NDArray[np.bool_]:
+    def queue_revoked(self, pipe: Any, customers: Sequence[str]) -> None:
+        """The reads of the customers' withdrawn channels, queued in the caller's pipeline:
+        one reply per customer, which ``revoked_of`` reads."""
+        for customer in customers:
+            pipe.hmget(self._prefix + customer, list(CHANNELS))
+
+    def revoked_of(
+        self, customers: Sequence[str], rows: Sequence[Sequence[bytes | None]]
+    ) -> NDArray[np.bool_]:
         """[customer, channel] in CHANNELS order: True where consent was withdrawn."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for customer in customers:
-                pipe.hmget(self._prefix + customer, list(CHANNELS))
-            rows: list[list[bytes | None]] = pipe.execute()
         return np.array([[value is not None for value in row] for row in rows], dtype=bool).reshape(
             len(customers), len(CHANNELS)
         )

@@ -42,7 +42,7 @@ from stream_app.decision_loop import DecisionLoop, RenewableProducer
 from stream_app.engine import DecisionEngine, LoopSettings, assemble
 from stream_app.engine.state import DecisionState
 from stream_app.event_windows import EventWindowStore
-from stream_app.feature_store import FeatureStoreAdapter
+from stream_app.feature_store import FeatureStoreAdapter, ViewWriter
 from stream_app.http import serve
 from stream_app.ledger import BudgetLedger
 from stream_app.ledger_restore import restore_ledger
@@ -50,7 +50,7 @@ from stream_app.messages import DECISION_REQUESTED
 from stream_app.metrics import EngineMetrics
 from stream_app.opt_outs import OptOutStore
 from stream_app.outage import wait_out_at_start
-from stream_app.project_source import ProjectScoreSource, WindowSink
+from stream_app.project_source import ProjectScoreSource
 from stream_app.redis_clients import RedisClient, redis_client
 from stream_app.scorer import (
     BaseSummary,
@@ -198,23 +198,24 @@ def build_engine(
     policy = policy_config(settings)
     registry = Registry(settings.model_registry)
     project = _served_project(settings, registry)
+    client = redis_client(settings)
     if project is not None:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics, project)
         store = features or project_feature_store(settings, project)
         source: FeatureScoreSource | ProjectScoreSource = ProjectScoreSource(
             project,
             served,
-            store.read_batch,
+            store,
+            client,
             _windows(settings, project),
-            OptOutStore(redis_client(settings), project.name, dict(project.opt_outs)),
-            _window_sink(store),
+            OptOutStore(client, project.name, dict(project.opt_outs)),
+            _window_writer(store),
             engagement_base(store, project),
         )
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
         store = features or feature_store(settings)
         source = FeatureScoreSource(store.read_batch, served, base_summary(settings))
-    client = redis_client(settings)
     ledger = opened_ledger(settings, client)
     return assemble(
         settings=LoopSettings(
@@ -277,11 +278,11 @@ def engagement_base(store: FeatureStoreAdapter, project: Project) -> NDArray[np.
     return None
 
 
-def _window_sink(store: FeatureStoreAdapter) -> WindowSink | None:
-    """The project's Feast view of its event features, when it has one."""
+def _window_writer(store: FeatureStoreAdapter) -> ViewWriter | None:
+    """The writer of the project's Feast view of its event features, when it has one."""
     if "event_windows" not in store.definitions.views:
         return None
-    return lambda rows: store.write_view("event_windows", rows)
+    return store.view_writer("event_windows")
 
 
 def _served_project(settings: Settings, registry: Registry) -> Project | None:

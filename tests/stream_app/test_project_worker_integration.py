@@ -182,6 +182,21 @@ def test_a_burst_of_support_tickets_changes_the_next_decision(
     assert served.project is not None
     store = project_feature_store(worker.settings, load_project(served.project))
     assert store.read_batch([quiet]).iloc[0]["tickets_7d"] == 5  # not the login that asked
+    # A batch's reads (profile, stored events, opt-outs, the event time Feast holds for the
+    # view) take one round trip, and the live features' write one more.
+    trigger = _event(quiet, "login", "login-11", now + timedelta(minutes=11))
+    source.observe([(None, trigger)])  # type: ignore[list-item]  # no raw record here
+    opened: list[bool] = []
+    pipeline = source._client.pipeline
+
+    def counted(**options: Any) -> Any:
+        opened.append(True)
+        return pipeline(**options)
+
+    source._client.pipeline = counted  # type: ignore[method-assign,assignment]
+    scored = source.scores([quiet], [trigger.event_id])
+    source._client.pipeline = pipeline  # type: ignore[method-assign]
+    assert len(opened) == 2 and scored.customer_ids == [quiet]
     worker.close()
 
 
