@@ -7,6 +7,7 @@ simulator's parquet today, behind ``training_frame`` (point-in-time Feast joins 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,9 @@ def feature_matrix(snapshot: pd.DataFrame) -> NDArray[np.float32]:
     missing = [c for c in _REQUIRED if c not in snapshot.columns]
     if missing:
         raise SchemaError(f"the snapshot lacks column(s) {missing}")
-    numeric = snapshot[list(COUNT_FEATURES)].to_numpy(dtype=np.float64)
+    # Column by column: selecting a list of columns builds a frame (~0.2 ms each time), a
+    # worker's micro-batch pays it on every batch.
+    numeric = _stacked(snapshot, COUNT_FEATURES)
     if np.any(~np.isfinite(numeric)):
         bad = [
             c for c in COUNT_FEATURES if not np.all(np.isfinite(snapshot[c].to_numpy(dtype=float)))
@@ -74,9 +77,14 @@ def feature_matrix(snapshot: pd.DataFrame) -> NDArray[np.float32]:
         np.where(np.isnan(nps), -1.0, nps)[:, None],
         np.isnan(nps).astype(np.float64)[:, None],
         np.column_stack([(plan == p).astype(np.float64) for p in _PLANS]),
-        snapshot[list(_CONSENTS)].to_numpy(dtype=np.float64),
+        _stacked(snapshot, _CONSENTS),
     ]
     return np.hstack(columns).astype(np.float32)
+
+
+def _stacked(frame: pd.DataFrame, names: Sequence[str]) -> NDArray[np.float64]:
+    """[rows, names] as float64, read a column at a time."""
+    return np.column_stack([frame[name].to_numpy(dtype=np.float64) for name in names])
 
 
 def training_frame(data_dir: Path, name: str = "experiment") -> pd.DataFrame:

@@ -203,7 +203,7 @@ class FeatureScoreSource:
         self._notes = dict(zip(event_ids, store_segments(raw), strict=True))
         frame = fill_cold_start(raw, self._defaults, COUNT_FEATURES)
         # Consent only where the store says True: a null (unknown) is no consent, not bool(NaN).
-        consent = frame[[f"consent_{c}" for c in CHANNELS]].eq(True).to_numpy()
+        consent = np.column_stack([frame[f"consent_{c}"].eq(True).to_numpy() for c in CHANNELS])
         self._consent = dict(zip(frame["customer_id"].astype(str), consent, strict=True))
         p_churn, uplift, expansion_share = self.scorer.predict(feature_matrix(frame))
         return policy_scores(
@@ -237,11 +237,10 @@ def store_segments(frame: pd.DataFrame) -> list[dict[str, Any]]:
             return None
         return f"persona {int(value)}" if column == "persona" else str(value)
 
-    columns = [c for c in ("persona", "rfm_segment") if c in frame]
-    rows = frame[columns].to_dict(orient="records") if columns else [{}] * len(frame)
+    columns = {c: frame[c].tolist() for c in ("persona", "rfm_segment") if c in frame}
     return [
-        {"persona": None, "rfm_segment": None} | {c: text(c, row[c]) for c in columns}
-        for row in rows
+        {"persona": None, "rfm_segment": None} | {c: text(c, v[row]) for c, v in columns.items()}
+        for row in range(len(frame))
     ]
 
 
