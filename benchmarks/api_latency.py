@@ -50,16 +50,11 @@ import psutil
 from benchmarks._common import write_result
 from benchmarks.end_to_end import _free_port, _settings
 from benchmarks.profile_summary import record, summarize
-from features.project_repo import build_project_sources, materialize_window
-from ingest.importer import import_project, imported_table
+from benchmarks.project_scoring import served_ticket_project
+from ingest.importer import imported_table
 from ingest.project import load_project
-from model_export.experiment import load_campaign
-from model_export.manifest import Registry
-from model_export.project_models import train_project
-from model_export.runs import export_run, save_project_run
 from nba.demo import _create_topics
 from nba.local_servers import stack
-from simulator.ticket_campaign import write_ticket_campaign
 from stream_app.api.keys import KeyStore
 from stream_app.settings import Settings
 from stream_app.worker import project_feature_store
@@ -76,28 +71,14 @@ ANSWERED = {  # what counts as answered in time; a POST's 202 (not decided in ti
 
 def _prepared(root: Path, settings: Settings, customers: int) -> Settings:
     """The ticket campaign served: imported, trained, promoted, materialized; topics made."""
-    project_file = write_ticket_campaign(root, n=customers)
-    project = load_project(project_file)
-    _, imported = import_project(project, root / "imported")
-    trained = train_project(load_campaign(imported, project), "t", seed=0, n_estimators=100)
-    registry = Registry(root / "registry")
-    export_run(save_project_run(trained, root / "run", ""), registry, "tickets-1")
-    registry.promote("tickets-1")
-    served = settings.model_copy(
+    served = served_ticket_project(root, settings, customers).model_copy(
         update={
-            "project": project_file,
-            "imported_data": imported,
-            "model_registry": registry.root,
             "trigger_min_interval_s": 0.0,  # every POST is decided, not refused as too soon
             "pacing_start": datetime.now(UTC) - timedelta(days=1),
             "api_port": _free_port(),
             "api_keys_file": root / "api_keys.json",
         }
     )
-    build_project_sources(project, imported, served.feature_data)
-    store = project_feature_store(served, project)
-    store.apply()
-    store.materialize(*materialize_window(imported))
     names = [served.topic_events, served.topic_actions, served.topic_outcomes, served.topic_dlq]
     _create_topics(served, names)
     return served

@@ -53,24 +53,23 @@ from nba.local_servers import stack
 from simulator.ticket_campaign import live_week, write_ticket_campaign
 from stream_app.event_windows import EventWindowStore
 from stream_app.messages import EngagementEvent, events_from_frame
-from stream_app.opt_outs import OptOutStore
 from stream_app.project_source import ProjectScoreSource
 from stream_app.redis_clients import redis_client
 from stream_app.scorer import ServedModel
 from stream_app.settings import Settings
 from stream_app.worker import (
-    _window_writer,
     _windows,
-    engagement_base,
     policy_config,
     project_feature_store,
+    project_score_source,
 )
 
 BATCH_SIZES = (1, 10, 100)
 
 
-def _served(root: Path, settings: Settings, customers: int) -> tuple[Settings, list[str]]:
-    """The ticket project imported, trained, promoted and in Feast; its customer ids."""
+def served_ticket_project(root: Path, settings: Settings, customers: int) -> Settings:
+    """The ticket project imported, trained, promoted and in Feast (also benchmarks.api_latency's
+    set-up)."""
     project_file = write_ticket_campaign(root, n=customers)
     project = load_project(project_file)
     _, imported = import_project(project, root / "imported")
@@ -89,8 +88,7 @@ def _served(root: Path, settings: Settings, customers: int) -> tuple[Settings, l
     store = project_feature_store(served, project)
     store.apply()
     store.materialize(*materialize_window(imported))
-    ids = imported_table(imported, "customers")["customer_id"].astype(str).tolist()
-    return served, ids
+    return served
 
 
 def _scorer(settings: Settings) -> ProjectScoreSource:
@@ -105,17 +103,7 @@ def _scorer(settings: Settings) -> ProjectScoreSource:
         None,
         project,
     )
-    client = redis_client(settings)
-    return ProjectScoreSource(
-        project,
-        model,
-        store,
-        client,
-        _windows(settings, project),
-        OptOutStore(client, project.name, dict(project.opt_outs)),
-        _window_writer(store),
-        engagement_base(store, project),
-    )
+    return project_score_source(settings, project, model, store, redis_client(settings))
 
 
 def _percentiles(spent_s: list[float]) -> dict[str, float]:
@@ -252,7 +240,9 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     settings = _settings(root, uuid.uuid4().hex[:6])
     stack.up(settings, ["redis"])
     try:
-        served, ids = _served(root, settings, args.customers)
+        served = served_ticket_project(root, settings, args.customers)
+        assert served.imported_data is not None
+        ids = imported_table(served.imported_data, "customers")["customer_id"].astype(str).tolist()
         _live_week_in_windows(served, ids)
         source = _scorer(served)
         results: dict[str, Any] = {}

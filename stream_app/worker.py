@@ -202,15 +202,8 @@ def build_engine(
     if project is not None:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics, project)
         store = features or project_feature_store(settings, project)
-        source: FeatureScoreSource | ProjectScoreSource = ProjectScoreSource(
-            project,
-            served,
-            store,
-            client,
-            _windows(settings, project),
-            OptOutStore(client, project.name, dict(project.opt_outs)),
-            _window_writer(store),
-            engagement_base(store, project),
+        source: FeatureScoreSource | ProjectScoreSource = project_score_source(
+            settings, project, served, store, client
         )
     else:
         served = ServedModel(registry, policy.catalog, settings.model_reload_s, metrics)
@@ -245,6 +238,27 @@ def build_engine(
         model_version=lambda: served.version,
         contact_log=ContactLog.for_topic(client, policy.contact, settings.topic_events),
         **_source_hooks(source, store, client, settings.consumer_group),
+    )
+
+
+def project_score_source(
+    settings: Settings,
+    project: Project,
+    model: ServedModel,
+    store: FeatureStoreAdapter,
+    client: RedisClient,
+) -> ProjectScoreSource:
+    """A project's scores as a worker reads them: its Feast views, live windows, opt-outs and
+    the live view's writer, on ``client``."""
+    return ProjectScoreSource(
+        project,
+        model,
+        store,
+        client,
+        _windows(settings, project),
+        OptOutStore(client, project.name, dict(project.opt_outs)),
+        _window_writer(store),
+        engagement_base(store, project),
     )
 
 

@@ -369,9 +369,6 @@ class DecisionGateway:
         """The customer's features as the engine reads them (``cold_start`` when unknown)."""
         keys, fields = self._features.online_keys([customer_id])
         values = await self._aio.hmget(keys[0], fields)  # type: ignore[misc,arg-type]  # redis-py types hash commands for both clients; Feast's keys are bytes
-        return self._row(customer_id, values)
-
-    def _row(self, customer_id: str, values: Sequence[bytes | None]) -> dict[str, Any]:
         row = {"customer_id": customer_id} | self._features.decoded_row(values)
         return {name: _plain(value) for name, value in row.items()}
 
