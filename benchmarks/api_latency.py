@@ -280,7 +280,7 @@ def _worker_steps(metrics_url: str) -> dict[str, float]:
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     settings = _settings(root, uuid.uuid4().hex[:6]).model_copy(
-        update={"batch_wait_s": args.batch_wait}
+        update={"batch_wait_s": args.batch_wait, "overlap_commit": args.overlap_commit}
     )
     stack.up(settings, ["kafka", "redis"])
     processes: list[subprocess.Popen[bytes]] = []
@@ -348,6 +348,13 @@ def main() -> None:
     parser.add_argument("--baseline-calls", type=int, default=2_000)
     parser.add_argument(
         "--batch-wait", type=float, default=0.005, help="the worker's NBA_BATCH_WAIT_S"
+    )
+    parser.add_argument(
+        "--overlap-commit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the worker's NBA_OVERLAP_COMMIT (--no-overlap-commit: each batch's transaction "
+        "commits before the next batch is decided)",
     )
     parser.add_argument(
         "--profile-seconds",

@@ -167,10 +167,10 @@ class _Run:
             finals = self.publisher.reserve_and_publish(triggers, actions, part, capacity)
             self.producer.commit_transaction()
         except BaseException:
-            self.publisher.abandoned()
+            self.publisher.discard()
             self.producer.abort_transaction()
             raise
-        self.publisher.committed()
+        self.publisher.committed(self.publisher.seal())
         acted = [f for f in finals if f.action != "do_nothing"]
         self.published += len(finals)
         self.actions += len(acted)

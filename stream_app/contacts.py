@@ -41,8 +41,37 @@ class ContactLog:
         self._key = key
         longest = max([rules.window_days, *rules.cooldown_days.values()])
         self._horizon_s = longest * _DAY_S
+        # The contacts of a batch whose transaction is committing while the next batch is
+        # decided (stream_app.decision_loop): that batch sees them before they are recorded.
+        # Replaced, never mutated, so a reader's snapshot stays whole.
+        self._held: dict[str, list[tuple[str, float]]] = {}
+
+    def hold(self, contacts: Sequence[tuple[str, str, float]]) -> None:
+        """(customer, channel, epoch s) contacts that count from now on, not yet recorded."""
+        held: dict[str, list[tuple[str, float]]] = {}
+        for customer, channel, at in contacts:
+            held.setdefault(customer, []).append((channel, at))
+        self._held = held
+
+    def release(self) -> None:
+        """The held contacts are recorded (``record``) or never happened (an aborted batch)."""
+        self._held = {}
 
     def _history(self, customers: Sequence[str]) -> list[list[tuple[str, float]]]:
+        """Each customer's recorded contacts and the held ones. The held ones are taken before
+        Redis is read: a release after it comes after their record (``record``, then
+        ``release``), so each contact is seen in one place or both (counted once), never in
+        neither."""
+        held = self._held
+        recorded = self._recorded(customers)
+        if not held:
+            return recorded
+        return [
+            sorted({*history, *held.get(customer, [])}) if customer in held else history
+            for customer, history in zip(customers, recorded, strict=True)
+        ]
+
+    def _recorded(self, customers: Sequence[str]) -> list[list[tuple[str, float]]]:
         if not customers:
             return []
         # In parts, one round trip: a base-wide read (a batch run) is no single million-field
@@ -80,7 +109,7 @@ class ContactLog:
         if not contacts:
             return
         customers = sorted({c for c, _, _ in contacts})
-        merged = dict(zip(customers, self._history(customers), strict=True))
+        merged = dict(zip(customers, self._recorded(customers), strict=True))
         for customer, channel, at in contacts:
             merged[customer].append((channel, at))
         mapping = {}

@@ -12,10 +12,17 @@ crashes on rebalance (#323). `nba worker` runs this loop in a thread of the Faus
 
 One batch, one transaction:
 
-1. ``begin_transaction``; the engine validates, decides and produces (stream_app.engine);
-2. ``send_offsets_to_transaction`` with the next offset of each partition of the batch;
-3. ``commit_transaction``; then the engine records what the commit made true (delivered
-   marks, contacts).
+1. the engine validates, decides and produces (stream_app.engine); its records are held in
+   ``RenewableProducer`` while the previous batch's commit runs;
+2. once that commit has landed, ``begin_transaction`` and the held records produced;
+3. in a helper thread, while the next batch is decided: ``send_offsets_to_transaction`` with
+   the next offset of each partition of the batch, ``commit_transaction``, then the engine
+   records what the commit made true (delivered marks, contacts).
+
+The batch decided meanwhile acts as if the commit succeeded: the committing batch's next
+offsets count as committed (a re-sent trigger of it publishes nothing) and its contacts as made
+(``ContactLog.hold``). If the commit fails, that batch is dropped, in no transaction yet, and
+read again after the failed one. ``NBA_OVERLAP_COMMIT=false`` awaits each commit at once.
 
 A failure before the commit (Redis away, a refused record, the ledger lost) aborts the
 transaction and seeks the batch's partitions back to its first offsets: the next try reads the
@@ -29,9 +36,9 @@ again. Only a producer fenced by another worker with the same id ends the worker
 
 ``send_offsets_to_transaction`` may block past its timeout when the group coordinator went
 away (librdkafka 2.16: confluentinc/librdkafka#5456, #5511, both open; seen here after a
-broker restart: the worker stayed blocked in it for minutes). It is therefore called in a
-helper thread with a deadline; past it, the producer is replaced as after a fatal error (the
-blocked call's thread and old producer are left to end when the fenced producer gives up).
+broker restart: the worker stayed blocked in it for minutes). The helper thread is therefore
+awaited with a deadline; past it, the producer is replaced as after a fatal error (the blocked
+call's thread and old producer are left to end when the fenced producer gives up).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from confluent_kafka import (
 )
 
 from stream_app.engine import BatchStats, DecisionEngine, LoopSettings, assemble
+from stream_app.engine.publisher import BatchRecord
 from stream_app.ledger import LedgerLost
 from stream_app.outage import OutageWaiter
 from stream_app.pipeline import RawMessage
@@ -111,10 +119,21 @@ class _Phase(enum.Enum):
 
 
 @dataclass
+class _Commit:
+    """A batch's offsets and commit, running in a helper thread (``DecisionLoop._start_commit``).
+    ``step``: the one it is in, or failed in."""
+
+    done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+    step: str = "offsets"  # then "commit", then "record" (the after-commit writes)
+
+
+@dataclass
 class _Batch:
     raws: list[RawMessage]
     phase: _Phase = _Phase.ABORTING
     stats: BatchStats = field(default_factory=BatchStats)
+    record: BatchRecord = field(default_factory=BatchRecord)  # set once decided
+    commit: _Commit = field(default_factory=_Commit)  # started by _start_commit
 
     def first_offsets(self) -> dict[tuple[str, int], int]:
         first: dict[tuple[str, int], int] = {}
@@ -131,6 +150,19 @@ class _Batch:
         return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
 
 
+def _offset_map(offsets: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    return {(tp.topic, tp.partition): tp.offset for tp in offsets}
+
+
+def _add(total: BatchStats, stats: BatchStats) -> None:
+    total.consumed += stats.consumed
+    total.invalid += stats.invalid
+    total.decided += stats.decided
+    total.republished += stats.republished
+    total.already_delivered += stats.already_delivered
+    total.latencies_ms.extend(stats.latencies_ms)
+
+
 def _requires_abort(error: KafkaException) -> bool:
     first = error.args[0] if error.args else None
     return isinstance(first, KafkaError) and bool(first.txn_requires_abort())
@@ -143,15 +175,40 @@ def _fatal(error: KafkaException) -> bool:
 
 class RenewableProducer:
     """The engine's transactional producer, replaceable after a fatal error: every call goes to
-    the current instance, so the engine's parts need not know (they hold this object)."""
+    the current instance, so the engine's parts need not know (they hold this object).
+
+    While held (``hold``), records are kept here instead: a batch is decided while the last
+    batch's transaction commits, and its records enter its own transaction once that begins
+    (``release``)."""
 
     def __init__(self, create: Callable[[], Producer]) -> None:
         self._create = create
         self.current = create()
+        self._held: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
     def renew(self) -> None:
         """A new producer with the same transactional.id (its init fences the old one)."""
         self.current = self._create()
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        if self._held is None:
+            self.current.produce(*args, **kwargs)
+        else:
+            self._held.append((args, kwargs))
+
+    def hold(self) -> None:
+        """Keep the records produced from now on (a held batch's are dropped)."""
+        self._held = []
+
+    def release(self) -> None:
+        """Produce the held records, in order, to the current producer; stop holding."""
+        held, self._held = self._held or [], None
+        for args, kwargs in held:
+            self.current.produce(*args, **kwargs)
+
+    def drop(self) -> None:
+        """Forget the held records (their batch is processed again); stop holding."""
+        self._held = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current, name)
@@ -178,8 +235,10 @@ class DecisionLoop:
         self._consumer = consumer
         self._producer = producer
         self._on_ledger_lost = on_ledger_lost
-        self._pending: _Batch | None = None
+        self._pending: _Batch | None = None  # a failed batch, settled before anything else
+        self._inflight: _Batch | None = None  # a batch whose transaction commits meanwhile
         self._first: dict[tuple[str, int], int] = {}
+        self._landed = BatchStats()  # committed since the last report
         self._must_renew = False
         self.consumed = 0
         # Fences an earlier run with the same transactional.id and aborts what it left open.
@@ -194,63 +253,145 @@ class DecisionLoop:
         return self.engine.policy
 
     def run_once(self) -> BatchStats:
-        """One batch through one transaction (or an earlier batch's transaction settled)."""
+        """One batch decided and its transaction handed to a helper thread to commit, while the
+        previous batch's commit is awaited (or, after a failure, that batch settled). Returns
+        the stats of the batches committed meanwhile."""
         if self._must_renew:
             self._producer.renew()
             self._producer.init_transactions(_TRANSACTION_CALL_S * 3)
             self._must_renew = False
         if self._pending is not None:
-            return self._settle(self._pending)
+            self._settle(self._pending)
+            return self._report()
         settings = self.engine.settings
-        messages = next_batch(self._consumer, settings.batch_size, settings.batch_wait_s)
-        if not messages:
+        # With a commit in flight, no wait: nothing new means that commit is awaited now.
+        wait_s = 0.0 if self._inflight is not None else settings.batch_wait_s
+        messages = next_batch(self._consumer, settings.batch_size, wait_s)
+        if messages:
+            self._decide(_Batch([raw_message(m) for m in messages]))
+        else:
+            if self._inflight is not None:
+                self._land(self._inflight)
             self.engine.after_batch(self.lag())
-            return BatchStats()
-        batch = self._pending = _Batch([raw_message(m) for m in messages])
-        self._first = batch.first_offsets()
-        try:
-            self._producer.begin_transaction()
-            batch.stats = self.engine.process(batch.raws, self._committed_offset)
-            self._send_offsets(batch)
-        except BaseException as exc:
-            self._fail(batch, exc)
-            raise
-        batch.phase = _Phase.COMMITTING
-        return self._settle(batch)
+        return self._report()
 
     def run_until(self, stop: threading.Event, waiter: OutageWaiter) -> None:
         """Batches until ``stop`` is set, outages waited out (``waiter`` with the same
         ``stop`` ends its waits early); a batch in flight finishes first."""
         while not stop.is_set():
             self.consumed += waiter.run(self.run_once, "decide").consumed
+        self.consumed += waiter.run(self.finish, "decide").consumed
 
-    def _send_offsets(self, batch: _Batch) -> None:
-        """The batch's offsets into its transaction, within a deadline (see the module doc)."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    def finish(self) -> BatchStats:
+        """The batch in flight (or a failed one) committed; nothing new is read."""
+        if self._pending is not None:
+            self._settle(self._pending)
+        if self._inflight is not None:
+            self._land(self._inflight)
+        return self._report()
+
+    def _decide(self, batch: _Batch) -> None:
+        """Decide ``batch`` while the previous batch commits; once that commit has landed,
+        begin ``batch``'s transaction with its records and start its commit.
+
+        Deciding first is safe because a batch decided meanwhile is dropped and read again
+        whenever the previous commit fails: it acts as if that commit succeeded (its offsets
+        count as committed, its contacts as made: ``DecisionEngine.in_flight``)."""
+        previous = self._inflight
+        self._first = {
+            **(_offset_map(previous.next_offsets()) if previous is not None else {}),
+            **batch.first_offsets(),
+        }
+        self._producer.hold()  # no transaction is open before the previous commit lands
+        try:
+            batch.stats = self.engine.process(batch.raws, self._committed_offset)
+        except BaseException as exc:
+            self._drop(batch)
+            if previous is not None:
+                self._land(previous)
+            self._rebuild_if_lost(exc)
+            raise
+        batch.record = self.engine.seal()
+        if previous is not None:
+            self._land(previous, dropping=batch)
+        try:
+            self._producer.begin_transaction()
+            self._producer.release()
+        except BaseException as exc:
+            self._producer.drop()
+            self._fail(batch, exc)
+            raise
+        self.engine.in_flight(batch.record)
+        self._start_commit(batch)
+        if not self.engine.settings.overlap_commit:
+            self._land(batch)
+        # The pacing price and gauges after the previous batch, while this one commits.
+        self.engine.after_batch(self.lag())
+
+    def _start_commit(self, batch: _Batch) -> None:
+        """The batch's offsets into its transaction, the commit and the after-commit writes, in
+        a helper thread (``_land`` awaits them). A thread per batch: ``send_offsets`` may hang
+        past its timeout (see the module doc), and a hung call must not block the next one."""
         producer = self._producer.current
         offsets = batch.next_offsets()
         metadata = self._consumer.consumer_group_metadata()
+        commit = batch.commit
+        self._inflight = batch
 
-        def send() -> None:
+        def run() -> None:
             try:
                 producer.send_offsets_to_transaction(offsets, metadata, _TRANSACTION_CALL_S)
-                done.set_result(None)
+                commit.step = "commit"
+                producer.commit_transaction(_TRANSACTION_CALL_S)
+                # At once, not when the loop next looks: an HTTP request awaits these marks.
+                commit.step = "record"
+                self.engine.committed(batch.record)
+                commit.done.set_result(None)
             except BaseException as exc:
-                done.set_exception(exc)
+                commit.done.set_exception(exc)
 
-        threading.Thread(target=send, name="nba-send-offsets", daemon=True).start()
+        threading.Thread(target=run, name="nba-commit", daemon=True).start()
+
+    def _land(self, batch: _Batch, dropping: _Batch | None = None) -> None:
+        """Await ``batch``'s commit. If it failed, ``dropping`` (a batch decided meanwhile and
+        in no transaction yet) is read again, and ``batch`` is settled first by the next try:
+        a commit that timed out is retried as such (librdkafka's rule), never aborted; one the
+        broker refused as abortable, or any other failure, aborts it and it is processed again
+        (a fatal producer error, or a hung call, also replaces the producer)."""
+        self._inflight = None
+        commit = batch.commit
         try:
-            done.result(timeout=_TRANSACTION_CALL_S + _HUNG_GRACE_S)
-        except concurrent.futures.TimeoutError:
-            _LOG.warning(
-                "decide: send_offsets_to_transaction did not return within %.0f s "
-                "(librdkafka#5456); a new producer takes over",
-                _TRANSACTION_CALL_S + _HUNG_GRACE_S,
-            )
-            self._must_renew = True
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "send_offsets hung")) from None
+            commit.done.result(timeout=_TRANSACTION_CALL_S * 2 + _HUNG_GRACE_S)
+        except BaseException as exc:
+            if dropping is not None:
+                self._drop(dropping)
+            step = commit.step  # read once: a hung thread may still move on
+            if step == "record":  # committed: only the after-commit writes are due again
+                batch.phase = _Phase.RECORDING
+                self._pending = batch
+                raise
+            if isinstance(exc, concurrent.futures.TimeoutError):
+                _LOG.warning(
+                    "decide: the transaction's %s did not return within %.0f s "
+                    "(librdkafka#5456); a new producer takes over",
+                    step,
+                    _TRANSACTION_CALL_S * 2 + _HUNG_GRACE_S,
+                )
+                self._must_renew = True
+                hung = KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{step} hung"))
+                self._fail(batch, hung)
+                raise hung from None
+            if step == "commit" and isinstance(exc, KafkaException):
+                if not (_requires_abort(exc) or _fatal(exc)):
+                    batch.phase = _Phase.COMMITTING
+                    self._pending = batch
+                    raise
+            self._fail(batch, exc)
+            raise
+        self._recorded(batch)
 
-    def _settle(self, batch: _Batch) -> BatchStats:
+    def _settle(self, batch: _Batch) -> None:
+        """A failed batch's transaction committed again, or aborted and its events read again."""
         if batch.phase is _Phase.COMMITTING:
             try:
                 self._producer.commit_transaction(_TRANSACTION_CALL_S)
@@ -261,18 +402,29 @@ class DecisionLoop:
             batch.phase = _Phase.RECORDING
         if batch.phase is _Phase.ABORTING:
             self._abort(batch)
-            return BatchStats()  # its events come again from the rewound partitions
-        self.engine.committed()
-        self._pending = None
+            return  # its events come again from the rewound partitions
+        self.engine.committed(batch.record)
+        self._recorded(batch)
         self.engine.after_batch(self.lag())
-        return batch.stats
+
+    def _recorded(self, batch: _Batch) -> None:
+        self._pending = None
+        _add(self._landed, batch.stats)
+
+    def _report(self) -> BatchStats:
+        landed, self._landed = self._landed, BatchStats()
+        return landed
 
     def _fail(self, batch: _Batch, error: BaseException) -> None:
         """Abort now if the broker lets us (else the next try does), then rebuild a lost
         ledger: the actions topic it is rebuilt from then holds nothing of this batch."""
+        self._pending = batch
         batch.phase = _Phase.ABORTING
         with contextlib.suppress(KafkaException):
             self._abort(batch)
+        self._rebuild_if_lost(error)
+
+    def _rebuild_if_lost(self, error: BaseException) -> None:
         if isinstance(error, LedgerLost) and self._on_ledger_lost is not None:
             self._on_ledger_lost(self.engine)
 
@@ -287,8 +439,18 @@ class DecisionLoop:
                 raise
             _LOG.warning("decide: the producer failed (%s); a new one takes over", exc)
             self._must_renew = True
-        self.engine.abandoned()
+        self.engine.abandoned(batch.record)
         self._pending = None
+        self._rewind(batch)
+
+    def _drop(self, batch: _Batch) -> None:
+        """A batch decided but in no transaction yet: its records are forgotten and its events
+        read again (its decisions stay stored: the next try republishes them)."""
+        self._producer.drop()
+        self.engine.discard()
+        self._rewind(batch)
+
+    def _rewind(self, batch: _Batch) -> None:
         for (topic, partition), offset in batch.first_offsets().items():
             # a partition revoked meanwhile is no longer ours to seek: its new owner reads it
             with contextlib.suppress(KafkaException):
@@ -296,7 +458,8 @@ class DecisionLoop:
 
     def _committed_offset(self, topic: str, partition: int) -> int | None:
         """The group's committed offset: a batch starts at it, so the batch's first offset of
-        the partition; a partition outside the batch is asked of the broker."""
+        the partition; or the batch in flight's next offset (the batch is dropped if that one
+        fails to commit); a partition outside both is asked of the broker."""
         first = self._first.get((topic, partition))
         if first is not None:
             return first
@@ -317,6 +480,10 @@ class DecisionLoop:
         return self.engine.dependencies_answer()
 
     def close(self) -> None:
-        """Leave the consumer group (nothing to commit: offsets travel in transactions)."""
+        """Leave the consumer group (nothing to commit: offsets travel in transactions); a
+        commit in flight is awaited first."""
+        if self._inflight is not None:
+            with contextlib.suppress(Exception):
+                self._land(self._inflight)
         self.engine.close()
         self._consumer.close()

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     batch_wait_s: float = Field(
         default=0.05, gt=0, le=5, description="how long an idle worker waits for an event"
     )
+    overlap_commit: bool = Field(
+        default=True,
+        description="decide the next micro-batch while the last one's transaction commits",
+    )
     budget: float = Field(
         default=100_000.0, ge=0, description="spend allowed per budget period ($)"
     )

@@ -33,7 +33,7 @@ from policies.decide import PolicyConfig
 from simulator.events import EVENT_TYPES
 from stream_app.engine.decider import Decider
 from stream_app.engine.intake import Intake, ValidEvents
-from stream_app.engine.publisher import Publisher
+from stream_app.engine.publisher import BatchRecord, Publisher
 from stream_app.engine.state import DecisionState
 from stream_app.ledger import BudgetLedger, LedgerState
 from stream_app.messages import action_id_for
@@ -68,6 +68,7 @@ class LoopSettings:
     event_types: frozenset[str] = frozenset(EVENT_TYPES)  # the project's declared types
     batch_size: int = 500
     batch_wait_s: float = 0.05
+    overlap_commit: bool = True  # decide the next batch while the last one commits
     model_version: str = "truth+noise"
     budget_period: str = "demo"
     pacing_start_s: float | None = None  # epoch seconds; None: when the engine starts
@@ -145,13 +146,25 @@ class DecisionEngine:
         stats.latencies_ms = self._publisher.take_latencies()
         return stats
 
-    def committed(self) -> None:
-        """The batch's transaction is committed (see ``Publisher.committed``)."""
-        self._publisher.committed()
+    def seal(self) -> BatchRecord:
+        """What the batch just processed will have done once committed (``Publisher.seal``)."""
+        return self._publisher.seal()
 
-    def abandoned(self) -> None:
+    def discard(self) -> None:
+        """The batch just processed fails before its transaction: it will be processed again."""
+        self._publisher.discard()
+
+    def in_flight(self, record: BatchRecord) -> None:
+        """``record``'s transaction is committing while the next batch is processed."""
+        self._publisher.in_flight(record)
+
+    def committed(self, record: BatchRecord) -> None:
+        """The batch's transaction is committed (see ``Publisher.committed``)."""
+        self._publisher.committed(record)
+
+    def abandoned(self, record: BatchRecord) -> None:
         """The batch's transaction was aborted: it will be processed again."""
-        self._publisher.abandoned()
+        self._publisher.abandoned(record)
 
     def after_batch(self, lag: int | None = None) -> None:
         """Move the pacing price and refresh the gauges (``lag``: the consumer's backlog)."""

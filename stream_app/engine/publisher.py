@@ -1,13 +1,16 @@
 """Reserve and publish: each new decision's spend is reserved in the Redis ledger (a refusal
 turns it into do_nothing with a `ledger:` reason), stored by action_id, and produced to the
-actions topic inside the caller's Kafka transaction. Once the transaction is committed,
-``committed`` marks the batch's decisions delivered and records its contacts; an aborted one
-(``abandoned``) leaves both to the batch's next try, which republishes the stored decisions."""
+actions topic inside the caller's Kafka transaction. ``seal`` closes the batch into a
+``BatchRecord``; once its transaction is committed, ``committed`` marks its decisions delivered
+and records its contacts; an aborted one (``abandoned``) leaves both to the batch's next try,
+which republishes the stored decisions. While a sealed batch's transaction commits, the next
+batch may be decided: ``in_flight`` lets its contacts count for that batch already."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
@@ -21,9 +24,19 @@ from stream_app.messages import ACTIONS_SCHEMA_VERSION, EngagementEvent, NbaActi
 from stream_app.metrics import EngineMetrics
 from stream_app.pipeline import RawMessage
 
-__all__ = ["Publisher"]
+__all__ = ["BatchRecord", "Publisher"]
 
 _PAID = DO_NOTHING + 1  # any action index but do_nothing's: _reserve asks the ledger
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What a batch's commit makes true: its action messages (ids), the HTTP requests another
+    decision answered, its contacts (customer, channel, epoch s)."""
+
+    produced: tuple[str, ...] = ()
+    superseded: tuple[str, ...] = ()
+    contacts: tuple[tuple[str, str, float], ...] = ()
 
 
 class Publisher:
@@ -104,20 +117,39 @@ class Publisher:
                 ).inc()
         return finals
 
-    def committed(self) -> None:
-        """The batch's transaction is committed: its decisions are on the topic for every
-        read_committed reader (a re-sent trigger then publishes nothing), and its contacts
-        happened. Both writes are idempotent: a retry after a Redis error repeats them."""
-        self._state.mark_delivered(self._produced, self._superseded)
-        if self._contact_log is not None:
-            self._contact_log.record(self._contacts_pending)
-        self.abandoned()
+    def seal(self) -> BatchRecord:
+        """The open batch's record; the next batch starts empty."""
+        record = BatchRecord(
+            tuple(self._produced), tuple(self._superseded), tuple(self._contacts_pending)
+        )
+        self.discard()
+        return record
 
-    def abandoned(self) -> None:
-        """The batch's transaction was aborted: nothing of it reached a reader."""
+    def discard(self) -> None:
+        """The open batch will not be committed (it failed before its transaction)."""
         self._produced = []
         self._superseded = []
         self._contacts_pending = []
+
+    def in_flight(self, record: BatchRecord) -> None:
+        """``record``'s transaction is committing: its contacts count for the next batch."""
+        if self._contact_log is not None:
+            self._contact_log.hold(record.contacts)
+
+    def committed(self, record: BatchRecord) -> None:
+        """The batch's transaction is committed: its decisions are on the topic for every
+        read_committed reader (a re-sent trigger then publishes nothing), and its contacts
+        happened. Both writes are idempotent: a retry after a Redis error repeats them."""
+        self._state.mark_delivered(list(record.produced), record.superseded)
+        if self._contact_log is not None:
+            self._contact_log.record(record.contacts)
+            self._contact_log.release()
+
+    def abandoned(self, record: BatchRecord) -> None:
+        """The batch's transaction was aborted: nothing of it reached a reader."""
+        del record  # its decisions stay stored: the batch's next try republishes them
+        if self._contact_log is not None:
+            self._contact_log.release()
 
     def superseded(self, action_ids: list[str]) -> None:
         """HTTP requests of the batch that another decision answers (announced on commit)."""

@@ -56,6 +56,31 @@ def test_history_gives_days_since_contact_and_contacts_in_the_window(
     assert later.days_since_contact[0].tolist() == [np.inf, np.inf, 0.0]
 
 
+def test_held_contacts_count_until_recorded_or_released(
+    connect_redis: Callable[[], RedisClient],
+) -> None:
+    """A batch decided while the last one commits sees that one's contacts (held); once they
+    are recorded they count once, and an aborted batch's release leaves nothing."""
+    client = connect_redis()
+    log = ContactLog(client, ContactRules(), key=f"contacts-{uuid.uuid4().hex}")
+    now = 100 * DAY
+    log.record([("a", "phone", now - 20 * DAY)])
+    committing = [("a", "email", now - 1 * DAY), ("b", "email", now)]
+    log.hold(committing)
+    state = log.apply(ContactState.fresh(3), ["a", "b", "c"], [now, now, now])
+    assert state.days_since_contact[:, 1].tolist() == [1.0, 0.0, np.inf]
+    assert state.contacts_in_window.tolist() == [2, 1, 0]
+    log.record(committing)  # committed: recorded while still held, then released
+    state = log.apply(ContactState.fresh(2), ["a", "b"], [now, now])
+    assert state.contacts_in_window.tolist() == [2, 1], "held and recorded counts once"
+    log.release()
+    released = log.apply(ContactState.fresh(2), ["a", "b"], [now, now])
+    assert released.contacts_in_window.tolist() == [2, 1]
+    log.hold([("c", "in_app", now)])
+    log.release()  # that batch was aborted
+    assert np.isinf(log.apply(ContactState.fresh(1), ["c"], [now]).days_since_contact).all()
+
+
 def _five_triggers_each(settings: Settings, topic: str, customers: list[str]) -> None:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     producer = kafka_clients.producer(settings)

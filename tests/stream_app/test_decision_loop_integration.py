@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 import redis
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from nba.replay import replay_events
 from policies.decide import PolicyConfig
@@ -20,7 +20,7 @@ from simulator.sources import WorldScoreSource
 from simulator.truth import contact_state, noisy_scores
 from simulator.world import build_world
 from stream_app import kafka_clients
-from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings
+from stream_app.decision_loop import BatchStats, DecisionLoop, LoopSettings, RenewableProducer
 from stream_app.kafka_clients import LIBRDKAFKA_LOGGER
 from stream_app.ledger import BudgetLedger
 from stream_app.settings import Settings, load_settings
@@ -73,6 +73,8 @@ def _loop(  # type: ignore[no-untyped-def]
     group: str,
     period_s: float = 1.0,
     pacing_start_s: float | None = None,
+    producer: RenewableProducer | None = None,
+    batch_size: int = 500,
 ) -> DecisionLoop:
     source = WorldScoreSource(world, noisy_scores(world, 0.5, 1), contact_state(world))
     consumer = kafka_clients.consumer(settings, group)
@@ -86,12 +88,13 @@ def _loop(  # type: ignore[no-untyped-def]
             min_interval_s=86_400.0,
             max_message_bytes=64_000,
             pacing_start_s=pacing_start_s,
+            batch_size=batch_size,
         ),
         policy=PolicyConfig(),
         scores=source.scores,
         contacts=source.contacts,
         consumer=consumer,
-        producer=renewable_producer(settings),
+        producer=producer or renewable_producer(settings),
         redis_client=client,
         ledger=BudgetLedger(client, period, budget=20_000.0),
         pacing=PacingConfig(budget=20_000.0, period_s=period_s),
@@ -221,6 +224,65 @@ def test_a_re_sent_event_gets_the_same_decision_and_is_paid_once(
     assert ledger.spent() == spent, "a re-sent event is paid once"
     on_topic = _read_messages(settings, topics["actions"], first.decided + 1, timeout_s=10)
     assert len(on_topic) == first.decided, "and the CRM reads each action once"
+    client.close()
+
+
+class _FailsFirstCommit:
+    """A real transactional producer whose first commit_transaction is answered as the broker
+    answers a transaction it must abort (the transaction itself is then really aborted)."""
+
+    def __init__(self, producer: Producer, failed: list[bool]) -> None:
+        self._producer = producer
+        self._failed = failed
+
+    def commit_transaction(self, *args: object) -> None:
+        if not self._failed:
+            self._failed.append(True)
+            raise KafkaException(
+                KafkaError(KafkaError._TRANSPORT, "injected", txn_requires_abort=True)
+            )
+        self._producer.commit_transaction(*args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._producer, name)
+
+
+def test_a_commit_failing_while_the_next_batch_is_decided_loses_and_repeats_nothing(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    """The next batch is decided while a batch's transaction commits. That commit fails: the
+    batch is aborted, the batch decided meanwhile (in no transaction yet) is dropped, and both
+    are read again: their stored decisions are published as decided, each trigger once, each
+    paid once."""
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name, partitions=3) for name in ("events", "actions", "dlq")}
+    world = _world_streaming_600_events(settings, topics["events"], seed=6)
+    client = redis.Redis.from_url(redis_url)
+    period = f"test-{uuid.uuid4().hex}"
+    transactional_id = f"t-{uuid.uuid4().hex}"
+    failed: list[bool] = []
+    producer = RenewableProducer(
+        lambda: _FailsFirstCommit(  # type: ignore[arg-type,return-value]
+            kafka_clients.transactional_producer(settings, transactional_id), failed
+        )
+    )
+    loop = _loop(
+        settings, topics, world, client, period, f"g-{period}", producer=producer, batch_size=100
+    )
+    with pytest.raises(KafkaException, match="injected"):  # as the worker's waiter sees it
+        for _ in range(50):
+            loop.run_once()
+    total = _run_until(loop, 600)
+    loop.close()
+    assert total.consumed == 600, "both batches were read again"
+    assert total.republished > 0, "the aborted and the dropped batches' decisions, as stored"
+    expected = total.decided + total.republished
+    on_topic = _read_messages(settings, topics["actions"], expected + 1, timeout_s=10)
+    assert len(on_topic) == expected, "nothing of the aborted or dropped tries was published"
+    published = [json.loads(m.value()) for m in on_topic]
+    assert len({a["action_id"] for a in published}) == len(published), "each trigger once"
+    ledger = BudgetLedger(client, period, budget=20_000.0)
+    assert ledger.spent() == pytest.approx(sum(a["cost"] for a in published)), "paid once"
     client.close()
 
 

@@ -110,7 +110,7 @@ def test_decider_and_publisher_reserve_store_and_publish_each_decision(
     stored = state.lookup([a.action_id for a in published])
     assert not any(delivered for _, delivered in stored), "not committed yet"
     producer.commit_transaction(30)
-    publisher.committed()
+    publisher.committed(publisher.seal())
 
     wanted = [a for a in actions if a.action != "do_nothing"]
     refused = [a for a in published if any(r.startswith("ledger:") for r in a.reasons)]
@@ -180,7 +180,7 @@ def test_a_stored_decision_whose_reservation_was_lost_is_reserved_again_or_repla
     publisher.republish(*stored("C1", 60.0), capacity=float("inf"))
     publisher.republish(*stored("C2", 60.0), capacity=float("inf"))  # over the budget now
     producer.commit_transaction(30)
-    publisher.committed()
+    publisher.committed(publisher.seal())
 
     assert ledger.spent() == pytest.approx(60.0)
     (first, _), (second, _) = state.lookup(["a-C1", "a-C2"])

@@ -92,6 +92,9 @@ def test_a_hung_and_a_stopped_redis_are_waited_out_and_nothing_is_lost(
     )
     sender.start()  # about 15 s of traffic
     wait_for_events(settings_of(env), 300, 90)
+    # /readyz answers from a timer's last check: one made before the model loaded would still
+    # say so for up to two seconds, while a quick worker has already decided 300 events.
+    _wait_readyz(port, 200)
     redis_pid = stack.status(own_redis, ["redis"])[0].pid
     assert redis_pid is not None
 
