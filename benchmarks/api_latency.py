@@ -280,7 +280,7 @@ def _worker_steps(metrics_url: str) -> dict[str, float]:
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     settings = _settings(root, uuid.uuid4().hex[:6]).model_copy(
-        update={"batch_wait_s": args.batch_wait, "overlap_commit": args.overlap_commit}
+        update={"batch_wait_s": args.batch_wait, "overlap_min_events": args.overlap_min_events}
     )
     stack.up(settings, ["kafka", "redis"])
     processes: list[subprocess.Popen[bytes]] = []
@@ -350,11 +350,11 @@ def main() -> None:
         "--batch-wait", type=float, default=0.005, help="the worker's NBA_BATCH_WAIT_S"
     )
     parser.add_argument(
-        "--overlap-commit",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the worker's NBA_OVERLAP_COMMIT (--no-overlap-commit: each batch's transaction "
-        "commits before the next batch is decided)",
+        "--overlap-min-events",
+        type=int,
+        default=Settings.model_fields["overlap_min_events"].default,
+        help="the worker's NBA_OVERLAP_MIN_EVENTS (100000: each batch's transaction commits "
+        "before the next batch is decided)",
     )
     parser.add_argument(
         "--profile-seconds",

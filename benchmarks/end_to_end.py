@@ -99,7 +99,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
             "NBA_CONSUMER_GROUP": settings.consumer_group,
             "NBA_BUDGET": str(settings.budget),
             "NBA_BUDGET_PERIOD": settings.budget_period,
-            "NBA_OVERLAP_COMMIT": str(settings.overlap_commit).lower(),
+            "NBA_OVERLAP_MIN_EVENTS": str(settings.overlap_min_events),
         }
     )
     return env
@@ -289,17 +289,19 @@ def main() -> None:
         help="py-spy the worker this long at 5,000/s after the measured phases (0: no profile)",
     )
     parser.add_argument(
-        "--overlap-commit",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the worker's NBA_OVERLAP_COMMIT (--no-overlap-commit: each batch's transaction "
-        "commits before the next batch is decided)",
+        "--overlap-min-events",
+        type=int,
+        default=Settings.model_fields["overlap_min_events"].default,
+        help="the worker's NBA_OVERLAP_MIN_EVENTS (100000: each batch's transaction commits "
+        "before the next batch is decided)",
     )
     args = parser.parse_args()
     _check_stretches(args.repeat)
     root = Path(tempfile.mkdtemp(prefix="nba-e2e-bench-"))
     run = uuid.uuid4().hex[:6]
-    settings = _settings(root, run).model_copy(update={"overlap_commit": args.overlap_commit})
+    settings = _settings(root, run).model_copy(
+        update={"overlap_min_events": args.overlap_min_events}
+    )
     stack.up(settings, ["kafka", "redis"])
     worker = None
     try:

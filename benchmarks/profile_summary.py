@@ -37,8 +37,10 @@ STEPS = (
     ("Decider._contact_state", "contact history"),
     ("decide_stream", "policy"),
     ("Publisher.reserve_and_publish", "ledger, store and produce"),
-    ("DecisionLoop._send_offsets", "offsets into the transaction"),
-    ("DecisionLoop._settle", "commit and after-commit writes"),
+    ("RenewableProducer.release", "ledger, store and produce"),  # the held records, produced
+    ("DecisionLoop._start_commit", "the last batch's commit: hand-off and wait"),
+    ("DecisionLoop._land", "the last batch's commit: hand-off and wait"),
+    ("DecisionLoop._settle", "commit and after-commit writes"),  # a failed batch's, or none
     ("DecisionEngine.after_batch", "pacing and gauges"),
 )
 

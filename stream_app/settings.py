@@ -89,9 +89,13 @@ class Settings(BaseSettings):
     batch_wait_s: float = Field(
         default=0.05, gt=0, le=5, description="how long an idle worker waits for an event"
     )
-    overlap_commit: bool = Field(
-        default=True,
-        description="decide the next micro-batch while the last one's transaction commits",
+    overlap_min_events: int = Field(
+        default=50,
+        ge=0,
+        description=(
+            "decide the next micro-batch while the last one's transaction commits when it has "
+            "at least this many events (0: always; above NBA_BATCH_SIZE: never)"
+        ),
     )
     budget: float = Field(
         default=100_000.0, ge=0, description="spend allowed per budget period ($)"

@@ -222,7 +222,7 @@ def build_engine(
             event_types=event_types(settings),
             batch_size=settings.batch_size,
             batch_wait_s=settings.batch_wait_s,
-            overlap_commit=settings.overlap_commit,
+            overlap_min_events=settings.overlap_min_events,
             model_version=served.version,
             budget_period=settings.budget_period,
             pacing_start_s=settings.pacing_start.timestamp() if settings.pacing_start else None,

@@ -68,7 +68,9 @@ class LoopSettings:
     event_types: frozenset[str] = frozenset(EVENT_TYPES)  # the project's declared types
     batch_size: int = 500
     batch_wait_s: float = 0.05
-    overlap_commit: bool = True  # decide the next batch while the last one commits
+    # A batch of at least this many events is decided while the last one commits (see
+    # stream_app.decision_loop); a smaller one after that commit has landed.
+    overlap_min_events: int = 50
     model_version: str = "truth+noise"
     budget_period: str = "demo"
     pacing_start_s: float | None = None  # epoch seconds; None: when the engine starts

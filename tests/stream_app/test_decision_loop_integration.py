@@ -75,6 +75,7 @@ def _loop(  # type: ignore[no-untyped-def]
     pacing_start_s: float | None = None,
     producer: RenewableProducer | None = None,
     batch_size: int = 500,
+    overlap_min_events: int = 50,
 ) -> DecisionLoop:
     source = WorldScoreSource(world, noisy_scores(world, 0.5, 1), contact_state(world))
     consumer = kafka_clients.consumer(settings, group)
@@ -89,6 +90,7 @@ def _loop(  # type: ignore[no-untyped-def]
             max_message_bytes=64_000,
             pacing_start_s=pacing_start_s,
             batch_size=batch_size,
+            overlap_min_events=overlap_min_events,
         ),
         policy=PolicyConfig(),
         scores=source.scores,
@@ -266,8 +268,18 @@ def test_a_commit_failing_while_the_next_batch_is_decided_loses_and_repeats_noth
             kafka_clients.transactional_producer(settings, transactional_id), failed
         )
     )
+    group = f"g-{period}"
+    # Every batch, however small, is decided while the last one commits.
     loop = _loop(
-        settings, topics, world, client, period, f"g-{period}", producer=producer, batch_size=100
+        settings,
+        topics,
+        world,
+        client,
+        period,
+        group,
+        producer=producer,
+        batch_size=100,
+        overlap_min_events=1,
     )
     with pytest.raises(KafkaException, match="injected"):  # as the worker's waiter sees it
         for _ in range(50):
