@@ -446,7 +446,7 @@ class DecisionLoop:
                 raise
             _LOG.warning("decide: the producer failed (%s); a new one takes over", exc)
             self._must_renew = True
-        self.engine.abandoned(batch.record)
+        self.engine.abandoned()
         self._pending = None
         self._rewind(batch)
 

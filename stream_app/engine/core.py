@@ -164,9 +164,9 @@ class DecisionEngine:
         """The batch's transaction is committed (see ``Publisher.committed``)."""
         self._publisher.committed(record)
 
-    def abandoned(self, record: BatchRecord) -> None:
-        """The batch's transaction was aborted: it will be processed again."""
-        self._publisher.abandoned(record)
+    def abandoned(self) -> None:
+        """The sealed batch's transaction was aborted: it will be processed again."""
+        self._publisher.abandoned()
 
     def after_batch(self, lag: int | None = None) -> None:
         """Move the pacing price and refresh the gauges (``lag``: the consumer's backlog)."""

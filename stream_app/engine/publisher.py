@@ -145,9 +145,10 @@ class Publisher:
             self._contact_log.record(record.contacts)
             self._contact_log.release()
 
-    def abandoned(self, record: BatchRecord) -> None:
-        """The batch's transaction was aborted: nothing of it reached a reader."""
-        del record  # its decisions stay stored: the batch's next try republishes them
+    def abandoned(self) -> None:
+        """The sealed batch's transaction was aborted: nothing of it reached a reader, and its
+        held contacts never happened (its stored decisions: the batch's next try republishes
+        them)."""
         if self._contact_log is not None:
             self._contact_log.release()
 
