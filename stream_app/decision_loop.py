@@ -275,9 +275,12 @@ class DecisionLoop:
         wait_s = 0.0 if self._inflight is not None else settings.batch_wait_s
         messages = next_batch(self._consumer, settings.batch_size, wait_s)
         if messages:
+            batch = _Batch([raw_message(m) for m in messages])
             if self._inflight is not None and len(messages) < settings.overlap_min_events:
-                self._land(self._inflight)  # too small to pay for a transaction more: see doc
-            self._decide(_Batch([raw_message(m) for m in messages]))
+                # Too small to pay for one more transaction (see the module doc); read again
+                # if that commit fails.
+                self._land(self._inflight, dropping=batch)
+            self._decide(batch)
         else:
             if self._inflight is not None:
                 self._land(self._inflight)

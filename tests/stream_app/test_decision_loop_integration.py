@@ -249,13 +249,15 @@ class _FailsFirstCommit:
         return getattr(self._producer, name)
 
 
+@pytest.mark.parametrize("overlap_min_events", [1, 100_000], ids=["overlapped", "awaited"])
 def test_a_commit_failing_while_the_next_batch_is_decided_loses_and_repeats_nothing(
-    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory, overlap_min_events: int
 ) -> None:
-    """The next batch is decided while a batch's transaction commits. That commit fails: the
-    batch is aborted, the batch decided meanwhile (in no transaction yet) is dropped, and both
-    are read again: their stored decisions are published as decided, each trigger once, each
-    paid once."""
+    """A batch's transaction commits in a helper thread while the next batch is read, and
+    decided (``overlapped``: every batch) or held until that commit lands (``awaited``). That
+    commit fails: the batch is aborted, the next one (in no transaction yet) is dropped, and
+    both are read again: their stored decisions are published as decided, each trigger once,
+    each paid once."""
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     topics = {name: make_topic(name, partitions=3) for name in ("events", "actions", "dlq")}
     world = _world_streaming_600_events(settings, topics["events"], seed=6)
@@ -269,7 +271,6 @@ def test_a_commit_failing_while_the_next_batch_is_decided_loses_and_repeats_noth
         )
     )
     group = f"g-{period}"
-    # Every batch, however small, is decided while the last one commits.
     loop = _loop(
         settings,
         topics,
@@ -279,7 +280,7 @@ def test_a_commit_failing_while_the_next_batch_is_decided_loses_and_repeats_noth
         group,
         producer=producer,
         batch_size=100,
-        overlap_min_events=1,
+        overlap_min_events=overlap_min_events,
     )
     with pytest.raises(KafkaException, match="injected"):  # as the worker's waiter sees it
         for _ in range(50):
