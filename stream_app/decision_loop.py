@@ -329,12 +329,12 @@ class DecisionLoop:
         try:
             self._producer.begin_transaction()
             self._producer.release()
+            self.engine.in_flight(batch.record)
+            self._start_commit(batch)
         except BaseException as exc:
             self._producer.drop()
             self._fail(batch, exc)
             raise
-        self.engine.in_flight(batch.record)
-        self._start_commit(batch)
         # The pacing price and gauges after the previous batch, while this one commits.
         self.engine.after_batch(self.lag())
 
@@ -346,7 +346,6 @@ class DecisionLoop:
         offsets = batch.next_offsets()
         metadata = self._consumer.consumer_group_metadata()
         commit = batch.commit
-        self._inflight = batch
 
         def run() -> None:
             try:
@@ -361,6 +360,7 @@ class DecisionLoop:
                 commit.done.set_exception(exc)
 
         threading.Thread(target=run, name="nba-commit", daemon=True).start()
+        self._inflight = batch
 
     def _land(self, batch: _Batch, dropping: _Batch | None = None) -> None:
         """Await ``batch``'s commit. If it failed, ``dropping`` (a batch decided meanwhile and
