@@ -48,7 +48,7 @@ import numpy as np
 import psutil
 
 from benchmarks._common import write_result
-from benchmarks.end_to_end import _free_port, _settings
+from benchmarks.end_to_end import _free_port, _settings, add_overlap_argument
 from benchmarks.profile_summary import record, summarize
 from benchmarks.project_scoring import served_ticket_project
 from ingest.importer import imported_table
@@ -349,13 +349,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-wait", type=float, default=0.005, help="the worker's NBA_BATCH_WAIT_S"
     )
-    parser.add_argument(
-        "--overlap-min-events",
-        type=int,
-        default=Settings.model_fields["overlap_min_events"].default,
-        help="the worker's NBA_OVERLAP_MIN_EVENTS (100000: each batch's transaction commits "
-        "before the next batch is decided)",
-    )
+    add_overlap_argument(parser)
     parser.add_argument(
         "--profile-seconds",
         type=float,

@@ -105,6 +105,17 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def add_overlap_argument(parser: argparse.ArgumentParser) -> None:
+    """``--overlap-min-events``: the benchmarked worker's NBA_OVERLAP_MIN_EVENTS."""
+    parser.add_argument(
+        "--overlap-min-events",
+        type=int,
+        default=Settings.model_fields["overlap_min_events"].default,
+        help="the worker's NBA_OVERLAP_MIN_EVENTS (100000: each batch's transaction commits "
+        "before the next batch is decided)",
+    )
+
+
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """The settings' topics created, and `nba worker` started on them as its own process, as
     an operator runs it; returns once its /metrics answers."""
@@ -288,13 +299,7 @@ def main() -> None:
         default=10.0,
         help="py-spy the worker this long at 5,000/s after the measured phases (0: no profile)",
     )
-    parser.add_argument(
-        "--overlap-min-events",
-        type=int,
-        default=Settings.model_fields["overlap_min_events"].default,
-        help="the worker's NBA_OVERLAP_MIN_EVENTS (100000: each batch's transaction commits "
-        "before the next batch is decided)",
-    )
+    add_overlap_argument(parser)
     args = parser.parse_args()
     _check_stretches(args.repeat)
     root = Path(tempfile.mkdtemp(prefix="nba-e2e-bench-"))

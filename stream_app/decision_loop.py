@@ -148,26 +148,14 @@ class _Batch:
             first.setdefault((raw.topic, raw.partition), raw.offset)
         return first
 
-    def next_offsets(self) -> list[TopicPartition]:
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """The offset after the batch's last record, per partition."""
         last: dict[tuple[str, int], int] = {}
         for raw in self.raws:
             last[(raw.topic, raw.partition)] = max(
                 raw.offset, last.get((raw.topic, raw.partition), -1)
             )
-        return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
-
-
-def _offset_map(offsets: list[TopicPartition]) -> dict[tuple[str, int], int]:
-    return {(tp.topic, tp.partition): tp.offset for tp in offsets}
-
-
-def _add(total: BatchStats, stats: BatchStats) -> None:
-    total.consumed += stats.consumed
-    total.invalid += stats.invalid
-    total.decided += stats.decided
-    total.republished += stats.republished
-    total.already_delivered += stats.already_delivered
-    total.latencies_ms.extend(stats.latencies_ms)
+        return {partition: offset + 1 for partition, offset in last.items()}
 
 
 def _requires_abort(error: KafkaException) -> bool:
@@ -311,7 +299,7 @@ class DecisionLoop:
         count as committed, its contacts as made: ``DecisionEngine.in_flight``)."""
         previous = self._inflight
         self._first = {
-            **(_offset_map(previous.next_offsets()) if previous is not None else {}),
+            **(previous.next_offsets() if previous is not None else {}),
             **batch.first_offsets(),
         }
         self._producer.hold()  # no transaction is open before the previous commit lands
@@ -343,7 +331,7 @@ class DecisionLoop:
         a helper thread (``_land`` awaits them). A thread per batch: ``send_offsets`` may hang
         past its timeout (see the module doc), and a hung call must not block the next one."""
         producer = self._producer.current
-        offsets = batch.next_offsets()
+        offsets = [TopicPartition(t, p, offset) for (t, p), offset in batch.next_offsets().items()]
         metadata = self._consumer.consumer_group_metadata()
         commit = batch.commit
 
@@ -419,7 +407,7 @@ class DecisionLoop:
 
     def _recorded(self, batch: _Batch) -> None:
         self._pending = None
-        _add(self._landed, batch.stats)
+        self._landed.add(batch.stats)
 
     def _report(self) -> BatchStats:
         landed, self._landed = self._landed, BatchStats()

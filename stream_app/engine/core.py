@@ -85,6 +85,15 @@ class BatchStats:
     already_delivered: int = 0  # replayed or re-sent triggers whose decision readers have
     latencies_ms: list[float] = field(default_factory=list)
 
+    def add(self, other: BatchStats) -> None:
+        """Count ``other``'s batches in these."""
+        self.consumed += other.consumed
+        self.invalid += other.invalid
+        self.decided += other.decided
+        self.republished += other.republished
+        self.already_delivered += other.already_delivered
+        self.latencies_ms.extend(other.latencies_ms)
+
 
 class DecisionEngine:
     def __init__(

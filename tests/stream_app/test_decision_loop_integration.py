@@ -120,12 +120,7 @@ def _world_streaming_600_events(settings, topic: str, seed: int):  # type: ignor
 def _run_until(loop: DecisionLoop, expected_consumed: int) -> BatchStats:
     total = BatchStats()
     for _ in range(400):
-        stats = loop.run_once()
-        total.consumed += stats.consumed
-        total.invalid += stats.invalid
-        total.decided += stats.decided
-        total.republished += stats.republished
-        total.already_delivered += stats.already_delivered
+        total.add(loop.run_once())
         if total.consumed >= expected_consumed:
             break
     return total
