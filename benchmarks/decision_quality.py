@@ -29,7 +29,7 @@ The served models learn from the default world; with ``--unseen`` they also deci
 whose parameters they never saw (other churn rates, effect sizes, plan mixes, noisier
 features), each against its own oracles and a feature ceiling trained on its own parameters.
 
-Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners sp,s]
+Run: `.venv/bin/python -m benchmarks.decision_quality [--customers N] [--learners sp,r]
 [--train-customers N] [--equal-shares] [--unseen]` (the JSON keeps the last run's parameters).
 """
 
@@ -220,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000, help="held-out world")
     parser.add_argument("--train-customers", type=int, default=40_000)
-    parser.add_argument("--learners", default="sp", help="comma-separated: sp, s, t, x, dr, ct")
+    parser.add_argument("--learners", default="sp", help="comma-separated: sp, s, t, x, dr, r, ct")
     parser.add_argument("--seed", type=int, default=2, help="the held-out world's seed")
     parser.add_argument("--ceiling-customers", type=int, default=200_000)
     parser.add_argument(

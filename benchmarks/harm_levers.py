@@ -1,14 +1,19 @@
 """Levers against harmful treatments (issue 20): what each costs in value, on the held-out world.
 
 The served policy (the pooled S-learner, as `benchmarks.decision_quality` trains it) treats some
-customers with an action whose true expected effect is negative. Three levers, each scored
+customers with an action whose true expected effect is negative. The levers, each scored
 against the true-effect oracle under the same rules, with the share of treated customers harmed:
 
 - a lower confidence bound: ``--bag`` pooled S-learners on bootstrap resamples of the
   experiment; each customer's uplift and expansion are the bag's mean minus z standard
   deviations (z = 0: the bag's mean);
 - shrinkage: the predicted retention uplift times a factor below 1;
-- a floor: predicted retention uplifts below a few points count as none.
+- a floor: predicted retention uplifts below a few points count as none;
+- a second learner: the mean of the served uplift and the R-learner's (trained on the same
+  experiment);
+- for scale, not a lever: the best linear map of each action's predicted retention uplift onto
+  its true one, fitted on the held-out world's truth. What it adds bounds what any calibration
+  of the uplift's scale could.
 
     .venv/bin/python -m benchmarks.harm_levers [--bag 5] [--customers 100000]
 
@@ -56,6 +61,34 @@ class _LowerBound:
             uplift.mean(axis=0) - self._z * uplift.std(axis=0, ddof=1),
             expansion.mean(axis=0) - self._z * expansion.std(axis=0, ddof=1),
         )
+
+
+class _Fixed:
+    """Predictions made beforehand, served as they are."""
+
+    version = "fixed"
+
+    def __init__(self, predictions: Predictions) -> None:
+        self._predictions = predictions
+
+    def predict(self, x: NDArray[np.float32]) -> Predictions:
+        return self._predictions
+
+
+def _mean_of(first: Predictions, second: Predictions) -> _Fixed:
+    churn, uplift, expansion = (np.mean([a, b], axis=0) for a, b in zip(first, second, strict=True))
+    return _Fixed((churn, uplift, expansion))
+
+
+def _linear_oracle(predictions: Predictions, world: World) -> _Fixed:
+    """Each action's retention uplift mapped by the least-squares line onto the true effect."""
+    p_churn, uplift, expansion = predictions
+    true = world.p_retain - world.p_retain[:, :1]
+    mapped = uplift.copy()
+    for a in range(1, uplift.shape[1]):
+        slope, intercept = np.polyfit(uplift[:, a], true[:, a], 1)
+        mapped[:, a] = intercept + slope * uplift[:, a]
+    return _Fixed((p_churn, mapped, expansion))
 
 
 class _Adjusted:
@@ -114,6 +147,9 @@ def main() -> None:
         variants |= {f"lower_bound_z{z}": _LowerBound(bag, z) for z in (0.0, 0.5, 1.0, 2.0)}
         variants |= {f"shrink_x{f}": _Adjusted(served_predictions, f, 0.0) for f in (0.5, 0.75)}
         variants |= {f"floor_{d}": _Adjusted(served_predictions, 1.0, d) for d in (0.01, 0.02)}
+        r_learner = served_bundle(experiment, "r", Path(tmp), "r").predict(x)
+        variants["mean_with_r_learner"] = _mean_of(served_predictions, r_learner)
+        variants["linear_map_on_truth"] = _linear_oracle(served_predictions, world)
         for name, scorer in variants.items():
             results[name] = _scored(world, scorer, config)
             print(name, json.dumps(results[name]), flush=True)

@@ -14,6 +14,8 @@ benchmarks/uplift_reference.py.
 | T  | mu_a(x) - mu_0(x), one classifier per arm |
 | X  | g x tau0_a(x) + (1 - g) x tau1_a(x), regressors on imputed effects (Kunzel et al. 2019) |
 | DR | tau_a(x), a regressor on cross-fitted doubly robust pseudo-outcomes (Kennedy 2020) |
+| R  | tau_a(x), a regressor of (y - m(x)) / (t - e) weighted by (t - e)^2, m cross-fitted |
+|    | (the R-learner's residual-on-residual loss, Nie & Wager 2021) |
 | CT | a regressor on the transformed outcome Y (T - e) / (e (1 - e)) (Athey & Imbens 2015): |
 |    | the class transformation, generalised to arms of unequal size |
 
@@ -124,10 +126,16 @@ class UpliftLearner:
         raise NotImplementedError
 
     def _model(
-        self, key: str, kind: Kind, x: NDArray[np.float32], y: Floats, rounds_factor: int = 1
+        self,
+        key: str,
+        kind: Kind,
+        x: NDArray[np.float32],
+        y: Floats,
+        rounds_factor: int = 1,
+        weight: Floats | None = None,
     ) -> TreeModel:
         model = base_model(kind, self.seed + len(self.models_), rounds_factor * self.n_estimators)
-        model.fit(x, y.astype(int) if kind == "classifier" else y)
+        model.fit(x, y.astype(int) if kind == "classifier" else y, sample_weight=weight)
         self.models_[key] = model
         return model
 
@@ -232,6 +240,20 @@ class XLearner(UpliftLearner):
             self.terms_[a] = [Term(f"tau0_{a}", g), Term(f"tau1_{a}", 1.0 - g)]
 
 
+def _out_of_fold(
+    learner: UpliftLearner, x: NDArray[np.float32], y: Floats, fit_on: NDArray[np.bool_]
+) -> Floats:
+    """Each row's outcome predicted by a model fitted on the other fold's ``fit_on`` rows (two
+    folds): the nuisance models of DR and R, never scored on a row they learned from."""
+    out = np.zeros(len(y))
+    folds = KFold(n_splits=2, shuffle=True, random_state=learner.seed)
+    for train, test in folds.split(x):
+        rows = train[fit_on[train]]
+        model = base_model(learner.outcome, learner.seed, learner.n_estimators)
+        out[test] = model_output(model.fit(x[rows], y[rows]), x[test])
+    return out
+
+
 class DRLearner(UpliftLearner):
     name = "dr"
 
@@ -240,21 +262,31 @@ class DRLearner(UpliftLearner):
     ) -> None:
         for a in range(1, self.n_actions):
             rows = np.flatnonzero((treatment == a) | (treatment == 0))
-            xa, ta, ya = x[rows], (treatment[rows] == a).astype(float), y[rows]
+            xa, t, ya = x[rows], (treatment[rows] == a).astype(float), y[rows]
             e = _arm_share(treatment, propensity, a)
-            pseudo = np.zeros(rows.size)
-            for train, test in KFold(n_splits=2, shuffle=True, random_state=self.seed).split(xa):
-                treated, control = train[ta[train] == 1], train[ta[train] == 0]
-                m1 = base_model(self.outcome, self.seed, self.n_estimators).fit(
-                    xa[treated], ya[treated]
-                )
-                m0 = base_model(self.outcome, self.seed, self.n_estimators).fit(
-                    xa[control], ya[control]
-                )
-                p1, p0 = model_output(m1, xa[test]), model_output(m0, xa[test])
-                t, yy = ta[test], ya[test]
-                pseudo[test] = p1 - p0 + t * (yy - p1) / e - (1 - t) * (yy - p0) / (1 - e)
+            p1, p0 = _out_of_fold(self, xa, ya, t == 1), _out_of_fold(self, xa, ya, t == 0)
+            pseudo = p1 - p0 + t * (ya - p1) / e - (1 - t) * (ya - p0) / (1 - e)
             self._model(f"tau_{a}", "regressor", xa, pseudo)
+            self.terms_[a] = [Term(f"tau_{a}", 1.0)]
+
+
+class RLearner(UpliftLearner):
+    """Measured on the simulator (benchmarks/decision_quality, 40,000 customers): 0.58-0.62 of
+    the true-effect oracle against the pooled S-learner's 0.78-0.82. With a tenth of the
+    customers per action against half in control, the control rows' weight (t - e)^2 is
+    small and their residuals are divided by a small t - e: the target is noisy."""
+
+    name = "r"
+
+    def _fit(
+        self, x: NDArray[np.float32], treatment: NDArray[np.int64], y: Floats, propensity: Floats
+    ) -> None:
+        for a in range(1, self.n_actions):
+            rows = np.flatnonzero((treatment == a) | (treatment == 0))
+            xa, ya = x[rows], y[rows]
+            residual_t = (treatment[rows] == a) - _arm_share(treatment, propensity, a)
+            residual_y = ya - _out_of_fold(self, xa, ya, np.ones(rows.size, dtype=bool))
+            self._model(f"tau_{a}", "regressor", xa, residual_y / residual_t, weight=residual_t**2)
             self.terms_[a] = [Term(f"tau_{a}", 1.0)]
 
 
@@ -275,7 +307,15 @@ class ClassTransformation(UpliftLearner):
 
 LEARNERS: dict[str, type[UpliftLearner]] = {
     cls.name: cls
-    for cls in (SLearner, PooledSLearner, TLearner, XLearner, DRLearner, ClassTransformation)
+    for cls in (
+        SLearner,
+        PooledSLearner,
+        TLearner,
+        XLearner,
+        DRLearner,
+        RLearner,
+        ClassTransformation,
+    )
 }
 
 

@@ -188,7 +188,7 @@ def retrain(
         ),
     ] = Path("data/world"),
     learner: Annotated[
-        str, typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr or ct.")
+        str, typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr, r (R-learner) or ct.")
     ] = "sp",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
     margin: Annotated[
@@ -364,7 +364,7 @@ def campaign(
         str | None, typer.Option(help="Outcome column (default: the project's outcome).")
     ] = None,
     learner: Annotated[
-        str, typer.Option(help="Uplift learner: s, sp (pooled S), t, x, dr or ct.")
+        str, typer.Option(help="Uplift learner: s, sp (pooled S), t, x, dr, r (R-learner) or ct.")
     ] = "s",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
     robustness: Annotated[

@@ -134,7 +134,7 @@ def logging_model(registry: Registry, catalog: Catalog) -> BundleScorer:
 
 
 TRAINING_SOURCES = ("both", "log", "experiment")
-PROPENSITY_LEARNERS = ("dr", "ct")
+PROPENSITY_LEARNERS = ("dr", "r", "ct")
 
 
 def check_training_source(source: str, learner: str) -> None:

@@ -13,6 +13,7 @@ from feedback.campaign import analyze_campaign
 from ingest.importer import import_project
 from ingest.project import Project, load_project
 from model_export.experiment import load_campaign
+from model_export.learners import LEARNERS
 from policies.errors import SchemaError
 
 
@@ -46,7 +47,7 @@ def test_hillstrom_ate_is_the_difference_of_arm_means_and_the_womens_email_ranks
         assert abs(checks["placebo_treatment"]["effect"]) < 0.01
         assert abs(checks["random_common_cause"]["change"]) < 0.001
         assert abs(checks["data_subset"]["mean"] - checks["adjusted_ate"]) < 0.005
-    assert set(report["learners_qini"]) == {"sp", "s", "t", "x", "dr", "ct", "econml_causal_forest"}
+    assert set(report["learners_qini"]) == {*LEARNERS, "econml_causal_forest"}
     assert report["learners_qini"]["econml_causal_forest"]["womens_email"] > 0.02
 
 

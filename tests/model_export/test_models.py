@@ -187,3 +187,20 @@ def test_the_training_report_gives_three_ratios_on_held_out_customers(trained: T
         assert 0 < ceiling < headline <= 1.0, (budget, value)  # the oracle knows more
         assert value["vs_risk_sorted"] is not None and value["vs_risk_sorted"] > 1, value
         assert 0 <= value["harmful_share_of_treated"] < 0.5, value
+
+
+def test_the_r_learner_recovers_known_effects_of_either_sign() -> None:
+    rng = np.random.default_rng(0)
+    n = 20_000
+    x = rng.uniform(size=(n, 3)).astype(np.float32)
+    shares = np.array([0.5, 0.25, 0.25])
+    t = rng.choice(3, size=n, p=shares)
+    effect = np.column_stack([np.zeros(n), 0.3 * x[:, 0], -0.2 * x[:, 1]])
+    y = (rng.random(n) < 0.3 + effect[np.arange(n), t]).astype(np.float64)
+    learner = make_learner("r", 3, seed=0, n_estimators=SMALL).fit(x, t, y, shares[t])
+    uplift = learner.predict_uplift(x)
+    # Measured: correlation 0.82 and 0.78 with the true effects (DR 0.81 / 0.79, T 0.84 / 0.80
+    # on the same rows); a learner that lost the effect's shape scores about 0.
+    for a in (1, 2):
+        assert np.corrcoef(uplift[:, a], effect[:, a])[0, 1] > 0.7
+        assert uplift[:, a].mean() == pytest.approx(effect[:, a].mean(), abs=0.03)
