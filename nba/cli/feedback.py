@@ -188,7 +188,8 @@ def retrain(
         ),
     ] = Path("data/world"),
     learner: Annotated[
-        str, typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr, r (R-learner) or ct.")
+        str,
+        typer.Option(help="Uplift learner: sp (pooled S, the default), s, t, x, dr, r or ct."),
     ] = "sp",
     seed: Annotated[int, typer.Option(help="Random seed of the split and the models.")] = 0,
     margin: Annotated[

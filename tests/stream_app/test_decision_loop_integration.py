@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -291,6 +292,63 @@ def test_a_commit_failing_while_the_next_batch_is_decided_loses_and_repeats_noth
     assert len({a["action_id"] for a in published}) == len(published), "each trigger once"
     ledger = BudgetLedger(client, period, budget=20_000.0)
     assert ledger.spent() == pytest.approx(sum(a["cost"] for a in published)), "paid once"
+    client.close()
+
+
+class _SlowCommit:
+    """A real transactional producer whose every commit takes ``delay_s`` longer."""
+
+    def __init__(self, producer: Producer, delay_s: float) -> None:
+        self._producer = producer
+        self._delay_s = delay_s
+
+    def commit_transaction(self, *args: object) -> None:
+        time.sleep(self._delay_s)
+        self._producer.commit_transaction(*args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._producer, name)
+
+
+def test_what_arrives_while_a_small_batch_awaits_the_last_commit_joins_that_batch(
+    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+) -> None:
+    """A batch too small to be decided while the last one commits waits for that commit; the
+    events that arrive meanwhile are decided with it, not left for a batch of their own."""
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topics = {name: make_topic(name, partitions=1) for name in ("events", "actions", "dlq")}
+    world = build_world(WorldConfig(n_customers=400, seed=8))
+    lines = list(generate_events(world, days=0.5).json_lines(0, 15))
+    sender = kafka_clients.producer(settings)
+
+    def send(first: int, end: int) -> None:
+        for customer, payload in lines[first:end]:
+            sender.produce(topics["events"], key=customer.encode(), value=payload, headers=V1)
+        assert sender.flush(10) == 0
+
+    client = redis.Redis.from_url(redis_url)
+    period = f"test-{uuid.uuid4().hex}"
+    slow = RenewableProducer(
+        lambda: _SlowCommit(  # type: ignore[arg-type,return-value]
+            kafka_clients.transactional_producer(settings, f"t-{uuid.uuid4().hex}"), 1.5
+        )
+    )
+    loop = _loop(settings, topics, world, client, period, f"g-{period}", producer=slow)
+    send(0, 5)
+    assert _run_until(loop, 5).consumed == 5  # decided, then its commit awaited
+    send(5, 10)
+    time.sleep(0.3)  # fetched by the consumer
+    assert loop.run_once().consumed == 0  # these five decided; their commit (1.5 s) starts
+    send(10, 12)
+    time.sleep(0.3)
+    late = threading.Timer(0.3, send, [12, 15])
+    late.start()
+    # Two events, too few to overlap: the five's commit is awaited, and the three sent during
+    # that wait join the two.
+    assert loop.run_once().consumed == 5
+    late.join()
+    assert loop.run_once().consumed == 2 + 3
+    loop.close()
     client.close()
 
 
