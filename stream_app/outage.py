@@ -89,7 +89,7 @@ class OutageWaiter:
         async for attempt in AsyncRetrying(**self._policy(agent)):
             with attempt:
                 results.append(step())
-        self._recovered(agent, started)
+        self._recovered(agent, started, attempt.retry_state.attempt_number)
         return results[-1]
 
     def run(self, step: Callable[[], T], agent: str) -> T:
@@ -99,7 +99,7 @@ class OutageWaiter:
         for attempt in Retrying(**self._policy(agent)):
             with attempt:
                 results.append(step())
-        self._recovered(agent, started)
+        self._recovered(agent, started, attempt.retry_state.attempt_number)
         return results[-1]
 
     def _policy(self, agent: str) -> dict[str, Any]:
@@ -116,9 +116,10 @@ class OutageWaiter:
         return policy
 
     @staticmethod
-    def _recovered(agent: str, started: float) -> None:
+    def _recovered(agent: str, started: float, attempts: int) -> None:
+        # A step that was only slow (attempts == 1) had no outage to recover from.
         waited = time.monotonic() - started
-        if waited > 1.0:
+        if attempts > 1 and waited > 1.0:
             _LOG.warning(
                 "agent %s: dependencies answer again; the batch went through after %.1f s",
                 agent,
