@@ -56,6 +56,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -72,6 +73,7 @@ from confluent_kafka import (
 from stream_app.engine import BatchStats, DecisionEngine, LoopSettings, assemble
 from stream_app.engine.publisher import BatchRecord
 from stream_app.ledger import LedgerLost
+from stream_app.metrics import timed
 from stream_app.outage import OutageWaiter
 from stream_app.pipeline import RawMessage
 
@@ -87,6 +89,7 @@ __all__ = [
 _LOG = logging.getLogger("nba.worker")
 _TRANSACTION_CALL_S = 10.0  # one transactional call's wait; a timeout is retried as an outage
 _HUNG_GRACE_S = 5.0  # past its own timeout plus this, a call is taken for hung
+_SLOW_COMMIT_S = 1.0  # a commit slower than this is logged
 
 
 def raw_message(msg: Message) -> RawMessage:
@@ -139,6 +142,7 @@ class _Commit:
 
     done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
     step: str = "offsets"  # then "commit", then "record" (the after-commit writes)
+    seconds: dict[str, float] = field(default_factory=dict)  # offsets, commit: how long each took
 
 
 @dataclass
@@ -347,9 +351,13 @@ class DecisionLoop:
 
         def run() -> None:
             try:
-                producer.send_offsets_to_transaction(offsets, metadata, _TRANSACTION_CALL_S)
-                commit.step = "commit"
-                producer.commit_transaction(_TRANSACTION_CALL_S)
+                with timed(self.engine.metrics, "commit"):
+                    started = time.perf_counter()
+                    producer.send_offsets_to_transaction(offsets, metadata, _TRANSACTION_CALL_S)
+                    sent = time.perf_counter()
+                    commit.step = "commit"
+                    producer.commit_transaction(_TRANSACTION_CALL_S)
+                commit.seconds = {"offsets": sent - started, "commit": time.perf_counter() - sent}
                 # At once, not when the loop next looks: an HTTP request awaits these marks.
                 commit.step = "record"
                 self.engine.committed(batch.record)
@@ -396,6 +404,14 @@ class DecisionLoop:
                     raise
             self._fail(batch, exc)
             raise
+        if sum(commit.seconds.values()) > _SLOW_COMMIT_S:  # a stall's likeliest cause: say so
+            _LOG.warning(
+                "decide: a batch's transaction took %.1f s to commit (offsets %.2f s, commit "
+                "%.2f s): the broker was slow to answer",
+                sum(commit.seconds.values()),
+                commit.seconds["offsets"],
+                commit.seconds["commit"],
+            )
         self._recorded(batch)
 
     def _settle(self, batch: _Batch) -> None:

@@ -118,7 +118,7 @@ class DecisionEngine:
         self._state = state
         self._decider = decider
         self._publisher = publisher
-        self._metrics = metrics
+        self.metrics = metrics
         self._model_version = model_version or (lambda: settings.model_version)
         self._aggregates = aggregates
         self._annotate = annotate
@@ -141,8 +141,8 @@ class DecisionEngine:
         valid, rejected = self._intake.accept(raws)
         stats.invalid = len(rejected)
         if self._aggregates is not None and valid:
-            with timed(self._metrics, "aggregates"):
-                with counting_errors(self._metrics, "feature_store_or_model"):
+            with timed(self.metrics, "aggregates"):
+                with counting_errors(self.metrics, "feature_store_or_model"):
                     self._aggregates(valid)
         last = self._state.last_triggers({e.customer_id for _, e in valid})
         triggers = select_triggers(
@@ -224,7 +224,7 @@ class DecisionEngine:
                 a.model_copy(update={**note, "reasons": [*a.reasons, *note.get("reasons", [])]})
                 for a, note in zip(actions, notes, strict=True)
             ]
-        with timed(self._metrics, "ledger_and_publish"):
+        with timed(self.metrics, "ledger_and_publish"):
             capacity = self._decider.capacity.tolist()
             published = self._publisher.reserve_and_publish(fresh, actions, decisions, capacity)
         stats.decided += len(published)
@@ -236,8 +236,8 @@ class DecisionEngine:
 
     def _announce_versions(self) -> str:
         version = self._model_version()
-        if self._metrics is not None and version != self._announced:
-            self._metrics.versions.info(
+        if self.metrics is not None and version != self._announced:
+            self.metrics.versions.info(
                 {"model_version": version, "policy_version": self.policy.version}
             )
         self._announced = version
@@ -245,17 +245,17 @@ class DecisionEngine:
 
     def _report_state(self, ledger: LedgerState, lag: int | None) -> None:
         """Budget, capacity and consumer lag gauges, after each batch."""
-        if self._metrics is None:
+        if self.metrics is None:
             return
-        self._metrics.budget_spent.set(ledger.spent)
-        self._metrics.budget_remaining.set(max(self.ledger.budget - ledger.spent, 0.0))
-        self._metrics.budget_target.set(self._decider.pacing.target_spend(self._decider.elapsed()))
+        self.metrics.budget_spent.set(ledger.spent)
+        self.metrics.budget_remaining.set(max(self.ledger.budget - ledger.spent, 0.0))
+        self.metrics.budget_target.set(self._decider.pacing.target_spend(self._decider.elapsed()))
         left = self._decider.capacity_left(ledger)
         for index, name in enumerate(self.policy.catalog.names):
             if np.isfinite(left[index]):
-                self._metrics.capacity_left.labels(action=name).set(left[index])
+                self.metrics.capacity_left.labels(action=name).set(left[index])
         if lag is not None:
-            self._metrics.consumer_lag.set(lag)
+            self.metrics.consumer_lag.set(lag)
 
 
 def _committed_before(payload: bytes, committed: CommittedOffset) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 import uuid
@@ -311,10 +313,14 @@ class _SlowCommit:
 
 
 def test_what_arrives_while_a_small_batch_awaits_the_last_commit_joins_that_batch(
-    kafka_bootstrap: str, redis_url: str, make_topic: TopicFactory
+    kafka_bootstrap: str,
+    redis_url: str,
+    make_topic: TopicFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A batch too small to be decided while the last one commits waits for that commit; the
-    events that arrive meanwhile are decided with it, not left for a batch of their own."""
+    events that arrive meanwhile are decided with it, not left for a batch of their own. A slow
+    commit is logged with its steps' times."""
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     topics = {name: make_topic(name, partitions=1) for name in ("events", "actions", "dlq")}
     world = build_world(WorldConfig(n_customers=400, seed=8))
@@ -347,7 +353,11 @@ def test_what_arrives_while_a_small_batch_awaits_the_last_commit_joins_that_batc
     # that wait join the two.
     assert loop.run_once().consumed == 5
     late.join()
-    assert loop.run_once().consumed == 2 + 3
+    with caplog.at_level(logging.WARNING):
+        assert loop.run_once().consumed == 2 + 3
+    assert re.search(
+        r"transaction took 1\.\d s to commit \(offsets 0\.\d\d s, commit 1\.", caplog.text
+    )
     loop.close()
     client.close()
 

@@ -306,6 +306,7 @@ def test_prometheus_scrapes_the_worker_and_the_series_move(
             "nba_budget_spent_dollars",
             "sum(nba_decision_latency_seconds_count)",
             'sum(nba_step_seconds_count{step="score"})',
+            'sum(nba_step_seconds_count{step="commit"})',
             "nba_consumer_lag_messages",
             'min(nba_dependency_up{dependency="redis"})',
         ):
