@@ -82,6 +82,7 @@ __all__ = [
     "DecisionLoop",
     "LoopSettings",
     "RenewableProducer",
+    "Read",
     "next_batch",
     "raw_message",
 ]
@@ -113,7 +114,21 @@ def arrived(consumer: Consumer, size: int) -> list[Message]:
     return [m for m in messages if m.error() is None]
 
 
-def next_batch(consumer: Consumer, size: int, wait_s: float) -> list[Message]:
+@dataclass(frozen=True)
+class Read:
+    """A batch's records, and the consumer group's metadata as of the first of them.
+
+    The batch's offsets commit with that metadata: if a later read (of the rest of the batch)
+    met a rebalance, the metadata is stale and the broker refuses the offsets, so the batch is
+    aborted and its events are read again by their partitions' owner. With the metadata of
+    after that read, a partition handed to another worker meanwhile would be committed by both,
+    and its events decided by both."""
+
+    messages: list[Message]
+    group: Any  # confluent-kafka's ConsumerGroupMetadata
+
+
+def next_batch(consumer: Consumer, size: int, wait_s: float) -> Read:
     """What has arrived, up to ``size`` records, at once; when nothing has, the first record to
     arrive within ``wait_s`` and whatever came with it. Records carrying an error are left out.
 
@@ -122,11 +137,13 @@ def next_batch(consumer: Consumer, size: int, wait_s: float) -> list[Message]:
     for the whole wait. Under load, batches still grow by themselves: what arrives while a
     batch is decided and committed is the next batch."""
     messages = consumer.consume(size, 0)
+    group = consumer.consumer_group_metadata()
     if not messages:
         messages = consumer.consume(1, wait_s)
+        group = consumer.consumer_group_metadata()
         if messages and size > 1:
             messages += consumer.consume(size - 1, 0)
-    return [m for m in messages if m.error() is None]
+    return Read([m for m in messages if m.error() is None], group)
 
 
 class _Phase(enum.Enum):
@@ -148,6 +165,7 @@ class _Commit:
 @dataclass
 class _Batch:
     raws: list[RawMessage]
+    group: Any  # the consumer group's metadata as of the first read (see Read)
     phase: _Phase = _Phase.ABORTING
     stats: BatchStats = field(default_factory=BatchStats)
     record: BatchRecord = field(default_factory=BatchRecord)  # set once decided
@@ -272,16 +290,17 @@ class DecisionLoop:
         settings = self.engine.settings
         # With a commit in flight, no wait: nothing new means that commit is awaited now.
         wait_s = 0.0 if self._inflight is not None else settings.batch_wait_s
-        messages = next_batch(self._consumer, settings.batch_size, wait_s)
+        read = next_batch(self._consumer, settings.batch_size, wait_s)
+        messages = read.messages
         if messages:
-            batch = _Batch([raw_message(m) for m in messages])
+            batch = _Batch([raw_message(m) for m in messages], read.group)
             if self._inflight is not None and len(messages) < settings.overlap_min_events:
                 # Too small to pay for one more transaction (see the module doc); read again
                 # if that commit fails. What arrived while it was awaited joins the batch: it
                 # would otherwise wait a whole cycle, and pay a transaction of its own.
                 self._land(self._inflight, dropping=batch)
                 more = arrived(self._consumer, settings.batch_size - len(messages))
-                batch = _Batch(batch.raws + [raw_message(m) for m in more])
+                batch = _Batch(batch.raws + [raw_message(m) for m in more], read.group)
             self._decide(batch)
         else:
             if self._inflight is not None:
@@ -346,7 +365,7 @@ class DecisionLoop:
         past its timeout (see the module doc), and a hung call must not block the next one."""
         producer = self._producer.current
         offsets = [TopicPartition(t, p, offset) for (t, p), offset in batch.next_offsets().items()]
-        metadata = self._consumer.consumer_group_metadata()
+        metadata = batch.group  # as of the batch's first read (see Read)
         commit = batch.commit
 
         def run() -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 import redis
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from nba.replay import replay_events
 from policies.decide import PolicyConfig
@@ -467,3 +467,45 @@ def test_a_worker_restarted_mid_period_paces_on_the_period_curve(
         client.close()
     assert stats.consumed == 600 and stats.decided > 20
     assert (ledger.spent() > 10_000.0) == spends_more, ledger.spent()
+
+
+def test_offsets_read_before_a_rebalance_are_refused_after_it(
+    kafka_bootstrap: str, make_topic: TopicFactory
+) -> None:
+    """Why a batch commits with the group metadata of its first read (decision_loop.Read): a
+    second worker joins while the batch is read; the metadata of before the rebalance is
+    refused by the broker (the batch is aborted and read again by the partitions' owner),
+    whereas the metadata of after it would commit a partition the other worker now reads."""
+    settings = load_settings(kafka_bootstrap=kafka_bootstrap)
+    topic = make_topic("events", partitions=2)
+    sender = kafka_clients.producer(settings)
+    for partition in (0, 1):
+        sender.produce(topic, value=b"{}", partition=partition)
+    assert sender.flush(10) == 0
+    group = f"g-{uuid.uuid4().hex}"
+    first = kafka_clients.consumer(settings, group)
+    first.subscribe([topic])
+    read: list[Message] = []
+    deadline = time.monotonic() + 30
+    while not read and time.monotonic() < deadline:
+        read = first.consume(10, 0.2)
+    before = first.consumer_group_metadata()
+    second = kafka_clients.consumer(settings, group)
+    second.subscribe([topic])
+    while len(first.assignment()) != 1 and time.monotonic() < deadline:
+        second.consume(1, 0.1)  # both take part in the rebalance
+        first.consume(1, 0.1)
+    assert len(first.assignment()) == 1, "the rebalance gave each consumer one partition"
+    offsets = [TopicPartition(topic, m.partition(), m.offset() + 1) for m in read]
+    producer = kafka_clients.transactional_producer(settings, f"t-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    with pytest.raises(KafkaException) as refused:
+        producer.send_offsets_to_transaction(offsets, before, 10)
+    assert refused.value.args[0].txn_requires_abort(), refused.value
+    producer.abort_transaction(10)
+    producer.begin_transaction()
+    producer.send_offsets_to_transaction(offsets, first.consumer_group_metadata(), 10)
+    producer.commit_transaction(10)  # what the metadata of after the rebalance lets through
+    first.close()
+    second.close()

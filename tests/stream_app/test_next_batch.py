@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pytest
 from confluent_kafka import Consumer
 
 from stream_app.decision_loop import next_batch
@@ -38,9 +39,14 @@ class _Queue:
         taken, self.queued = self.queued[:n], self.queued[n:]
         return taken
 
+    def consumer_group_metadata(self) -> tuple[str, int]:
+        """Stands for the group's metadata after this many reads (a read may meet a
+        rebalance, which changes it)."""
+        return ("after reads", len(self.calls))
+
 
 def _batch(queue: _Queue, size: int = 500, wait_s: float = 0.05) -> list[int]:
-    taken: list[Any] = next_batch(cast(Consumer, queue), size, wait_s)
+    taken: list[Any] = next_batch(cast(Consumer, queue), size, wait_s).messages
     return [m.offset for m in taken]
 
 
@@ -71,3 +77,19 @@ def test_nothing_within_the_wait_is_an_empty_batch() -> None:
 def test_records_carrying_an_error_are_left_out() -> None:
     queue = _Queue([_Record(0), _Record(1, failed=True), _Record(2)])
     assert _batch(queue) == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("queued", "arriving", "reads"),
+    [([_Record(0), _Record(1)], [], 1), ([], [_Record(10), _Record(11)], 2)],
+    ids=["arrived", "waited for"],
+)
+def test_the_group_metadata_is_taken_as_of_the_first_record_read(
+    queued: list[_Record], arriving: list[_Record], reads: int
+) -> None:
+    """Not after the read that takes what came with the first record: a rebalance met there
+    must leave the batch's offsets commit stale (stream_app.decision_loop.Read)."""
+    queue = _Queue(queued, arriving)
+    read = next_batch(cast(Consumer, queue), 500, 0.05)
+    assert len(read.messages) == 2
+    assert read.group == ("after reads", reads)
