@@ -16,8 +16,11 @@ One batch, one transaction:
    ``RenewableProducer`` while the previous batch's commit runs;
 2. once that commit has landed, ``begin_transaction`` and the held records produced;
 3. in a helper thread, while the next batch is decided: ``send_offsets_to_transaction`` with
-   the next offset of each partition of the batch, ``commit_transaction``, then the engine
-   records what the commit made true (delivered marks, contacts).
+   the next offset of each partition of the batch and the consumer group's metadata as of the
+   batch's first read (``Read``: a rebalance met while the rest was read makes the broker
+   refuse the offsets, and the batch is read again by the partitions' owner),
+   ``commit_transaction``, then the engine records what the commit made true (delivered
+   marks, contacts).
 
 The batch decided meanwhile acts as if the commit succeeded: the committing batch's next
 offsets count as committed (a re-sent trigger of it publishes nothing) and its contacts as made
