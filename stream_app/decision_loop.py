@@ -16,11 +16,11 @@ One batch, one transaction:
    ``RenewableProducer`` while the previous batch's commit runs;
 2. once that commit has landed, ``begin_transaction`` and the held records produced;
 3. in a helper thread, while the next batch is decided: ``send_offsets_to_transaction`` with
-   the next offset of each partition of the batch and the consumer group's metadata as of the
-   batch's first read (``Read``: a rebalance met while the rest was read makes the broker
-   refuse the offsets, and the batch is read again by the partitions' owner),
-   ``commit_transaction``, then the engine records what the commit made true (delivered
-   marks, contacts).
+   the next offset of each partition of the batch and the consumer group's metadata
+   (``commit_group``: if a rebalance took a partition away while the batch was read, the
+   metadata of before it, which the broker refuses, and the batch is read again by the
+   partitions' owner), ``commit_transaction``, then the engine records what the commit made
+   true (delivered marks, contacts).
 
 The batch decided meanwhile acts as if the commit succeeded: the committing batch's next
 offsets count as committed (a re-sent trigger of it publishes nothing) and its contacts as made
@@ -86,6 +86,7 @@ __all__ = [
     "LoopSettings",
     "RenewableProducer",
     "Read",
+    "commit_group",
     "next_batch",
     "raw_message",
 ]
@@ -117,18 +118,33 @@ def arrived(consumer: Consumer, size: int) -> list[Message]:
     return [m for m in messages if m.error() is None]
 
 
+Partition = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class Read:
-    """A batch's records, and the consumer group's metadata as of the first of them.
-
-    The batch's offsets commit with that metadata: if a later read (of the rest of the batch)
-    met a rebalance, the metadata is stale and the broker refuses the offsets, so the batch is
-    aborted and its events are read again by their partitions' owner. With the metadata of
-    after that read, a partition handed to another worker meanwhile would be committed by both,
-    and its events decided by both."""
+    """A batch's records, with the partitions the consumer held before reading them and the
+    consumer group's metadata of then (``commit_group``)."""
 
     messages: list[Message]
+    held: frozenset[Partition]
     group: Any  # confluent-kafka's ConsumerGroupMetadata
+
+
+def _held(consumer: Consumer) -> frozenset[Partition]:
+    return frozenset((tp.topic, tp.partition) for tp in consumer.assignment())
+
+
+def commit_group(consumer: Consumer, read: Read) -> Any:
+    """The group metadata a batch's offsets commit with. If a read of the batch met a
+    rebalance that took a partition away, the metadata of before it, which the broker refuses
+    as stale: the batch is aborted and its events read again by their partitions' owner. With
+    today's metadata, a partition handed to another worker meanwhile would be committed by both,
+    and its events decided by both. Otherwise today's, so that a worker's first batch, or one
+    after a rebalance that left its partitions in place, commits."""
+    if read.held - _held(consumer):
+        return read.group
+    return consumer.consumer_group_metadata()
 
 
 def next_batch(consumer: Consumer, size: int, wait_s: float) -> Read:
@@ -139,14 +155,13 @@ def next_batch(consumer: Consumer, size: int, wait_s: float) -> Read:
     passed, so asking for a full batch with a wait would hold every record of a quiet stream
     for the whole wait. Under load, batches still grow by themselves: what arrives while a
     batch is decided and committed is the next batch."""
+    held, group = _held(consumer), consumer.consumer_group_metadata()
     messages = consumer.consume(size, 0)
-    group = consumer.consumer_group_metadata()
     if not messages:
         messages = consumer.consume(1, wait_s)
-        group = consumer.consumer_group_metadata()
         if messages and size > 1:
             messages += consumer.consume(size - 1, 0)
-    return Read([m for m in messages if m.error() is None], group)
+    return Read([m for m in messages if m.error() is None], held, group)
 
 
 class _Phase(enum.Enum):
@@ -168,7 +183,7 @@ class _Commit:
 @dataclass
 class _Batch:
     raws: list[RawMessage]
-    group: Any  # the consumer group's metadata as of the first read (see Read)
+    read: Read  # what the consumer held before the batch's first read (see commit_group)
     phase: _Phase = _Phase.ABORTING
     stats: BatchStats = field(default_factory=BatchStats)
     record: BatchRecord = field(default_factory=BatchRecord)  # set once decided
@@ -296,14 +311,14 @@ class DecisionLoop:
         read = next_batch(self._consumer, settings.batch_size, wait_s)
         messages = read.messages
         if messages:
-            batch = _Batch([raw_message(m) for m in messages], read.group)
+            batch = _Batch([raw_message(m) for m in messages], read)
             if self._inflight is not None and len(messages) < settings.overlap_min_events:
                 # Too small to pay for one more transaction (see the module doc); read again
                 # if that commit fails. What arrived while it was awaited joins the batch: it
                 # would otherwise wait a whole cycle, and pay a transaction of its own.
                 self._land(self._inflight, dropping=batch)
                 more = arrived(self._consumer, settings.batch_size - len(messages))
-                batch = _Batch(batch.raws + [raw_message(m) for m in more], read.group)
+                batch = _Batch(batch.raws + [raw_message(m) for m in more], read)
             self._decide(batch)
         else:
             if self._inflight is not None:
@@ -368,7 +383,7 @@ class DecisionLoop:
         past its timeout (see the module doc), and a hung call must not block the next one."""
         producer = self._producer.current
         offsets = [TopicPartition(t, p, offset) for (t, p), offset in batch.next_offsets().items()]
-        metadata = batch.group  # as of the batch's first read (see Read)
+        metadata = commit_group(self._consumer, batch.read)
         commit = batch.commit
 
         def run() -> None:

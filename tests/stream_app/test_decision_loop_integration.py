@@ -472,10 +472,10 @@ def test_a_worker_restarted_mid_period_paces_on_the_period_curve(
 def test_offsets_read_before_a_rebalance_are_refused_after_it(
     kafka_bootstrap: str, make_topic: TopicFactory
 ) -> None:
-    """Why a batch commits with the group metadata of its first read (decision_loop.Read): a
-    second worker joins while the batch is read; the metadata of before the rebalance is
-    refused by the broker (the batch is aborted and read again by the partitions' owner),
-    whereas the metadata of after it would commit a partition the other worker now reads."""
+    """What decision_loop.commit_group relies on: a second worker joins while a batch is read
+    and takes one of its partitions; the group metadata of before the rebalance is refused by
+    the broker (the batch is aborted and read again by the partitions' owner), whereas the
+    metadata of after it would commit a partition the other worker now reads."""
     settings = load_settings(kafka_bootstrap=kafka_bootstrap)
     topic = make_topic("events", partitions=2)
     sender = kafka_clients.producer(settings)

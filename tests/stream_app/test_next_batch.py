@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
-from stream_app.decision_loop import next_batch
+from stream_app.decision_loop import commit_group, next_batch
 
 
 @dataclass
@@ -31,6 +31,7 @@ class _Queue:
     queued: list[_Record]
     arriving: list[_Record] = field(default_factory=list)
     calls: list[tuple[int, float]] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=lambda: [0, 1])  # of topic "events"
 
     def consume(self, n: int, timeout: float) -> list[Any]:
         self.calls.append((n, timeout))
@@ -43,6 +44,9 @@ class _Queue:
         """Stands for the group's metadata after this many reads (a read may meet a
         rebalance, which changes it)."""
         return ("after reads", len(self.calls))
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("events", p) for p in self.partitions]
 
 
 def _batch(queue: _Queue, size: int = 500, wait_s: float = 0.05) -> list[int]:
@@ -79,17 +83,34 @@ def test_records_carrying_an_error_are_left_out() -> None:
     assert _batch(queue) == [0, 2]
 
 
-@pytest.mark.parametrize(
-    ("queued", "arriving", "reads"),
-    [([_Record(0), _Record(1)], [], 1), ([], [_Record(10), _Record(11)], 2)],
-    ids=["arrived", "waited for"],
-)
-def test_the_group_metadata_is_taken_as_of_the_first_record_read(
-    queued: list[_Record], arriving: list[_Record], reads: int
-) -> None:
-    """Not after the read that takes what came with the first record: a rebalance met there
-    must leave the batch's offsets commit stale (stream_app.decision_loop.Read)."""
-    queue = _Queue(queued, arriving)
+def test_the_partitions_held_and_the_group_metadata_are_taken_before_the_first_read() -> None:
+    queue = _Queue([], arriving=[_Record(10), _Record(11)])
     read = next_batch(cast(Consumer, queue), 500, 0.05)
-    assert len(read.messages) == 2
-    assert read.group == ("after reads", reads)
+    assert [m.offset for m in read.messages] == [10, 11]
+    assert read.held == {("events", 0), ("events", 1)}
+    assert read.group == ("after reads", 0)
+
+
+@pytest.mark.parametrize(
+    ("held_after", "expected"),
+    [
+        ([0, 1], ("after reads", 3)),  # nothing taken away: today's metadata
+        ([0, 1, 2], ("after reads", 3)),  # a partition given: today's
+        ([1], ("after reads", 0)),  # partition 0 taken away: the stale one, which is refused
+    ],
+    ids=["kept", "given", "taken away"],
+)
+def test_a_batch_commits_with_stale_metadata_if_a_partition_was_taken_away_meanwhile(
+    held_after: list[int], expected: tuple[str, int]
+) -> None:
+    queue = _Queue([], arriving=[_Record(10)])
+    read = next_batch(cast(Consumer, queue), 500, 0.05)
+    queue.partitions = held_after
+    assert commit_group(cast(Consumer, queue), read) == expected
+
+
+def test_a_first_batch_commits_with_todays_metadata() -> None:
+    queue = _Queue([_Record(0)], partitions=[])  # not yet in the group before the read
+    read = next_batch(cast(Consumer, queue), 500, 0.05)
+    queue.partitions = [0, 1]
+    assert commit_group(cast(Consumer, queue), read) == ("after reads", 1)
