@@ -441,10 +441,10 @@ class DecisionLoop:
                     raise
             self._fail(batch, exc)
             raise
-        if sum(commit.seconds.values()) > _SLOW_COMMIT_S:  # a stall's likeliest cause: say so
+        if sum(commit.seconds.values()) > _SLOW_COMMIT_S:  # so that a stall names its step
             _LOG.warning(
                 "decide: a batch's transaction took %.1f s to commit (offsets %.2f s, commit "
-                "%.2f s): the broker was slow to answer",
+                "%.2f s)",
                 sum(commit.seconds.values()),
                 commit.seconds["offsets"],
                 commit.seconds["commit"],
