@@ -84,6 +84,7 @@ __all__ = [
     "BatchStats",
     "DecisionLoop",
     "LoopSettings",
+    "Membership",
     "RenewableProducer",
     "Read",
     "commit_group",
@@ -122,29 +123,36 @@ Partition = tuple[str, int]
 
 
 @dataclass(frozen=True)
-class Read:
-    """A batch's records, with the partitions the consumer held before reading them and the
-    consumer group's metadata of then (``commit_group``)."""
+class Membership:
+    """The partitions a consumer holds and its group metadata, at one moment."""
 
-    messages: list[Message]
     held: frozenset[Partition]
     group: Any  # confluent-kafka's ConsumerGroupMetadata
 
+    @classmethod
+    def of(cls, consumer: Consumer) -> Membership:
+        held = frozenset((tp.topic, tp.partition) for tp in consumer.assignment())
+        return cls(held, consumer.consumer_group_metadata())
 
-def _held(consumer: Consumer) -> frozenset[Partition]:
-    return frozenset((tp.topic, tp.partition) for tp in consumer.assignment())
+
+@dataclass(frozen=True)
+class Read:
+    """A batch's records, and the consumer's membership before reading them
+    (``commit_group``)."""
+
+    messages: list[Message]
+    before: Membership
 
 
-def commit_group(consumer: Consumer, read: Read) -> Any:
+def commit_group(consumer: Consumer, before: Membership) -> Any:
     """The group metadata a batch's offsets commit with. If a read of the batch met a
     rebalance that took a partition away, the metadata of before it, which the broker refuses
     as stale: the batch is aborted and its events read again by their partitions' owner. With
     today's metadata, a partition handed to another worker meanwhile would be committed by both,
     and its events decided by both. Otherwise today's, so that a worker's first batch, or one
     after a rebalance that left its partitions in place, commits."""
-    if read.held - _held(consumer):
-        return read.group
-    return consumer.consumer_group_metadata()
+    now = Membership.of(consumer)
+    return before.group if before.held - now.held else now.group
 
 
 def next_batch(consumer: Consumer, size: int, wait_s: float) -> Read:
@@ -155,13 +163,13 @@ def next_batch(consumer: Consumer, size: int, wait_s: float) -> Read:
     passed, so asking for a full batch with a wait would hold every record of a quiet stream
     for the whole wait. Under load, batches still grow by themselves: what arrives while a
     batch is decided and committed is the next batch."""
-    held, group = _held(consumer), consumer.consumer_group_metadata()
+    before = Membership.of(consumer)
     messages = consumer.consume(size, 0)
     if not messages:
         messages = consumer.consume(1, wait_s)
         if messages and size > 1:
             messages += consumer.consume(size - 1, 0)
-    return Read([m for m in messages if m.error() is None], held, group)
+    return Read([m for m in messages if m.error() is None], before)
 
 
 class _Phase(enum.Enum):
@@ -183,7 +191,7 @@ class _Commit:
 @dataclass
 class _Batch:
     raws: list[RawMessage]
-    read: Read  # what the consumer held before the batch's first read (see commit_group)
+    before: Membership  # the consumer's, before the batch's first read (see commit_group)
     phase: _Phase = _Phase.ABORTING
     stats: BatchStats = field(default_factory=BatchStats)
     record: BatchRecord = field(default_factory=BatchRecord)  # set once decided
@@ -311,14 +319,14 @@ class DecisionLoop:
         read = next_batch(self._consumer, settings.batch_size, wait_s)
         messages = read.messages
         if messages:
-            batch = _Batch([raw_message(m) for m in messages], read)
+            batch = _Batch([raw_message(m) for m in messages], read.before)
             if self._inflight is not None and len(messages) < settings.overlap_min_events:
                 # Too small to pay for one more transaction (see the module doc); read again
                 # if that commit fails. What arrived while it was awaited joins the batch: it
                 # would otherwise wait a whole cycle, and pay a transaction of its own.
                 self._land(self._inflight, dropping=batch)
                 more = arrived(self._consumer, settings.batch_size - len(messages))
-                batch = _Batch(batch.raws + [raw_message(m) for m in more], read)
+                batch = _Batch(batch.raws + [raw_message(m) for m in more], read.before)
             self._decide(batch)
         else:
             if self._inflight is not None:
@@ -383,7 +391,7 @@ class DecisionLoop:
         past its timeout (see the module doc), and a hung call must not block the next one."""
         producer = self._producer.current
         offsets = [TopicPartition(t, p, offset) for (t, p), offset in batch.next_offsets().items()]
-        metadata = commit_group(self._consumer, batch.read)
+        metadata = commit_group(self._consumer, batch.before)
         commit = batch.commit
 
         def run() -> None:

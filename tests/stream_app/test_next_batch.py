@@ -87,8 +87,8 @@ def test_the_partitions_held_and_the_group_metadata_are_taken_before_the_first_r
     queue = _Queue([], arriving=[_Record(10), _Record(11)])
     read = next_batch(cast(Consumer, queue), 500, 0.05)
     assert [m.offset for m in read.messages] == [10, 11]
-    assert read.held == {("events", 0), ("events", 1)}
-    assert read.group == ("after reads", 0)
+    assert read.before.held == {("events", 0), ("events", 1)}
+    assert read.before.group == ("after reads", 0)
 
 
 @pytest.mark.parametrize(
@@ -106,11 +106,11 @@ def test_a_batch_commits_with_stale_metadata_if_a_partition_was_taken_away_meanw
     queue = _Queue([], arriving=[_Record(10)])
     read = next_batch(cast(Consumer, queue), 500, 0.05)
     queue.partitions = held_after
-    assert commit_group(cast(Consumer, queue), read) == expected
+    assert commit_group(cast(Consumer, queue), read.before) == expected
 
 
 def test_a_first_batch_commits_with_todays_metadata() -> None:
     queue = _Queue([_Record(0)], partitions=[])  # not yet in the group before the read
     read = next_batch(cast(Consumer, queue), 500, 0.05)
     queue.partitions = [0, 1]
-    assert commit_group(cast(Consumer, queue), read) == ("after reads", 1)
+    assert commit_group(cast(Consumer, queue), read.before) == ("after reads", 1)
